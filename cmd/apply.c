@@ -1,0 +1,15 @@
+/* cmd/apply.c: kmsctl apply. */
+#include "cmd/cmd.h"
+
+int cmd_apply(int argc, char **argv)
+{
+    struct cmd_opts opts;
+    int ret = cmd_parse_opts(&opts, argc, argv);
+
+    if (ret == 0)
+        ret = cmd_not_available("apply");
+    else if (ret < 0)
+        ret = KC_EXIT_OK;
+    cmd_opts_release(&opts);
+    return ret;
+}

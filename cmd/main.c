@@ -1,0 +1,113 @@
+/* cmd/main.c: kmsctl's entry point, dispatching to one file per verb. */
+#include "cmd/cmd.h"
+
+#include <curl/curl.h>
+
+struct cmd_entry {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct cmd_entry commands[] = {
+    { "validate", cmd_validate, "check a manifest against the schema" },
+    { "plan", cmd_plan, "show what apply would change, field by field" },
+    { "apply", cmd_apply, "make the world match the manifest" },
+    { "destroy", cmd_destroy, "take everything down, in reverse order" },
+    { "drift", cmd_drift, "compare the world with the manifest (for cron)" },
+    { "output", cmd_output, "print outputs recorded in the state" },
+    { "graph", cmd_graph, "print the resource graph as Graphviz DOT" },
+    { "state", cmd_state, "list, show, remove records; unlock" },
+    { "logs", cmd_logs, "serial console output of a KMS VM" },
+    { "render", cmd_render, "write a KMS VM's disk contents to a folder" },
+    { "version", cmd_version, "print the version" },
+    { NULL, NULL, NULL },
+};
+
+void cmd_usage(FILE *out, const char *verb)
+{
+    if (!verb) {
+        fprintf(out, "usage: kmsctl [--version] [--help] VERB [options]\n\n"
+                     "Verbs:\n");
+        for (size_t i = 0; commands[i].name; i++)
+            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    } else {
+        const char *summary = "";
+
+        for (size_t i = 0; commands[i].name; i++)
+            if (strcmp(commands[i].name, verb) == 0)
+                summary = commands[i].summary;
+        fprintf(out, "usage: kmsctl %s [options]%s\n  %s\n", verb,
+                strcmp(verb, "render") == 0   ? " KMS_VM --out DIR"
+                : strcmp(verb, "logs") == 0   ? " KMS_VM [--follow]"
+                : strcmp(verb, "state") == 0  ? " list|show ADDR|rm ADDR|unlock"
+                : strcmp(verb, "output") == 0 ? " [NAME]"
+                : strcmp(verb, "apply") == 0  ? " [PLANFILE]"
+                                              : "",
+                summary);
+    }
+    fprintf(out,
+            "\nGlobal options:\n"
+            "  -f, --file FILE          manifest (default ./kmsctl.yaml)\n"
+            "      --state PATH         state file (default "
+            ".kmsctl/<name>.state.json beside the manifest)\n"
+            "      --json               machine-readable output\n"
+            "      --no-color           no colour (also when NO_COLOR is set "
+            "or stdout is not a TTY)\n"
+            "  -v                       more output (repeatable)\n"
+            "      --debug              trace HTTP requests, secrets redacted\n"
+            "      --lock-timeout DUR   wait for the state lock (default 0)\n"
+            "      --parallelism N      resources at once (default 10)\n"
+            "      --target ADDRESS     limit to ADDRESS and its dependencies\n"
+            "      --auto-approve       apply/destroy without asking\n"
+            "      --detailed-exitcode  plan: exit 2 when changes are pending\n"
+            "      --out FILE           plan: save the plan; render: folder\n"
+            "      --prom FILE          drift: write a Prometheus textfile\n"
+            "      --set KEY=VALUE      render: supply an unknown value\n"
+            "      --allow-identity-loss ADDRESS\n"
+            "                           consent to replacing/destroying a KMS "
+            "VM\n"
+            "      --allow-literal-secrets\n"
+            "                           accept literal secrets in the "
+            "manifest\n"
+            "  -h, --help               this text\n"
+            "      --version            print the version\n"
+            "\nExit codes:\n"
+            "  0    success; drift: in sync\n"
+            "  1    error\n"
+            "  2    plan --detailed-exitcode: changes pending; drift: the "
+            "world changed outside kmsctl\n"
+            "  3    the state lock is held by another process\n"
+            "  4    drift: only manifest changes not applied yet\n"
+            "  130  interrupted\n");
+}
+
+int main(int argc, char **argv)
+{
+    int ret;
+
+    if (argc < 2) {
+        cmd_usage(stderr, NULL);
+        return KC_EXIT_ERROR;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        cmd_usage(stdout, NULL);
+        return KC_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0)
+        return cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; commands[i].name; i++) {
+        if (strcmp(commands[i].name, argv[1]) != 0)
+            continue;
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            fprintf(stderr, "error: cannot initialise libcurl\n");
+            return KC_EXIT_ERROR;
+        }
+        ret = commands[i].fn(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return ret;
+    }
+    fprintf(stderr, "error: unknown verb '%s' (see kmsctl --help)\n", argv[1]);
+    return KC_EXIT_ERROR;
+}

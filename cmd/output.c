@@ -1,0 +1,15 @@
+/* cmd/output.c: kmsctl output. */
+#include "cmd/cmd.h"
+
+int cmd_output(int argc, char **argv)
+{
+    struct cmd_opts opts;
+    int ret = cmd_parse_opts(&opts, argc, argv);
+
+    if (ret == 0)
+        ret = cmd_not_available("output");
+    else if (ret < 0)
+        ret = KC_EXIT_OK;
+    cmd_opts_release(&opts);
+    return ret;
+}
