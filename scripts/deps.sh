@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(
-    build-essential cmake pkg-config git ca-certificates
+    build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev libssl-dev
     libcriterion-dev libsecp256k1-dev libxml2-dev libarchive-dev zlib1g-dev
     libmicrohttpd-dev
