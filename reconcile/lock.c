@@ -83,7 +83,7 @@ out:
 static char *describe(const struct holder *h)
 {
     if (h->empty)
-        return kc_xstrdup("another process (its record is not written yet)");
+        return kc_xstrdup("another process (no holder record yet)");
     if (!h->readable)
         return kc_xstrdup("a process whose record cannot be read");
     return kc_xasprintf("pid %ld on host %s since %s (%s)", h->pid,

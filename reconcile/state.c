@@ -654,6 +654,29 @@ static void refuse_broken(struct kc_err *err, const char *path)
     free(bak);
 }
 
+int kc_state_default_path(const char *manifest_path, const char *name,
+                          char **out, struct kc_err *err)
+{
+    char *dir;
+
+    *out = NULL;
+    if (!name || !name[0] || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0 || strlen(name) > 200 || strchr(name, '/'))
+        return kc_err_set(err, KC_EINVAL,
+                          "deployment name '%.64s' cannot name a state file: "
+                          "use --state PATH",
+                          name ? name : "");
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return kc_err_set(err, KC_EINVAL,
+                              "deployment name holds a control character: "
+                              "use --state PATH");
+    dir = kc_file_dirname(manifest_path);
+    *out = kc_xasprintf("%s/.kmsctl/%s.state.json", dir, name);
+    free(dir);
+    return 0;
+}
+
 int kc_state_load(const char *path, struct kc_state **out, struct kc_err *err)
 {
     struct kc_state *st = NULL;
@@ -1064,9 +1087,9 @@ static int keep_backup(const char *path, struct kc_err *err)
         goto out;
     }
     if (link(path, tmp) == 0) {
-        if (rename(tmp, bak) < 0) {
-            ret = kc_err_from_errno(err, errno, "cannot rename '%s' to '%s'",
-                                    tmp, bak);
+        /* The old inode may predate mode 0600 (a file made by hand). */
+        if (chmod(tmp, 0600) < 0 || rename(tmp, bak) < 0) {
+            ret = kc_err_from_errno(err, errno, "cannot make backup '%s'", bak);
             unlink(tmp);
         }
         goto out;

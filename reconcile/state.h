@@ -75,6 +75,13 @@ struct kc_state_intent {
     const struct kc_value *data; /* a map: nonce, address, ClientToken... */
 };
 
+/* The default state path of deployment NAME whose manifest is at
+ * MANIFEST_PATH: ".kmsctl/<NAME>.state.json" in the manifest's folder, into
+ * *OUT (caller frees). KC_EINVAL when NAME cannot be a file name (empty,
+ * "." or "..", a '/', a control character, over 200 bytes). */
+int kc_state_default_path(const char *manifest_path, const char *name,
+                          char **out, struct kc_err *err);
+
 /* Loads the state at PATH into *OUT (caller frees with kc_state_free). A
  * missing file gives a new empty state: fresh lineage and salt, serial 0, no
  * deployment, not written until kc_state_write(). Refused with KC_ESTATE: a

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# tests/e2e/state_cli.sh: kmsctl state list|show|rm|unlock on a state file
+# written by hand, with live and stale locks. Needs $KMSCTL.
+set -euo pipefail
+
+: "${KMSCTL:?KMSCTL must name the kmsctl binary}"
+dir=$(mktemp -d)
+holder=
+cleanup() {
+    [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# run EXPECTED_RC CMD...: runs CMD, keeps stdout in $out and stderr in $errout.
+run() {
+    local want=$1 rc=0
+    shift
+    out=$("$@" 2>"$dir/stderr") || rc=$?
+    errout=$(cat "$dir/stderr")
+    [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $errout"
+}
+
+st="$dir/s.json"
+cat >"$st" <<'JSON'
+{"format_version": 1, "lineage": "0b5e7c9e-58a3-4a1f-9d2c-3f1e2d4c5b6a",
+ "serial": 4, "deployment": "demo", "salt": "00112233445566778899aabbccddeeff",
+ "resources": {
+  "gcp.firewall.kms-12001": {"kind": "gcp.firewall", "provider_id": null,
+    "attrs": {"ports": [12001]}, "inputs_digest": null, "outputs": {},
+    "dependencies": [], "updated_at": "2026-01-01T00:00:00Z"},
+  "chain.kms": {"kind": "chain.contract", "provider_id": "0xabc",
+    "attrs": {"owner": "0xdef"}, "inputs_digest": "sha256:1",
+    "outputs": {"address": "0xabc"}, "dependencies": ["gcp.firewall.kms-12001"],
+    "updated_at": "2026-01-01T00:00:00Z"}},
+ "intents": {"chain.kms": {"op": "deploy", "created_at": "2026-01-01T00:00:00Z",
+   "data": {"nonce": 3}}},
+ "generated": {}}
+JSON
+
+run 0 "$KMSCTL" state list --state "$st"
+[ "$out" = $'chain.kms\ngcp.firewall.kms-12001' ] || fail "list: $out"
+run 0 "$KMSCTL" state list --json --state "$st"
+[ "$(echo "$out" | tr -d ' \n')" = '["chain.kms","gcp.firewall.kms-12001"]' ] ||
+    fail "list --json: $out"
+run 0 "$KMSCTL" state show chain.kms --state "$st"
+echo "$out" | grep -q '"provider_id": "0xabc"' || fail "show: $out"
+echo "$out" | grep -q '"gcp.firewall.kms-12001"' || fail "show deps: $out"
+run 1 "$KMSCTL" state show nope --state "$st"
+echo "$errout" | grep -q "no record for 'nope'" || fail "show nope: $errout"
+run 1 "$KMSCTL" state rm chain.kms nope --state "$st"
+echo "$errout" | grep -q "nothing removed" || fail "rm nope: $errout"
+run 1 "$KMSCTL" state frobnicate --state "$st"
+
+# rm takes the lock, removes the record and its intent, keeps a backup.
+run 0 "$KMSCTL" state rm chain.kms --state "$st"
+[ "$out" = "removed chain.kms" ] || fail "rm: $out"
+run 0 "$KMSCTL" state list --state "$st"
+[ "$out" = "gcp.firewall.kms-12001" ] || fail "list after rm: $out"
+grep -q '"serial": 5' "$st" || fail "serial not incremented"
+grep -q '"intents": {' "$st" && ! grep -q '"deploy"' "$st" || fail "intent kept"
+grep -q '"serial": 4' "$st.backup" || fail "no backup of serial 4"
+[ "$(stat -c %a "$st")" = 600 ] || fail "mode $(stat -c %a "$st")"
+[ -s "$st.lock" ] && fail "lock record left after rm"
+
+# A live holder: rm exits 3, unlock refuses (exit 3).
+# The holder is the sleep itself (exec), so killing it frees the lock.
+(
+    exec 9>>"$st.lock"
+    flock -n 9
+    exec sleep 30
+) &
+holder=$!
+for _ in $(seq 50); do
+    flock -n "$st.lock" true 2>/dev/null || break
+    sleep 0.1
+done
+run 3 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
+echo "$errout" | grep -q "is locked by" || fail "rm locked: $errout"
+run 3 "$KMSCTL" state unlock --state "$st"
+echo "$errout" | grep -q "live process" || fail "unlock live: $errout"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+holder=
+
+# A stale record of a dead process: rm exits 3 naming it, unlock clears it.
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
+printf '{"pid":%d,"host":"%s","started_at":"2026-01-01T00:00:00Z","command":"kmsctl apply"}' \
+    "$dead" "$(hostname)" >"$st.lock"
+run 3 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
+echo "$errout" | grep -q "stale lock left by pid $dead (dead)" ||
+    fail "stale: $errout"
+run 0 "$KMSCTL" state unlock --state "$st"
+echo "$out" | grep -q "cleared the stale lock of pid $dead" || fail "unlock: $out"
+run 0 "$KMSCTL" state unlock --state "$st"
+echo "$out" | grep -q "is not locked" || fail "unlock again: $out"
+run 0 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
+
+# A broken state is refused and left as it is.
+printf '{"format_version": 1, "lin' >"$st"
+run 1 "$KMSCTL" state list --state "$st"
+echo "$errout" | grep -q "restore the previous version from '$st.backup'" ||
+    fail "broken: $errout"
+[ "$(cat "$st")" = '{"format_version": 1, "lin' ] || fail "broken state changed"
+run 1 "$KMSCTL" state rm x --state "$st"
+[ "$(cat "$st")" = '{"format_version": 1, "lin' ] || fail "broken state changed"
+echo "ok"
