@@ -583,8 +583,12 @@ static int state_from_json(struct kc_state *st, struct json_object *root,
     if (!is_hex(st->salt, 32, 128))
         return bad(err, "salt", "expected 32 to 128 lower-case hex digits");
     v = member(root, "serial");
-    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-        return bad(err, "serial", "expected an integer from 0");
+    /* Bounded so that +1 never overflows and every reader of JSON gets the
+     * exact number. */
+    if (!json_object_is_type(v, json_type_int) ||
+        json_object_get_int64(v) < 0 ||
+        json_object_get_int64(v) > ((int64_t)1 << 53))
+        return bad(err, "serial", "expected an integer from 0 to 2^53");
     st->serial = json_object_get_int64(v);
     ret = get_string(root, "$", "deployment", true, &st->deployment, err);
     if (ret < 0)

@@ -410,7 +410,13 @@ Test(state, invalid_members_are_refused_with_their_path)
           "\"0b5e7c9e-58a3-4a1f-9d2c-3f1e2d4c5b6a\",\"serial\":-1,"
           "\"deployment\":null,\"salt\":\"00112233445566778899aabbccddeeff\","
           "\"resources\":{},\"intents\":{},\"generated\":{}}",
-          "serial: expected an integer from 0" },
+          "serial: expected an integer from 0 to 2^53" },
+        { "{\"format_version\":1,\"lineage\":"
+          "\"0b5e7c9e-58a3-4a1f-9d2c-3f1e2d4c5b6a\",\"serial\":"
+          "9223372036854775807,"
+          "\"deployment\":null,\"salt\":\"00112233445566778899aabbccddeeff\","
+          "\"resources\":{},\"intents\":{},\"generated\":{}}",
+          "serial: expected an integer from 0 to 2^53" },
         { "{\"format_version\":1,\"lineage\":"
           "\"0b5e7c9e-58a3-4a1f-9d2c-3f1e2d4c5b6a\",\"serial\":0,"
           "\"deployment\":null,\"salt\":\"00112233445566778899aabbccddeeff\","
