@@ -2,6 +2,7 @@
 #include "reconcile/state.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sys/stat.h>
@@ -1092,10 +1093,11 @@ static int keep_backup(const char *path, struct kc_err *err)
     }
     if (link(path, tmp) == 0) {
         /* The old inode may predate mode 0600 (a file made by hand). */
-        if (chmod(tmp, 0600) < 0 || rename(tmp, bak) < 0) {
+        if (chmod(tmp, 0600) < 0 || rename(tmp, bak) < 0)
             ret = kc_err_from_errno(err, errno, "cannot make backup '%s'", bak);
-            unlink(tmp);
-        }
+        /* rename() does nothing when both names are links to one inode (a
+         * writer killed after its backup, before its rename): TMP is left. */
+        (void)unlink(tmp);
         goto out;
     }
     if (errno == ENOENT)
@@ -1116,6 +1118,32 @@ out:
     return ret;
 }
 
+/* Removes the temp files of writes that were killed before their rename
+ * ("<state>.tmp.XXXXXX", "<state>.backup.tmp.PID"). Only a writer holding
+ * the lock calls this, so none of them belongs to a live write. Best effort:
+ * a leftover costs disk space, never correctness. */
+static void remove_leftovers(const char *dir, const char *path)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        const char *rest = e->d_name + blen;
+
+        if (strncmp(e->d_name, base, blen) != 0 ||
+            (strncmp(rest, ".tmp.", 5) != 0 &&
+             strncmp(rest, ".backup.tmp.", 12) != 0))
+            continue;
+        /* A leftover that cannot be removed is left for the next write. */
+        (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 static int write_file(const char *path, const char *text, size_t len,
                       struct kc_err *err)
 {
@@ -1123,8 +1151,10 @@ static int write_file(const char *path, const char *text, size_t len,
     int ret;
 
     ret = kc_file_mkdirs(dir, 0700, err);
-    if (ret == 0)
+    if (ret == 0) {
+        remove_leftovers(dir, path);
         ret = keep_backup(path, err);
+    }
     if (ret == 0)
         ret = kc_file_write_atomic(path, text, len, 0600, err);
     if (ret < 0)

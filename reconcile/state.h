@@ -26,8 +26,10 @@
  * 0700 where missing; before the rename the version on disk becomes
  * "<state>.backup" through a hard link (a copy where links are not
  * supported), itself put in place by rename, so the backup is always a
- * complete file. A file that fails to parse or to validate is never
- * overwritten: loading it fails, naming the file and the backup.
+ * complete file. Temp files left by writes that were killed are removed by
+ * the next write (writers hold the lock). A file that fails to parse or to
+ * validate is never overwritten: loading it fails, naming the file and the
+ * backup.
  *
  * Writes block (fsync): kc_state_write() is for the CLI before or after the
  * loop; on the loop use kc_state_write_async(). Serialise access to one file

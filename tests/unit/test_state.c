@@ -2,6 +2,7 @@
  * atomic writes under SIGKILL, async writes with coalescing. */
 #include "reconcile/state.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -499,6 +500,21 @@ static int64_t check_version(const char *path)
     return n;
 }
 
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    cr_assert_not_null(d);
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            n++;
+        }
+    closedir(d);
+    return n;
+}
+
 static KC_NORETURN void writer_child(const char *path, int ready)
 {
     struct kc_state *st = NULL;
@@ -553,6 +569,12 @@ Test(state, killed_writer_leaves_old_or_new_never_torn, .timeout = 300)
             cr_assert_leq(nb, n, "seed %u run %d: backup newer", seed, i);
             cr_assert_geq(nb, n - 1, "seed %u run %d: backup too old", seed, i);
         }
+        /* The next write removes what the killed one left behind. */
+        st = load_ok(path);
+        write_ok(st);
+        kc_state_free(st);
+        cr_assert_eq(count_entries(dir), 2, "seed %u run %d: leftovers", seed,
+                     i);
         state_test_rmtree(dir);
         free(dir);
         free(path);
