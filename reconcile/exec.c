@@ -425,7 +425,8 @@ static int eval_desired(struct kc_engine *eng, struct kc_plan_item *it,
             ret = resolve(&ctx, ref, &v, err);
             free(ref);
         } else if (a->node && eng->eval_node) {
-            ret = eng->eval_node(a->node, resolve, &ctx, &v, err);
+            ret =
+                eng->eval_node(eng->eval_data, a->node, resolve, &ctx, &v, err);
         } else {
             ret =
                 kc_err_set(err, KC_ENOTSUP, "no evaluator for manifest values");

@@ -1,6 +1,7 @@
 /* tests/unit/helpers/fake_provider.c: the "fake" provider (see the header). */
 #include "tests/unit/helpers/fake_provider.h"
 
+#include "reconcile/expand.h"
 #include "reconcile/file.h"
 #include "reconcile/json.h"
 
@@ -484,3 +485,61 @@ const struct kc_provider_type kc_provider_fake = {
     .init = fake_init,
     .cleanup = fake_cleanup,
 };
+
+/* The `fake:` manifest section (test executables only): NAME: {kind: thing,
+ * FIELD: VALUE..., ref_from: ADDRESS.OUTPUT, after: [ADDRESS...]}. */
+int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
+                           struct kc_err *err)
+{
+    if (section->type != KC_NODE_MAP)
+        return kc_err_set(err, KC_EINVAL, "%s:%d:%d: fake: expected a map",
+                          section->pos.file, section->pos.line,
+                          section->pos.col);
+    for (size_t i = 0; i < section->n; i++) {
+        const struct kc_node *name = section->pairs[i].key;
+        const struct kc_node *body = section->pairs[i].val;
+        const struct kc_node *kind = kc_node_get(body, "kind");
+        struct kc_resource *res;
+        char *k;
+        int ret;
+
+        if (body->type != KC_NODE_MAP)
+            return kc_err_set(
+                err, KC_EINVAL, "%s:%d:%d: fake.%s: expected a map",
+                body->pos.file, body->pos.line, body->pos.col, name->str);
+        k = kc_xasprintf("fake.%s", kind ? kind->str : "thing");
+        ret = kc_expand_add(ex, k, name->str, body, &res, err);
+        free(k);
+        if (ret < 0)
+            return ret;
+        for (size_t f = 0; f < body->n; f++) {
+            const char *key = body->pairs[f].key->str;
+            const struct kc_node *val = body->pairs[f].val;
+
+            if (strcmp(key, "kind") == 0)
+                continue;
+            if (strcmp(key, "after") == 0) {
+                for (size_t d = 0; d < val->n; d++)
+                    kc_expand_depends_on(res, val->items[d]->str);
+            } else if (strcmp(key, "ref_from") == 0) {
+                const char *dot = strrchr(val->str, '.');
+                char *addr;
+
+                if (!dot)
+                    return kc_err_set(err, KC_EINVAL,
+                                      "%s:%d:%d: ref_from: expected "
+                                      "ADDRESS.OUTPUT",
+                                      val->pos.file, val->pos.line,
+                                      val->pos.col);
+                addr = kc_xstrndup(val->str, (size_t)(dot - val->str));
+                kc_expand_set_ref(res, "ref", addr, dot + 1);
+                free(addr);
+            } else {
+                ret = kc_expand_set_node(ex, res, key, val, err);
+                if (ret < 0)
+                    return ret;
+            }
+        }
+    }
+    return 0;
+}

@@ -30,7 +30,15 @@
 
 #include <json-c/json.h>
 
+#include "reconcile/expand.h"
+
 extern const struct kc_provider_type kc_provider_fake;
+
+/* The `fake:` manifest section, found by reconcile/expand.c through a weak
+ * symbol: NAME: {kind: thing|frozen|identity|contract|data, FIELD: VALUE...,
+ * ref_from: ADDRESS.OUTPUT (sets field ref, late bound), after: [ADDRESS]}. */
+int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
+                           struct kc_err *err);
 
 /* Creates an empty world file at PATH. */
 void fake_world_init(const char *path);
