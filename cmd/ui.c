@@ -403,6 +403,7 @@ static void on_event(void *data, const struct kc_event *ev)
         }
     }
     live_draw(s);
+    fflush(stdout);
 }
 
 static void on_engine_done(struct kc_engine *eng, int status)
