@@ -109,6 +109,24 @@ static int port_of(const struct kc_node *n, int def)
     return n ? 0 : def;
 }
 
+/* The key of MAP closest to NAME, if close enough to suggest. */
+static const char *closest_key(const struct kc_node *map, const char *name)
+{
+    const char *best = NULL;
+    size_t bestd = 3;
+
+    for (size_t i = 0; is_map(map) && i < map->n; i++) {
+        const char *k = map->pairs[i].key->str;
+        size_t d = kc_schema_edit_distance(name, k);
+
+        if (d < bestd && d * 3 <= strlen(k)) {
+            best = k;
+            bestd = d;
+        }
+    }
+    return best;
+}
+
 /* ---- secrets ---------------------------------------------------------- */
 
 /* The dotted path of WANT inside ROOT, appended to PATH. */
@@ -171,7 +189,7 @@ static bool all_zero_hash(const char *s)
 
 /* A comparable key for a hash source ("hash:0xab…", "image:NAME",
  * "nitro:PATH"), or NULL. Caller frees. */
-static char *hash_key(const struct kc_node *item)
+static char *hash_key(const struct kc_node *item, bool fold)
 {
     const char *h = NULL;
 
@@ -188,7 +206,7 @@ static char *hash_key(const struct kc_node *item)
     {
         char *k = kc_xasprintf("hash:%s", h);
 
-        for (char *p = k; *p; p++)
+        for (char *p = k; fold && *p; p++)
             *p = (char)tolower((unsigned char)*p);
         return k;
     }
@@ -213,15 +231,17 @@ static void check_hash_list(struct chk *c, const struct kc_node *list,
                    "the PCRs of a debug-mode enclave); write {hash: %s, "
                    "allow_zero: true} if you really mean it",
                    is_scalar(it) ? "0x00..." : "0x00...");
-        keys[i] = hash_key(it);
+        keys[i] = hash_key(it, true);
         for (size_t j = 0; keys[i] && j < i; j++) {
             if (keys[j] && strcmp(keys[i], keys[j]) == 0) {
                 const struct kc_node *first = list->items[j];
+                char *a = hash_key(it, false), *b = hash_key(first, false);
+                bool exact = a && b && strcmp(a, b) == 0;
 
+                free(a);
+                free(b);
                 /* Exact duplicates are the schema's (uniqueItems). */
-                if (is_scalar(it) && is_scalar(first) &&
-                    first->len == it->len &&
-                    memcmp(first->str, it->str, it->len) == 0)
+                if (exact)
                     break;
                 err_at(c, it, NULL, ip, "the same %s as item %zu (line %d)",
                        strncmp(keys[i], "hash:", 5) == 0 ? "hash" : "source", j,
@@ -459,10 +479,15 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                 const char *cur = src;
                 size_t steps = 0;
 
+                bool earlier = false;
+
                 while (cur && steps++ <= vms->n) {
+                    for (size_t j = 0; j < idx; j++)
+                        earlier |= strcmp(vms->pairs[j].key->str, cur) == 0;
                     cur = str(
                         get(get(get(vms, cur), "bootstrap"), "onboard_from"));
-                    if (cur && strcmp(cur, name) == 0) {
+                    /* A cycle is reported once, at its first member. */
+                    if (cur && strcmp(cur, name) == 0 && !earlier) {
                         err_at(c, of, NULL, p,
                                "onboarding cycle: '%s' onboards, directly "
                                "or not, from '%s'; one KMS must bootstrap",
@@ -515,6 +540,10 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
         if (!apps)
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s': contracts.apps is empty", app);
+        else if (closest_key(apps, app))
+            err_at(c, get(h, "app"), NULL, p,
+                   "no app named '%s' in contracts.apps (did you mean '%s'?)",
+                   app, closest_key(apps, app));
         else
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s' in contracts.apps", app);
@@ -578,6 +607,14 @@ int kc_manifest_check(const struct kc_doc *doc,
     struct kc_err err = { 0 };
     size_t before = diags->n;
 
+    if (!doc->root) {
+        struct kc_pos p = { .file = doc->file, .line = 1, .col = 1 };
+
+        kc_diags_add(diags, &p, "",
+                     "the manifest is empty: expected a map with at least "
+                     "'version' and 'name'");
+        return KC_EINVAL;
+    }
     if (kc_schema_load("manifest", &schema, &err) < 0) {
         struct kc_pos p = { .file = doc->file, .line = 0, .col = 0 };
 
