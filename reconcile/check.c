@@ -5,24 +5,7 @@
 #include <ctype.h>
 
 #include "reconcile/buf.h"
-#if __has_include("reconcile/interp.h")
 #include "reconcile/interp.h"
-#else
-/* TEMPORARY until w/manifest's interp lands: exact ${env:}/${file:} only. */
-static bool kc_interp_is_secret_source(const struct kc_node *n)
-{
-    return n->len > 7 && n->str[n->len - 1] == '}' &&
-           (strncmp(n->str, "${env:", 6) == 0 ||
-            strncmp(n->str, "${file:", 7) == 0) &&
-           !memchr(n->str + 2, '{', n->len - 3) &&
-           !memchr(n->str, '}', n->len - 1);
-}
-static void kc_interp_check_doc(const struct kc_doc *d, struct kc_diags *g)
-{
-    (void)d;
-    (void)g;
-}
-#endif
 #include "reconcile/schema.h"
 
 /* Defaults of the KMS VM's ports (reference/dstack.md section 5.4). */
