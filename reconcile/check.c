@@ -249,12 +249,18 @@ static void check_reserved_keys(struct chk *c, const struct kc_node *map,
     for (size_t i = 0; i < map->n; i++) {
         const struct kc_node *k = map->pairs[i].key;
 
-        if (strncmp(k->str, "kmsctl-", 7) == 0 ||
-            (aws &&
-             (strcmp(k->str, "Name") == 0 || strncmp(k->str, "aws:", 4) == 0)))
+        if (strncmp(k->str, "kmsctl-", 7) == 0)
             err_at(c, k, NULL, path,
-                   "'%s' is reserved: kmsctl sets it on everything it creates",
-                   k->str);
+                   "'%s' is reserved: kmsctl sets its own kmsctl-* %s on "
+                   "everything it creates",
+                   k->str, aws ? "tags" : "labels");
+        else if (aws && strcmp(k->str, "Name") == 0)
+            err_at(c, k, NULL, path,
+                   "'Name' is reserved: kmsctl names the instance after its "
+                   "key in nitro_hosts");
+        else if (aws && strncmp(k->str, "aws:", 4) == 0)
+            err_at(c, k, NULL, path,
+                   "'%s' is reserved: the aws: prefix belongs to AWS", k->str);
     }
 }
 
@@ -391,13 +397,18 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
     kms_port = port_of(get(ports, "kms"), CHECK_PORT_KMS);
     auth_port = port_of(get(ports, "auth_api"), CHECK_PORT_AUTH_API);
     helios_port = port_of(get(ports, "helios"), CHECK_PORT_HELIOS);
-    if (kms_port && (kms_port == auth_port || kms_port == helios_port))
-        err_at(c, NULL, key_pos(ports, "kms"), path,
-               "ports: the KMS port %d is also used by %s", kms_port,
+    if (kms_port && (kms_port == auth_port || kms_port == helios_port)) {
+        p = kc_xasprintf("%s.ports.kms", path);
+        err_at(c, get(ports, "kms"), NULL, p,
+               "port %d is also the %s port: the KMS needs its own", kms_port,
                kms_port == auth_port ? "auth_api" : "helios");
-    else if (auth_port && auth_port == helios_port)
-        err_at(c, NULL, key_pos(ports, "helios"), path,
-               "ports: helios and auth_api both use port %d", auth_port);
+        free(p);
+    } else if (auth_port && auth_port == helios_port) {
+        p = kc_xasprintf("%s.ports.helios", path);
+        err_at(c, get(ports, "helios"), NULL, p,
+               "port %d is also the auth_api port", helios_port);
+        free(p);
+    }
     check_firewall(c, vm, path, auth_port, helios_port);
 
     /* compose */
@@ -545,6 +556,30 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
                    "needs public_key (a public key file to import) or "
                    "private_key_file (where a new private key is written)");
         free(p);
+    }
+    /* One EC2 key pair name, one key: two hosts may share a key pair only
+     * if they say the same about it. */
+    for (size_t j = 0; is_map(ssh) && j < idx; j++) {
+        const struct kc_node *o = get(hosts->pairs[j].val, "ssh");
+        const char *k1 = str(get(ssh, "key_name")),
+                   *k2 = str(get(o, "key_name"));
+        const char *pub1 = str(get(ssh, "public_key"));
+        const char *pub2 = str(get(o, "public_key"));
+        const char *pk1 = str(get(ssh, "private_key_file"));
+        const char *pk2 = str(get(o, "private_key_file"));
+
+        if (!k1 || !k2 || strcmp(k1, k2) != 0)
+            continue;
+        if ((pub1 ? !pub2 || strcmp(pub1, pub2) != 0 : !!pub2) ||
+            (pk1 ? !pk2 || strcmp(pk1, pk2) != 0 : !!pk2)) {
+            p = kc_xasprintf("%s.ssh.key_name", path);
+            err_at(c, get(ssh, "key_name"), NULL, p,
+                   "key pair '%s' is also used by nitro_hosts.%s with another "
+                   "key: use another name or the same key",
+                   k1, hosts->pairs[j].key->str);
+            free(p);
+        }
+        break;
     }
     p = kc_xasprintf("%s.tags", path);
     check_reserved_keys(c, get(h, "tags"), p, true);

@@ -1245,6 +1245,7 @@ static void validate(struct vctx *cx, struct json_object *sch,
 {
     const char *ref;
     struct json_object *nt;
+    size_t before;
 
     if (json_object_is_type(sch, json_type_boolean)) {
         if (!json_object_get_boolean(sch))
@@ -1262,8 +1263,7 @@ static void validate(struct vctx *cx, struct json_object *sch,
         res_secret(res, node);
     ref = kw_str(sch, "$ref");
     if (ref) {
-        size_t before = res->n;
-
+        before = res->n;
         validate(cx, resolve_ref(cx->schema, ref), node, path, keypos, res);
         /* A type error under $ref makes the rest of this level noise. */
         if (res->n > before && res->errs[res->n - 1].node == node &&
@@ -1273,8 +1273,11 @@ static void validate(struct vctx *cx, struct json_object *sch,
     if (!check_type(cx, sch, node, path, res))
         goto out;
     check_enum_const(cx, sch, node, path, res);
+    before = res->n;
     check_string(cx, sch, node, path, res);
-    check_number(cx, sch, node, path, res);
+    /* One complaint per value: a bad string is not also out of range. */
+    if (res->n == before)
+        check_number(cx, sch, node, path, res);
     if (node && node->type == KC_NODE_MAP)
         check_object(cx, sch, node, path, keypos, res);
     if (node && node->type == KC_NODE_SEQ)

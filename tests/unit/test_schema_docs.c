@@ -158,10 +158,10 @@ Test(schema_docs, every_schema_property_is_documented_and_nothing_else)
     free(md_path);
 }
 
-Test(schema_docs, every_schema_property_has_a_description)
+Test(schema_docs, every_property_is_described_and_every_object_closed)
 {
-    /* Every entry of every "properties" carries a description (or is a $ref
-     * to a definition that has one). */
+    /* Every entry of every "properties" carries a description, and every
+     * object schema with properties says additionalProperties: false. */
     const char *text = kc_schema_text("manifest");
     struct json_object *root = NULL;
     struct kc_err err = { 0 };
@@ -185,6 +185,16 @@ Test(schema_docs, every_schema_property_has_a_description)
         json_object_object_foreach (o, k, v) {
             if (strcmp(k, "properties") == 0 &&
                 json_object_is_type(v, json_type_object)) {
+                struct json_object *ap = get(o, "additionalProperties");
+
+                /* Closed maps only: a misspelt key is always an error. */
+                if (!json_object_is_type(ap, json_type_boolean) ||
+                    json_object_get_boolean(ap)) {
+                    cr_log_error("an object with properties lacks "
+                                 "additionalProperties: false (%s)",
+                                 json_object_to_json_string(v));
+                    bad++;
+                }
                 json_object_object_foreach (v, name, sub) {
                     if (!get(sub, "description")) {
                         cr_log_error("property '%s' has no description", name);
