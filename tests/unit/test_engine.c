@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include "reconcile/expand.h"
 #include "reconcile/json.h"
 #include "reconcile/schema.h"
 #include "tests/unit/helpers/fake_provider.h"
@@ -884,4 +885,70 @@ Test(engine, an_intent_and_a_generated_value_are_on_disk_before_the_call)
         kc_value_int(kc_state_generated_get(r.st, "fake.deploy.k.seed"), -1),
         seed1);
     run_fini(&r);
+}
+
+Test(engine, a_manifest_reference_is_an_edge_and_is_bound_late)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  b: {kind: thing, value: \"ip=${kms_vms.x.external_ip}\"}\n"
+        "  a: {kind: thing, value: A, alias: kms_vms.x}\n"
+        "  c: {kind: thing, value: C, after: [fake.thing.b]}\n";
+    struct kc_expand_eval_ctx ec = { NULL, NULL };
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+    struct kc_plan_item *b;
+    struct json_object *w, *objs, *ob, *attrs;
+    struct run r;
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(kc_graph_find(g, "fake.thing.b")->ndeps, 1);
+    cr_assert_str_eq(kc_graph_find(g, "fake.thing.b")->deps[0], "fake.thing.a");
+    run_init(&r, 0, 10);
+    r.eng.eval_node = kc_expand_eval;
+    r.eng.eval_data = &ec;
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    b = kc_plan_find(r.plan, "fake.thing.b");
+    cr_assert(kc_value_has_unknown(kc_value_map_get(b->desired, "value")));
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("create fake.thing.a"), log_at("create fake.thing.b"));
+    cr_assert_lt(log_at("create fake.thing.b"), log_at("create fake.thing.c"));
+    w = fake_world_load(world);
+    json_object_object_get_ex(w, "objects", &objs);
+    json_object_object_get_ex(objs, "fake.thing.b", &ob);
+    json_object_object_get_ex(ob, "attrs", &attrs);
+    cr_assert_str_eq(
+        json_object_get_string(json_object_object_get(attrs, "value")),
+        "ip=10.0.0.1");
+    json_object_put(w);
+    run_fini(&r);
+    kc_doc_free(doc);
+}
+
+Test(engine, an_unknown_manifest_reference_names_its_position)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  b: {kind: thing, value: \"${kms_vms.y.external_ip}\"}\n";
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg,
+                     "t.yaml:4:27: reference 'kms_vms.y.external_ip' names no "
+                     "resource of this manifest");
+    cr_assert_null(g);
+    kc_doc_free(doc);
 }

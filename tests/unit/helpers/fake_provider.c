@@ -233,8 +233,10 @@ static void report(struct kc_op *op, struct json_object *obj)
         kc_op_set_id(op, json_object_get_string(id));
     kc_op_set_output(op, "id", kc_value_new_str(kc_op_id(op)));
     ip = kc_value_map_get(v, "ip");
-    if (ip)
+    if (ip) {
         kc_op_set_output(op, "ip", kc_value_dup(ip));
+        kc_op_set_output(op, "external_ip", kc_value_dup(ip));
+    }
     if (kc_value_map_get(v, "value"))
         kc_op_set_output(op, "value",
                          kc_value_dup(kc_value_map_get(v, "value")));
@@ -581,7 +583,8 @@ const struct kc_provider_type kc_provider_fake = {
 };
 
 /* The `fake:` manifest section (test executables only): NAME: {kind: thing,
- * FIELD: VALUE..., ref_from: ADDRESS.OUTPUT, after: [ADDRESS...]}. */
+ * FIELD: VALUE..., ref_from: ADDRESS.OUTPUT, after: [ADDRESS...], alias:
+ * PREFIX (references starting with PREFIX name this resource)}. */
 int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
                            struct kc_err *err)
 {
@@ -612,6 +615,14 @@ int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
 
             if (strcmp(key, "kind") == 0)
                 continue;
+            if (strcmp(key, "alias") == 0) {
+                char *addr = kc_xasprintf(
+                    "fake.%s.%s", kind ? kind->str : "thing", name->str);
+
+                kc_expand_alias(ex, val->str, addr);
+                free(addr);
+                continue;
+            }
             if (strcmp(key, "after") == 0) {
                 for (size_t d = 0; d < val->n; d++)
                     kc_expand_depends_on(res, val->items[d]->str);
