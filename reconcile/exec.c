@@ -902,6 +902,7 @@ static void refresh_done(struct kc_engine *eng, struct kc_op *op, int status)
     const struct kc_state_resource *rec =
         kc_state_get(eng->state, it->res->address);
 
+    it->elapsed = since(eng, op->started_ms);
     if (status < 0) {
         char *msg = kc_xasprintf("%s: %s", phase_name(op->phase), op->err.msg);
 
@@ -1242,9 +1243,7 @@ static void item_finish(struct kc_engine *eng, struct kc_plan_item *it,
         emit(eng, KC_EVENT_FAILED, it, what, it->elapsed, it->error);
     } else {
         it->st = KC_ITEM_DONE;
-        if (eng->phase == 2 || it->res->orphan || eng->destroy ||
-            kc_log_enabled(eng->log, KC_LOG_DEBUG))
-            emit(eng, KC_EVENT_FINISHED, it, what, it->elapsed, NULL);
+        emit(eng, KC_EVENT_FINISHED, it, what, it->elapsed, NULL);
     }
 }
 
