@@ -442,14 +442,15 @@ static void add_anchor(struct builder *b, const char *name,
     b->nanchors++;
 }
 
-/* Makes room for element N of an array of N elements of SIZE. Nodes being
+/* P (an array of N elements of SIZE) with room for one more. Nodes being
  * built hold no capacity: it is 4, then the next power of two. */
-static void grow_pow2(void **p, size_t n, size_t size)
+static void *grow_pow2(void *p, size_t n, size_t size)
 {
     if (n == 0)
-        *p = kc_xmalloc(4 * size);
-    else if (n >= 4 && (n & (n - 1)) == 0)
-        *p = kc_xrealloc(*p, 2 * n * size);
+        return kc_xmalloc(4 * size);
+    if (n >= 4 && (n & (n - 1)) == 0)
+        return kc_xrealloc(p, 2 * n * size);
+    return p;
 }
 
 /* Puts N (of HEIGHT collection levels) where the document is at; takes N. */
@@ -466,8 +467,8 @@ static int attach(struct builder *b, struct kc_node *n, int height,
     if (height > f->height)
         f->height = height;
     if (f->node->type == KC_NODE_SEQ) {
-        grow_pow2((void **)&f->node->items, f->node->n,
-                  sizeof(*f->node->items));
+        f->node->items =
+            grow_pow2(f->node->items, f->node->n, sizeof(*f->node->items));
         f->node->items[f->node->n++] = n;
         return 0;
     }
@@ -507,7 +508,8 @@ static int attach(struct builder *b, struct kc_node *n, int height,
         f->key = n;
         return 0;
     }
-    grow_pow2((void **)&f->node->pairs, f->node->n, sizeof(*f->node->pairs));
+    f->node->pairs =
+        grow_pow2(f->node->pairs, f->node->n, sizeof(*f->node->pairs));
     f->node->pairs[f->node->n].key = f->key;
     f->node->pairs[f->node->n].val = n;
     strmap_put(&f->keys, f->key->str, f->key->len, f->node->n);
