@@ -1065,3 +1065,91 @@ Test(http_tls, ca_file_pin_and_resolve, .timeout = 60)
     sim_proc_stop(sp);
     drop_cert(&m);
 }
+
+static char *read_text(const char *path)
+{
+    struct kc_buf b = { 0 };
+    char buf[4096];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    cr_assert_not_null(f, "%s", path);
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        kc_buf_add(&b, buf, n);
+    fclose(f);
+    return kc_buf_detach(&b, NULL);
+}
+
+static int https_get(int64_t port, const char *path,
+                     const struct kc_http_opts *o, struct call *c)
+{
+    struct kc_err err = { 0 };
+    char *u = kc_xasprintf("https://localhost:%lld%s", (long long)port, path);
+
+    memset(c, 0, sizeof(*c));
+    kc_http_req_init(&c->req, KC_HTTP_GET, u);
+    free(u);
+    cr_assert_eq(kc_http_send(http, &c->req, o, on_done, &err), 0);
+    run();
+    return c->status;
+}
+
+Test(http_tls, service_listener_over_tls)
+{
+    struct tls_material m = { 0 };
+    struct kc_http_opts o = fast_retries(1);
+    struct json_object *body = json_object_new_object(), *j = NULL;
+    struct kc_err err = { 0 };
+    struct call c;
+    int64_t id = 0, port = 0;
+    char *text = NULL, *key, *req_text, path[64];
+    int status = 0;
+
+    make_cert(&m);
+    sp = sim_proc_start("test", 7);
+    client_open();
+    key = read_text(m.key_path);
+    json_object_object_add(body, "cert_pem",
+                           json_object_new_string(m.cert_pem));
+    json_object_object_add(body, "key_pem", json_object_new_string(key));
+    free(key);
+    req_text = kc_xstrdup(json_object_to_json_string(body));
+    json_object_put(body);
+    cr_assert_eq(sim_proc_call(sp, "POST", "/test/listen", "{}", NULL), 400);
+    cr_assert_eq(sim_proc_call(sp, "POST", "/test/listen", req_text, &text),
+                 200);
+    free(req_text);
+    cr_assert_eq(kc_json_parse(text, strlen(text), "listen", &j, &err), 0);
+    free(text);
+    cr_assert_eq(kc_json_get_int(j, "id", &id, &err), 0);
+    cr_assert_eq(kc_json_get_int(j, "port", &port, &err), 0);
+    json_object_put(j);
+
+    o.ca_file = m.cert_path;
+    cr_assert_eq(https_get(port, "/test/echo", &o, &c), 0, "%s", c.req.err.msg);
+    cr_assert_eq(c.req.code, 200);
+    kc_http_req_release(&c.req);
+    /* Only the service's routes there: no admin API. */
+    cr_assert_eq(https_get(port, "/_sim/requests", &o, &c), 0);
+    cr_assert_eq(c.req.code, 404);
+    kc_http_req_release(&c.req);
+
+    cr_assert_eq(
+        kc_snprintf(path, sizeof(path), "/test/listen/%lld", (long long)id), 0);
+    cr_assert_eq(sim_proc_call(sp, "DELETE", path, NULL, NULL), 200);
+    /* The listener goes away (its daemon is stopped off the lock). */
+    for (int i = 0; i < 50 && status != KC_EHTTP; i++) {
+        struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+        status = https_get(port, "/test/echo", &o, &c);
+        kc_http_req_release(&c.req);
+        if (status != KC_EHTTP)
+            nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(status, KC_EHTTP);
+    /* The simulator still answers on its main listener. */
+    cr_assert_eq(sim_proc_call(sp, "GET", "/test/echo", NULL, NULL), 200);
+    client_close();
+    sim_proc_stop(sp);
+    drop_cert(&m);
+}
