@@ -1675,6 +1675,7 @@ static void attempt_classify(struct kc_http_priv *priv, int result)
     int status = 0;
     uint64_t now, wait;
     curl_off_t up = 0, down = 0;
+    long conns = 0;
 
     if (priv->fs_busy) {
         /* The attempt is over but our file I/O is not: wait for it. */
@@ -1700,6 +1701,9 @@ static void attempt_classify(struct kc_http_priv *priv, int result)
         if (curl_easy_getinfo(priv->easy, CURLINFO_SIZE_DOWNLOAD_T, &down) ==
             CURLE_OK)
             http->stats.bytes_down += (uint64_t)down;
+        if (curl_easy_getinfo(priv->easy, CURLINFO_NUM_CONNECTS, &conns) ==
+            CURLE_OK)
+            http->stats.connects += (uint64_t)conns;
         curl_easy_cleanup(priv->easy);
         priv->easy = NULL;
     }

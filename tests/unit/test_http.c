@@ -147,6 +147,75 @@ Test(http, retries_until_success)
     kc_http_req_release(&c.req);
 }
 
+Test(http, sequential_requests_reuse_one_connection)
+{
+    struct kc_http_stats st;
+    struct call c;
+
+    for (int i = 0; i < 10; i++) {
+        start(&c, i % 2 ? KC_HTTP_POST : KC_HTTP_GET, "/test/echo", NULL);
+        run();
+        cr_assert_eq(c.req.code, 200);
+        kc_http_req_release(&c.req);
+    }
+    kc_http_get_stats(http, &st);
+    cr_assert_eq(st.attempts, 10);
+    cr_assert_eq(st.by_method[KC_HTTP_GET], 5);
+    cr_assert_eq(st.by_method[KC_HTTP_POST], 5);
+    cr_assert_eq(st.connects, 1, "%llu connections for 10 requests",
+                 (unsigned long long)st.connects);
+}
+
+static int prepare_count(struct kc_http_req *req, void *arg, struct kc_err *err)
+{
+    int *n = arg;
+    char v[16];
+
+    (*n)++;
+    cr_assert_eq(kc_snprintf(v, sizeof(v), "%d", *n), 0);
+    return kc_http_req_set_header(req, "X-Test", v, err);
+}
+
+static int prepare_fail(struct kc_http_req *req, void *arg, struct kc_err *err)
+{
+    (void)req;
+    (void)arg;
+    return kc_err_set(err, KC_EPERM, "no credentials");
+}
+
+Test(http, prepare_hook_runs_before_every_attempt)
+{
+    struct kc_http_opts o = fast_retries(5);
+    struct json_object *j = NULL;
+    struct kc_err err = { 0 };
+    struct call c;
+    int n = 0;
+
+    o.prepare = prepare_count;
+    o.prepare_arg = &n;
+    start(&c, KC_HTTP_GET, "/test/count/pp?fail_first=2", &o);
+    run();
+    cr_assert_eq(c.req.code, 200);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(kc_http_req_header(&c.req, "X-Test"), "3");
+    kc_http_req_release(&c.req);
+    start(&c, KC_HTTP_GET, "/test/echo", &o);
+    run();
+    cr_assert_eq(kc_http_resp_json(&c.req, &j, &err), 0);
+    cr_assert_str_eq(json_object_get_string(json_object_object_get(
+                         json_object_object_get(j, "headers"), "X-Test")),
+                     "4");
+    json_object_put(j);
+    kc_http_req_release(&c.req);
+
+    o.prepare = prepare_fail;
+    start(&c, KC_HTTP_GET, "/test/echo", &o);
+    run();
+    cr_assert_eq(c.status, KC_EPERM);
+    cr_assert_str_eq(c.req.err.msg, "no credentials");
+    kc_http_req_release(&c.req);
+}
+
 Test(http, retries_stop_at_max_attempts)
 {
     struct kc_http_opts o = fast_retries(4);
