@@ -220,6 +220,8 @@ struct sim_listen_opts {
     const char *service;
 };
 /* Starts one more listener (callable from a handler or timer, lock held).
+ * At most 63 such listeners over the life of the process (a stopped one's
+ * slot is not reused, its connections may still be finishing).
  * *PORT gets the bound port. Returns a listener id >= 0, or < 0 with a
  * message in ERR (KC_ENOTSUP when MHD lacks TLS). */
 int sim_listen(struct sim *sim, const struct sim_listen_opts *opts,
