@@ -368,6 +368,10 @@ static int dep_value(struct kc_engine *eng, struct kc_plan_item *dep,
                                   dep->action == KC_ACTION_READ);
     if (dep->st == KC_ITEM_FAILED || dep->st == KC_ITEM_SKIPPED)
         return kc_err_set(err, KC_ENOENT, "'%s' did not finish", ref);
+    /* Observes run at once; values are bound again once the dependency is
+     * planned (settle). */
+    if (eng->phase == 1 && dep->st != KC_ITEM_DONE)
+        pending = true;
     if (pending) {
         *out = kc_value_new_unknown(ref);
         return 0;
@@ -673,6 +677,10 @@ static int readiness(const struct kc_engine *eng, const struct kc_plan_item *it)
     const struct kc_resource *r = it->res;
     int ready = 1;
 
+    /* Observing needs no dependency (values are bound when they are
+     * planned, in settle()); reading a data source needs its inputs. */
+    if (eng->phase == 1 && !(it->type->flags & KC_KIND_DATA))
+        return 1;
     if (eng->phase == 2 && is_delete(it)) {
         for (size_t e = 0; e < r->nredges; e++) {
             const struct kc_plan_item *d = &plan->items[r->redges[e]];
@@ -922,11 +930,64 @@ static void refresh_done(struct kc_engine *eng, struct kc_op *op, int status)
         kc_value_free(it->outputs);
         it->outputs = NULL;
     }
-    kc_plan_diff(it, rec ? rec->attrs : NULL, kc_state_salt(eng->state),
-                 eng->destroy);
-    if (!eng->readonly)
-        review(eng, it);
-    item_finish(eng, it, 0, NULL);
+    if (op->phase == KC_PHASE_READ) {
+        kc_plan_diff(it, rec ? rec->attrs : NULL, kc_state_salt(eng->state),
+                     eng->destroy);
+        item_finish(eng, it, 0, NULL);
+        return;
+    }
+    it->st = KC_ITEM_OBSERVED;
+}
+
+/* Refresh: an observed item whose dependencies are planned has its values
+ * bound again and is diffed, in dependency order. True if any progressed. */
+static bool settle(struct kc_engine *eng)
+{
+    const char *salt = kc_state_salt(eng->state);
+    bool progress = false;
+
+    for (size_t k = 0; k < eng->plan->n; k++) {
+        struct kc_plan_item *it =
+            &eng->plan->items[kc_graph_order(eng->plan->graph, k)->index];
+        const struct kc_state_resource *rec;
+        struct kc_err err = { 0 };
+        int ready = 1;
+
+        if (it->st != KC_ITEM_OBSERVED)
+            continue;
+        for (size_t e = 0; e < it->res->nedges && ready > 0; e++) {
+            const struct kc_plan_item *d = &eng->plan->items[it->res->edges[e]];
+
+            if (d->excluded)
+                continue;
+            if (d->st == KC_ITEM_FAILED || d->st == KC_ITEM_SKIPPED)
+                ready = -1;
+            else if (d->st != KC_ITEM_DONE)
+                ready = 0;
+        }
+        if (ready == 0)
+            continue;
+        progress = true;
+        it->st = KC_ITEM_RUNNING;
+        if (ready < 0) {
+            it->st = KC_ITEM_SKIPPED;
+            free(it->error);
+            it->error = kc_xstrdup("a dependency failed");
+            emit(eng, KC_EVENT_SKIPPED, it, "observe", it->elapsed, it->error);
+            continue;
+        }
+        if (!eng->destroy && !it->res->orphan &&
+            eval_desired(eng, it, &err) < 0) {
+            item_finish(eng, it, err.code, err.msg);
+            continue;
+        }
+        rec = kc_state_get(eng->state, it->res->address);
+        kc_plan_diff(it, rec ? rec->attrs : NULL, salt, eng->destroy);
+        if (!eng->readonly)
+            review(eng, it);
+        item_finish(eng, it, 0, NULL);
+    }
+    return progress;
 }
 
 /* The record of a finished item, put in the state. */
@@ -1337,7 +1398,7 @@ static void schedule(struct kc_engine *eng)
     if (!eng->phase || eng->finishing)
         return;
     while (progress) {
-        progress = false;
+        progress = eng->phase == 1 && settle(eng);
         waiting = false;
         for (size_t k = 0; k < eng->plan->n; k++) {
             /* Topological order; deletes wait for their dependents in
@@ -1346,7 +1407,7 @@ static void schedule(struct kc_engine *eng)
                 &eng->plan->items[kc_graph_order(eng->plan->graph, k)->index];
             int r;
 
-            if (it->st == KC_ITEM_RUNNING)
+            if (it->st == KC_ITEM_RUNNING || it->st == KC_ITEM_OBSERVED)
                 waiting = true;
             if (it->st != KC_ITEM_PENDING || !has_work(eng, it))
                 continue;

@@ -46,6 +46,7 @@ struct kc_plan_change {
 enum kc_item_state {
     KC_ITEM_PENDING = 0,
     KC_ITEM_RUNNING,
+    KC_ITEM_OBSERVED, /* refresh: observed, waiting for its dependencies */
     KC_ITEM_DONE,
     KC_ITEM_FAILED,
     KC_ITEM_SKIPPED,

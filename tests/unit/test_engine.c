@@ -953,3 +953,26 @@ Test(engine, an_unknown_manifest_reference_names_its_position)
     cr_assert_null(g);
     kc_doc_free(doc);
 }
+
+Test(engine, observes_run_at_once_whatever_the_dependencies)
+{
+    struct run r;
+    uint64_t t0, ms;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, seq_graph(6), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    run_init(&r, 0, 10);
+    kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")),
+                     "observe_delay_ms", kc_value_new_int(150));
+    t0 = uv_hrtime();
+    cr_assert_eq(run_plan(&r, seq_graph(6), false), 0, "%s", r.eng.err.msg);
+    ms = (uv_hrtime() - t0) / 1000000;
+    /* A chain of 6 observed one after the other would take 900 ms. */
+    cr_assert_lt(ms, 600, "a no-op plan took %llu ms", (unsigned long long)ms);
+    cr_assert_eq(r.eng.max_running, 6);
+    cr_assert_not(kc_plan_has_changes(r.plan));
+    run_fini(&r);
+}
