@@ -206,6 +206,33 @@ jq -e '.resources["fake.thing.g"] == null' .kmsctl/demo.state.json \
 [ "$(jq -r '.objects["fake.thing.g"] // "none"' world.json)" = none ] ||
     fail "g was created after SIGINT"
 
+# --- SIGTERM twice: the second aborts at once, the lock is left stale ------
+manifest 3000 "  t: {kind: thing, value: T}"
+"$K" apply -f m.yaml --auto-approve >term.log 2>&1 </dev/null &
+bg=$!
+for _ in $(seq 1 100); do
+    grep -q "fake.thing.t: create started" term.log && break
+    sleep 0.05
+done
+start=$(date +%s%N)
+kill -TERM "$bg"
+sleep 0.2
+kill -TERM "$bg"
+rc=0
+wait "$bg" || rc=$?
+bg=
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$rc" = 130 ] || fail "SIGTERM twice: exit $rc: $(cat term.log)"
+[ "$elapsed_ms" -lt 2500 ] || fail "the second signal did not abort at once"
+has "aborted by a second signal" "$(cat term.log)"
+# plan only reads: a stale lock does not stop it
+run 2 "$K" plan -f m.yaml --detailed-exitcode
+run 3 "$K" apply -f m.yaml --auto-approve
+has "stale lock" "$errout"
+run 0 "$KC_BUILD_DIR/kmsctl" state unlock --state .kmsctl/demo.state.json
+run 0 "$K" apply -f m.yaml --auto-approve
+has "fake.thing.t: created" "$out"
+
 # --- on a terminal: y/N, then live lines with elapsed time -----------------
 if command -v script >/dev/null; then
     manifest 1300 "  h: {kind: thing, value: H}"
