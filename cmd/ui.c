@@ -3,6 +3,7 @@
 #include "cmd/ui.h"
 
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -305,12 +306,23 @@ static void live_draw(struct ui_session *s)
 
     if (!s->tty)
         return;
+    struct winsize ws;
+    int cols = 80;
+
+    /* A line wider than the terminal wraps, and the cursor moves of
+     * live_clear would then miss it: cut lines to the width. */
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
+        cols = ws.ws_col;
     for (size_t i = 0; i < s->nlive; i++) {
         struct ui_live *l = &s->live[i];
+        char line[1024];
 
-        printf("  %s: %s... (%.0fs)%s%s\n", l->address, gerund(l->what),
-               (double)(now - l->start_ms) / 1000.0, l->note ? ": " : "",
-               l->note ? l->note : "");
+        (void)kc_snprintf(line, sizeof(line), "  %s: %s... (%.0fs)%s%s",
+                          l->address, gerund(l->what),
+                          (double)(now - l->start_ms) / 1000.0,
+                          l->note ? ": " : "", l->note ? l->note : "");
+        /* Truncation is fine: the line is cut to the width anyway. */
+        printf("%.*s\n", cols - 1, line);
     }
     s->drawn = s->nlive;
     fflush(stdout);

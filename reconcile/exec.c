@@ -608,10 +608,15 @@ int kc_engine_prepare(struct kc_engine *eng, struct kc_graph *g, bool destroy,
                 kc_resource_type_field(it->type, it->res->attrs[a].field);
 
             if (!f || (f->flags & KC_FIELD_COMPUTED)) {
+                const struct kc_node *n = it->res->attrs[a].node;
+
                 ret = kc_err_set(err, KC_EINVAL,
                                  "'%s': kind '%s' has no %sfield '%s'",
                                  it->res->address, it->res->kind,
                                  f ? "settable " : "", it->res->attrs[a].field);
+                if (n)
+                    kc_err_prefix(err, "%s:%d:%d", n->pos.file, n->pos.line,
+                                  n->pos.col);
                 goto out;
             }
         }

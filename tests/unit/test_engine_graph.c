@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include "reconcile/plan.h"
+#include "reconcile/registry.h"
 
 static struct kc_resource *add(struct kc_graph *g, const char *kind,
                                const char *name)
@@ -353,4 +354,55 @@ Test(plan, an_unknown_value_is_a_change_known_after_apply)
     kc_buf_release(&out);
     kc_value_free(prior);
     kc_plan_free(plan);
+}
+
+/* --- registry --- */
+
+static const struct kc_resource_type *const reg_kinds[] = { &diff_type, NULL };
+static const struct kc_provider_type reg_fake = {
+    .name = "fake",
+    .kinds = reg_kinds,
+};
+
+Test(registry, a_provider_that_is_not_linked_is_not_built)
+{
+    struct kc_registry *reg = kc_registry_new();
+    const struct kc_resource_type *t;
+    struct kc_err err = { 0 };
+    bool checked = false;
+
+    /* This executable never refers to kc_provider_fake: its weak symbol is
+     * NULL here, as a provider whose folder is not built. */
+    for (size_t i = 0; kc_registry_builtins[i].name; i++) {
+        char kind[64];
+
+        if (kc_registry_builtins[i].type)
+            continue;
+        kc_snprintf(kind, sizeof(kind), "%s.thing",
+                    kc_registry_builtins[i].name);
+        cr_assert_eq(kc_registry_kind(reg, kind, &t, NULL, &err), KC_ENOENT);
+        cr_assert_not_null(strstr(err.msg, "is not built"), "%s", err.msg);
+        checked = true;
+    }
+    cr_assert(checked);
+    cr_assert_eq(kc_registry_kind(reg, "zzz.thing", &t, NULL, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg, "unknown provider 'zzz'");
+    cr_assert_eq(kc_registry_kind(reg, "nodot", &t, NULL, &err), KC_EINVAL);
+    kc_registry_free(reg);
+}
+
+Test(registry, kinds_are_found_through_their_provider)
+{
+    struct kc_registry *reg = kc_registry_new_empty();
+    const struct kc_resource_type *t;
+    const struct kc_provider_type *p;
+    struct kc_err err = { 0 };
+
+    kc_registry_add(reg, &reg_fake);
+    cr_assert_eq(kc_registry_kind(reg, "fake.thing", &t, &p, &err), 0);
+    cr_assert_eq(t, &diff_type);
+    cr_assert_eq(p, &reg_fake);
+    cr_assert_eq(kc_registry_kind(reg, "fake.nope", &t, &p, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg, "provider 'fake' has no kind 'fake.nope'");
+    kc_registry_free(reg);
 }
