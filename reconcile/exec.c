@@ -380,6 +380,19 @@ static int dep_value(struct kc_engine *eng, struct kc_plan_item *dep,
         v = kc_value_map_get(dep->outputs, output);
     if (!v && dep->desired)
         v = kc_value_map_get(dep->desired, output);
+    if (v && v->type == KC_VALUE_STRING && kc_value_str(v) &&
+        strncmp(kc_value_str(v), "(sensitive:", 11) == 0) {
+        /* Only the state's digest is known: the provider's observe did not
+         * read the value again. Never pass a digest on as the value. */
+        if (eng->phase == 1) {
+            *out = kc_value_new_unknown(ref);
+            return 0;
+        }
+        return kc_err_set(err, KC_ENOENT,
+                          "output '%s' of '%s' is sensitive and was not read "
+                          "again by observe",
+                          output, dep->res->address);
+    }
     if (!v) {
         if (eng->phase == 1 && dep->action == KC_ACTION_UPDATE) {
             *out = kc_value_new_unknown(ref);
@@ -890,9 +903,9 @@ static void refresh_start(struct kc_engine *eng, struct kc_plan_item *it)
         return;
     }
     if (data && (eng->destroy || it->res->orphan)) {
-        /* Nothing to delete for a data source: forget it. */
+        /* Nothing to delete for a data source: forget its record. */
         it->st = KC_ITEM_RUNNING;
-        it->exists = false;
+        kc_plan_diff(it, NULL, kc_state_salt(eng->state), eng->destroy);
         item_finish(eng, it, 0, NULL);
         return;
     }

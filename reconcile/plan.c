@@ -184,8 +184,16 @@ void kc_plan_diff(struct kc_plan_item *it, const struct kc_value *prior,
     it->cause = KC_CAUSE_NONE;
     it->action = KC_ACTION_NOOP;
     if (it->type && (it->type->flags & KC_KIND_DATA)) {
-        if (!destroy && it->desired && kc_value_has_unknown(it->desired))
+        if ((destroy || it->res->orphan) && it->in_state) {
+            /* Nothing to delete: the record is only forgotten. */
+            it->action = KC_ACTION_DELETE;
+            it->exists = false;
+            it->cause = KC_CAUSE_MANIFEST;
+            set_str(&it->reason, "data source: only forgotten");
+        } else if (!destroy && !it->res->orphan && it->desired &&
+                   kc_value_has_unknown(it->desired)) {
             it->action = KC_ACTION_READ;
+        }
         return;
     }
     if (destroy || it->res->orphan) {

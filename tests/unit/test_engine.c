@@ -769,6 +769,22 @@ Test(engine, a_data_source_with_unknown_input_is_read_at_apply)
         kc_value_str(kc_value_map_get(
             kc_plan_find(r.plan, "fake.thing.user")->desired, "ref")),
         "data-of-id-1");
+    cr_assert_not_null(kc_state_get(r.st, "fake.data.q"));
+    run_fini(&r);
+
+    /* Gone from the manifest: the record of the data source is forgotten,
+     * without any call. */
+    g = kc_graph_new();
+    thing(g, "fake.thing", "a", "A");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.data.q")->action,
+                 KC_ACTION_DELETE);
+    fake_world_reset_counters(world);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_null(kc_state_get(r.st, "fake.data.q"));
+    cr_assert_null(kc_state_get(r.st, "fake.thing.user"));
+    cr_assert_eq(fake_world_counter(world, "mutating"), 1);
     run_fini(&r);
 }
 
