@@ -43,7 +43,7 @@ name: demo
 providers:
   fake: {world: ./world.json, delay_ms: $1}
 fake:
-  a: {kind: thing, value: "A", size: 1}
+  a: {kind: thing, value: "A", size: 1, alias: kms_vms.x}
   b: {kind: thing, value: "B", ref_from: fake.thing.a.ip}
   c: {kind: thing, value: "C", after: [fake.thing.b], secret: "\${env:SEC}"}
   d: {kind: identity, value: "D"}
@@ -98,6 +98,9 @@ run 0 "$K" output -f m.yaml fake.thing.a.ip
     fail "output a.ip: $out"
 run 0 "$K" output -f m.yaml --json
 [ "$(jq -r '.["fake.thing.b"].value' <<<"$out")" = B ] || fail "output: $out"
+run 0 "$K" output -f m.yaml kms_vms.x.external_ip
+[ "$out" = "$(jq -r '.objects["fake.thing.a"].attrs.ip' world.json)" ] ||
+    fail "output by reference: $out"
 run 1 "$K" output -f m.yaml fake.thing.zz.ip
 has "no output 'fake.thing.zz.ip'" "$errout"
 
