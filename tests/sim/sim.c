@@ -313,6 +313,19 @@ const char *sim_req_form(struct sim_req *req, const char *key)
     return NULL;
 }
 
+const char *sim_req_base_url(const struct sim_req *req)
+{
+    const char *host = sim_req_header(req, "Host");
+    char *u;
+
+    if (host && *host && !strpbrk(host, "/?#@ \t"))
+        u = kc_xasprintf("%s://%s", req->l->cert ? "https" : "http", host);
+    else
+        u = kc_xasprintf("%s://127.0.0.1:%u", req->l->cert ? "https" : "http",
+                         (unsigned)req->l->port);
+    return arena_keep((struct sim_req *)req, u);
+}
+
 const char *sim_req_id(const struct sim_req *req)
 {
     return req->id;

@@ -949,6 +949,8 @@ Test(http, resolve_maps_a_host_for_one_request)
     cr_assert_eq(kc_http_resp_json(&c.req, &j, &err), 0);
     cr_assert_eq(kc_json_get_str(j, "headers.Host", &host, &err), 0);
     cr_assert_eq(strncmp(host, "api.sim.invalid:", 16), 0, "%s", host);
+    cr_assert_eq(kc_json_get_str(j, "base_url", &host, &err), 0);
+    cr_assert_eq(strncmp(host, "http://api.sim.invalid:", 23), 0, "%s", host);
     json_object_put(j);
     kc_http_req_release(&c.req);
 
