@@ -432,6 +432,20 @@ Test(http, per_attempt_timeout_fires)
     kc_http_req_release(&c.req);
 }
 
+Test(http, no_attempt_outlives_the_retry_deadline)
+{
+    struct kc_http_opts o = { 0 };
+    struct call c;
+    double t0 = mono_ms();
+
+    o.retry.max_elapsed_ms = 300; /* per-attempt timeout left at 60 s */
+    start(&c, KC_HTTP_GET, "/test/delay/3000", &o);
+    run();
+    cr_assert_eq(c.status, KC_ETIMEDOUT, "%s", c.req.err.msg);
+    cr_assert_lt(c.done_ms - t0, 1500);
+    kc_http_req_release(&c.req);
+}
+
 Test(http, timeouts_are_retried_for_idempotent_requests)
 {
     struct kc_http_opts o = fast_retries(2);
