@@ -1369,6 +1369,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     fputs("sim: mhd: ", stderr);
