@@ -12,6 +12,7 @@ pkgs=(
     nodejs npm
     # test-only tools: read back the disk images kmsctl writes
     dosfstools mtools gdisk fdisk
+    jq # test-only: runs the generated prelaunch.sh as the guest would
 )
 
 missing=()
