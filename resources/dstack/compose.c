@@ -5,9 +5,9 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-/* Appends S as a JSON string the way Python's json.dumps(ensure_ascii=True)
- * does: everything outside printable ASCII as lowercase \uXXXX. */
-static int json_str(struct kc_buf *out, const char *s, const char *what,
+#include "resources/dstack/dstack.h"
+
+int dstack_json_str(struct kc_buf *out, const char *s, const char *what,
                     struct kc_err *err)
 {
     static const char hex[] = "0123456789abcdef";
@@ -121,7 +121,7 @@ static int json_str_list(struct kc_buf *out, const char *const *items, size_t n,
     kc_buf_addch(out, '[');
     for (size_t i = 0; i < n; i++) {
         kc_buf_addstr(out, i ? ",\n    " : "\n    ");
-        if (json_str(out, items[i], what, err) < 0)
+        if (dstack_json_str(out, items[i], what, err) < 0)
             return err->code;
     }
     kc_buf_addstr(out, "\n  ]");
@@ -211,13 +211,13 @@ int dstack_app_compose_render(const struct dstack_app_compose *c,
     json_key(out, "manifest_version", true);
     kc_buf_addstr(out, "2");
     json_key(out, "name", false);
-    if ((ret = json_str(out, c->name, "name", err)) < 0)
+    if ((ret = dstack_json_str(out, c->name, "name", err)) < 0)
         goto out;
     json_key(out, "runner", false);
     kc_buf_addstr(out, "\"docker-compose\"");
     json_key(out, "docker_compose_file", false);
-    if ((ret = json_str(out, c->docker_compose_file, "docker_compose_file",
-                        err)) < 0)
+    if ((ret = dstack_json_str(out, c->docker_compose_file,
+                               "docker_compose_file", err)) < 0)
         goto out;
     json_key(out, "gateway_enabled", false);
     json_bool(out, c->gateway_enabled);
@@ -228,7 +228,7 @@ int dstack_app_compose_render(const struct dstack_app_compose *c,
     json_key(out, "public_tcbinfo", false);
     json_bool(out, c->public_tcbinfo);
     json_key(out, "key_provider_id", false);
-    if ((ret = json_str(out, kpid, "key_provider_id", err)) < 0)
+    if ((ret = dstack_json_str(out, kpid, "key_provider_id", err)) < 0)
         goto out;
     json_key(out, "allowed_envs", false);
     if ((ret = json_str_list(out, envs, nenvs, "allowed_envs", err)) < 0)
@@ -238,14 +238,14 @@ int dstack_app_compose_render(const struct dstack_app_compose *c,
     json_key(out, "secure_time", false);
     json_bool(out, c->secure_time);
     json_key(out, "key_provider", false);
-    if ((ret = json_str(out, kp, "key_provider", err)) < 0)
+    if ((ret = dstack_json_str(out, kp, "key_provider", err)) < 0)
         goto out;
     json_key(out, "storage_fs", false);
-    if ((ret = json_str(out, fs, "storage_fs", err)) < 0)
+    if ((ret = dstack_json_str(out, fs, "storage_fs", err)) < 0)
         goto out;
     json_key(out, "pre_launch_script", false);
-    if ((ret = json_str(out, c->pre_launch_script, "pre_launch_script", err)) <
-        0)
+    if ((ret = dstack_json_str(out, c->pre_launch_script, "pre_launch_script",
+                               err)) < 0)
         goto out;
     kc_buf_addstr(out, "\n}");
     if (out->len - start > DSTACK_APP_COMPOSE_MAX)
@@ -286,7 +286,7 @@ int dstack_sys_config_render(const struct dstack_sys_config *sc,
                           img);
     /* vm_config is json.dumps() of a dict: separators ", " and ": ". */
     kc_buf_addstr(&vm, "{\"spec_version\": 2, \"os_image_hash\": ");
-    json_str(&vm, img, "os_image_hash", err);
+    dstack_json_str(&vm, img, "os_image_hash", err);
     kc_buf_addch(&vm, '}');
 
     kc_buf_addch(out, '{');
@@ -299,10 +299,10 @@ int dstack_sys_config_render(const struct dstack_sys_config *sc,
                              "gateway_urls", err)) < 0)
         goto out;
     json_key(out, "pccs_url", false);
-    if ((ret = json_str(out, sc->pccs_url, "pccs_url", err)) < 0)
+    if ((ret = dstack_json_str(out, sc->pccs_url, "pccs_url", err)) < 0)
         goto out;
     json_key(out, "vm_config", false);
-    if ((ret = json_str(out, kc_buf_str(&vm), "vm_config", err)) < 0)
+    if ((ret = dstack_json_str(out, kc_buf_str(&vm), "vm_config", err)) < 0)
         goto out;
     kc_buf_addstr(out, "\n}");
 out:
@@ -369,9 +369,9 @@ int dstack_instance_info_render(const struct dstack_ids *ids,
                           ".instance_info: ids not filled (dstack_ids_fill)");
     kc_buf_addch(out, '{');
     json_key(out, "instance_id_seed", true);
-    json_str(out, ids->instance_id_seed, "instance_id_seed", err);
+    dstack_json_str(out, ids->instance_id_seed, "instance_id_seed", err);
     json_key(out, "app_id", false);
-    json_str(out, ids->app_id, "app_id", err);
+    dstack_json_str(out, ids->app_id, "app_id", err);
     kc_buf_addstr(out, "\n}");
     return 0;
 }
@@ -399,7 +399,7 @@ int dstack_user_config_render(const struct dstack_kv *kv, size_t n,
                                   kv[i].key);
         json_key(out, kv[i].key, i == 0);
         /* Never name the value in the error: it is a secret. */
-        if (json_str(out, kv[i].value, kv[i].key, err) < 0)
+        if (dstack_json_str(out, kv[i].value, kv[i].key, err) < 0)
             return err->code;
     }
     kc_buf_addstr(out, "\n}");

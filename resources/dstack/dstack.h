@@ -25,6 +25,12 @@ void dstack_out_abort(struct dstack_out *o);
 /* write() until all N bytes are out (EINTR retried). WHAT names the file. */
 int dstack_write_all(int fd, const void *p, size_t n, const char *what,
                      struct kc_err *err);
+/* Appends S as a JSON string the way Python's json.dumps(ensure_ascii=True)
+ * does: everything outside printable ASCII as lowercase \uXXXX, surrogate
+ * pairs above the BMP. KC_EINVAL (naming WHAT) for invalid UTF-8. */
+struct kc_buf;
+int dstack_json_str(struct kc_buf *out, const char *s, const char *what,
+                    struct kc_err *err);
 /* Lowercase hex of N bytes into OUT (2N + 1 bytes). */
 void dstack_hex(const unsigned char *p, size_t n, char *out);
 
