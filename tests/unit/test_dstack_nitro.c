@@ -100,8 +100,8 @@ Test(dstack_nitro, refuses_debug_mode_zero_pcrs_and_malformed_input)
     free(json);
     cr_assert_eq(dstack_nitro_image_hash("[1]", 3, "m.json", out, NULL, &err),
                  KC_EPARSE);
-    cr_assert_eq(
+    cr_assert_lt(
         dstack_nitro_image_hash_file("/nonexistent/m.json", out, NULL, &err),
-        KC_ENOENT == err.code ? KC_ENOENT : err.code);
-    cr_assert_lt(err.code, 0);
+        0);
+    cr_assert_not_null(strstr(err.msg, "/nonexistent/m.json"), "%s", err.msg);
 }
