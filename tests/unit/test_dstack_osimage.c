@@ -303,3 +303,39 @@ Test(dstack_osimage, two_gib_sparse_disk_archived_in_constant_memory)
     free(tgz);
     free(disk);
 }
+
+/* scripts/mkimage.sh (the sandbox OS image the build generates) gives the
+ * same bytes twice, an auth_hash.txt that is the SHA-256 of disk.raw, and an
+ * image kmsctl finds and archives. */
+Test(dstack_osimage, sandbox_image_script_is_deterministic_and_usable)
+{
+    const char *src = getenv("KC_SRC_DIR");
+    char *cmd, *out = NULL, *tgz = kc_xasprintf("%s/sb.tgz", tmpdir);
+    const char *paths[] = { "one", "two" };
+    struct dstack_osimage img;
+    struct dstack_archive_digest dg;
+    struct kc_err err = { 0 };
+
+    cr_assert_not_null(src, "KC_SRC_DIR is set by ctest");
+    cmd = kc_xasprintf("bash '%s/scripts/mkimage.sh' '%s/one' && bash "
+                       "'%s/scripts/mkimage.sh' '%s/two' && cmp "
+                       "'%s/one/dstack-sandbox-0.1.0/disk.raw' "
+                       "'%s/two/dstack-sandbox-0.1.0/disk.raw' && sha256sum "
+                       "< '%s/one/dstack-sandbox-0.1.0/disk.raw'",
+                       src, tmpdir, src, tmpdir, tmpdir, tmpdir, tmpdir);
+    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_osimage_find(tmpdir, paths, 2, "dstack-sandbox-0.1.0",
+                                     &img, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(strlen(img.auth_hash), 64);
+    cr_assert_eq(strncmp(out, img.auth_hash, 64), 0, "%s vs %s", out,
+                 img.auth_hash);
+    cr_assert_eq(img.disk_size, 4u << 20);
+    cr_assert_eq(dstack_osimage_archive_file(img.disk_path, tgz, &dg, &err), 0,
+                 "%s", err.msg);
+    cr_assert_lt(dg.size, 1200u << 10);
+    dstack_osimage_release(&img);
+    free(out);
+    free(cmd);
+    free(tgz);
+}
