@@ -665,76 +665,117 @@ static bool is_address(const char *s)
            strlen(s) == 42 && is_hex(s + 2);
 }
 
-/* A value put into .env: one line, no spaces or quotes that compose would
- * read differently. */
-static bool is_plain(const char *s)
+static bool kv_has(const struct dstack_kv *kv, size_t n, const char *key)
 {
-    if (!s || !*s)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == '"' || *s == '\'' || *s == '$' ||
-            *s == '#' || *s == '\\' || (unsigned char)*s >= 0x7f)
-            return false;
-    return true;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kv[i].key, key) == 0)
+            return true;
+    return false;
 }
 
-int dstack_kms_env(enum dstack_kms_mode mode, const struct dstack_kms_params *p,
-                   struct dstack_kv *kv, size_t *n, struct kc_err *err)
+int dstack_kms_env(const struct dstack_kms_params *p, struct dstack_kv **out,
+                   size_t *n, struct kc_err *err)
 {
-    const char *image =
-        p->kms_image ? p->kms_image : "cr.kvin.wang/dstack-kms:latest";
-    const char *kport = p->kms_https_port ? p->kms_https_port : "12001";
-    const char *aport = p->auth_http_port ? p->auth_http_port : "18000";
-    const char *hport = p->helios_rpc_port ? p->helios_rpc_port : "18545";
-    const char *net = p->helios_network ? p->helios_network : "base-sepolia";
-    size_t i = 0;
+    bool light = p->mode == DSTACK_KMS_LIGHT;
+    struct dstack_kv *kv = kc_xcalloc(8 + p->nextra, sizeof(*kv));
+    const char *need = light ? "EXECUTION_RPC" : "ETH_RPC_URL";
+    size_t k = 0;
+    int ret = 0;
 
+    *out = NULL;
     *n = 0;
-    if (!is_plain(image))
-        return kc_err_set(err, KC_EINVAL, "kms image '%.80s' is not valid",
-                          image);
-    if (!is_port(kport) || !is_port(aport) || !is_port(hport))
-        return kc_err_set(err, KC_EINVAL,
-                          "ports must be numbers from 1 to 65535");
-    if (!is_address(p->kms_contract_addr))
-        return kc_err_set(err, KC_EINVAL,
-                          "KMS_CONTRACT_ADDR '%.64s' is not a 0x address of "
-                          "20 bytes",
-                          p->kms_contract_addr ? p->kms_contract_addr : "");
-    if (!is_plain(p->dstack_repo) || !is_plain(p->dstack_ref))
-        return kc_err_set(err, KC_EINVAL,
-                          "dstack repo and ref are required (no spaces, "
-                          "quotes or $)");
-    if (mode == DSTACK_KMS_DIRECT && !is_plain(p->eth_rpc_url))
-        return kc_err_set(err, KC_EINVAL,
-                          "direct mode needs an RPC URL for the auth-api "
-                          "(ETH_RPC_URL)");
-    if (p->eth_rpc_url && !is_plain(p->eth_rpc_url))
-        return kc_err_set(err, KC_EINVAL, "ETH_RPC_URL is not valid");
-    if (mode == DSTACK_KMS_LIGHT &&
-        (!is_plain(net) || (p->consensus_rpc && !is_plain(p->consensus_rpc)) ||
-         (p->helios_checkpoint && !is_plain(p->helios_checkpoint))))
-        return kc_err_set(err, KC_EINVAL,
-                          "helios network, consensus RPC and checkpoint must "
-                          "be plain values");
+    kv[k++] =
+        (struct dstack_kv){ "KMS_HTTPS_PORT",
+                            p->kms_https_port ? p->kms_https_port : "12001" };
+    kv[k++] =
+        (struct dstack_kv){ "AUTH_HTTP_PORT",
+                            p->auth_http_port ? p->auth_http_port : "18000" };
+    if (light)
+        kv[k++] = (struct dstack_kv){ "HELIOS_RPC_PORT",
+                                      p->helios_rpc_port ? p->helios_rpc_port
+                                                         : "18545" };
+    kv[k++] = (struct dstack_kv){ "KMS_IMAGE", DSTACK_DEFAULT_KMS_IMAGE };
+    kv[k++] = (struct dstack_kv){ "KMS_CONTRACT_ADDR", p->kms_contract_addr };
+    kv[k++] = (struct dstack_kv){ "DSTACK_REPO", DSTACK_DEFAULT_REPO };
+    kv[k++] = (struct dstack_kv){ "DSTACK_REF", DSTACK_DEFAULT_REF };
+    for (size_t i = 0; i < p->nextra; i++) {
+        const struct dstack_kv *e = &p->extra[i];
+        bool replaced = false;
 
-    kv[i++] = (struct dstack_kv){ "KMS_HTTPS_PORT", kport };
-    kv[i++] = (struct dstack_kv){ "AUTH_HTTP_PORT", aport };
-    kv[i++] = (struct dstack_kv){ "KMS_IMAGE", image };
-    if (p->eth_rpc_url)
-        kv[i++] = (struct dstack_kv){ "ETH_RPC_URL", p->eth_rpc_url };
-    kv[i++] = (struct dstack_kv){ "KMS_CONTRACT_ADDR", p->kms_contract_addr };
-    kv[i++] = (struct dstack_kv){ "DSTACK_REPO", p->dstack_repo };
-    kv[i++] = (struct dstack_kv){ "DSTACK_REF", p->dstack_ref };
-    if (mode == DSTACK_KMS_LIGHT) {
-        kv[i++] = (struct dstack_kv){ "HELIOS_RPC_PORT", hport };
-        kv[i++] = (struct dstack_kv){ "HELIOS_NETWORK", net };
-        if (p->consensus_rpc)
-            kv[i++] = (struct dstack_kv){ "CONSENSUS_RPC", p->consensus_rpc };
-        if (p->helios_checkpoint)
-            kv[i++] =
-                (struct dstack_kv){ "HELIOS_CHECKPOINT", p->helios_checkpoint };
+        if (!dstack_is_env_name(e->key)) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "compose.env: '%.64s' is not an environment "
+                             "variable name",
+                             e->key ? e->key : "");
+            goto out;
+        }
+        for (size_t j = 0; j < k && !replaced; j++)
+            if (strcmp(kv[j].key, e->key) == 0) {
+                kv[j].value = e->value;
+                replaced = true;
+            }
+        if (!replaced)
+            kv[k++] = *e;
     }
-    *n = i;
-    return 0;
+    for (size_t i = 0; i < k; i++) {
+        if (kv[i].value &&
+            (strchr(kv[i].value, '\n') || strchr(kv[i].value, '\r'))) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "compose.env: value of '%s' holds a line break",
+                             kv[i].key);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < p->nuser_keys; i++)
+        if (kv_has(kv, k, p->user_keys[i])) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "'%s' is both in compose.env and user_config: "
+                             "keep it in one (user_config if it is a secret)",
+                             p->user_keys[i]);
+            goto out;
+        }
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = kv[i].value;
+
+        if (i == 2 && !light)
+            break;
+        if (!is_port(v)) {
+            ret =
+                kc_err_set(err, KC_EINVAL, "%s '%.16s' is not a port (1-65535)",
+                           kv[i].key, v ? v : "");
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < k; i++)
+        if (strcmp(kv[i].key, "KMS_CONTRACT_ADDR") == 0 &&
+            !is_address(kv[i].value)) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "KMS_CONTRACT_ADDR '%.64s' is not an address (0x "
+                             "and 40 hex digits)",
+                             kv[i].value ? kv[i].value : "");
+            goto out;
+        }
+    if (!kv_has(kv, k, need)) {
+        bool found = false;
+
+        for (size_t i = 0; i < p->nuser_keys && !found; i++)
+            found = strcmp(p->user_keys[i], need) == 0;
+        if (!found) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "%s mode needs %s: put it in compose.env, or in "
+                             "user_config when it holds a secret (an API "
+                             "key in the URL)",
+                             light ? "light" : "direct", need);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < k; i++)
+        if (!kv[i].value)
+            kv[i].value = "";
+    *out = kv;
+    *n = k;
+    kv = NULL;
+out:
+    free(kv);
+    return ret;
 }

@@ -139,26 +139,35 @@ const char *dstack_kms_template(enum dstack_kms_mode mode);
 int dstack_kms_mode_parse(const char *s, enum dstack_kms_mode *mode,
                           struct kc_err *err);
 
-/* The parameters of the templates; NULL members take the defaults shown. */
+/* The compose .env of a KMS VM, as prelaunch.sh writes it: first the
+ * settings the templates read, with defaults --
+ *   KMS_HTTPS_PORT (12001), AUTH_HTTP_PORT (18000), HELIOS_RPC_PORT (18545,
+ *   light only), KMS_IMAGE (DSTACK_DEFAULT_KMS_IMAGE), KMS_CONTRACT_ADDR
+ *   (required), DSTACK_REPO (DSTACK_DEFAULT_REPO), DSTACK_REF
+ *   (DSTACK_DEFAULT_REF)
+ * -- then the caller's EXTRA settings in their order (one that names a
+ * setting above replaces its value in place). USER_KEYS are the names
+ * prelaunch.sh imports from .user-config: a name may not be both there and in
+ * the settings. Direct mode needs ETH_RPC_URL and light mode EXECUTION_RPC,
+ * from either side. Checked: names, ports (1-65535), KMS_CONTRACT_ADDR (0x and
+ * 40 hex digits), no line breaks. *OUT is a new array of *N entries (free()
+ * it) whose strings are borrowed from the arguments or static. */
+#define DSTACK_DEFAULT_KMS_IMAGE "cr.kvin.wang/dstack-kms:latest"
+#define DSTACK_DEFAULT_REPO      "https://github.com/Phala-Network/dstack-cloud.git"
+#define DSTACK_DEFAULT_REF       "14963a2ccb0ec7bef8a496c1ac5ac40f5593145d"
 struct dstack_kms_params {
-    const char *kms_image;       /* KMS_IMAGE, cr.kvin.wang/dstack-kms:latest */
-    const char *kms_https_port;  /* KMS_HTTPS_PORT, 12001 */
-    const char *auth_http_port;  /* AUTH_HTTP_PORT, 18000 */
-    const char *helios_rpc_port; /* HELIOS_RPC_PORT, 18545 (light) */
-    const char *eth_rpc_url;     /* ETH_RPC_URL (direct: required) */
-    const char *kms_contract_addr; /* KMS_CONTRACT_ADDR (required, 0x + 40) */
-    const char *dstack_repo;       /* DSTACK_REPO (required) */
-    const char *dstack_ref;        /* DSTACK_REF (required) */
-    const char *helios_network;    /* HELIOS_NETWORK, base-sepolia (light) */
-    const char *consensus_rpc;     /* CONSENSUS_RPC (light, optional) */
-    const char *helios_checkpoint; /* HELIOS_CHECKPOINT (light, optional) */
+    enum dstack_kms_mode mode;
+    const char *kms_https_port;    /* NULL: default */
+    const char *auth_http_port;    /* NULL: default */
+    const char *helios_rpc_port;   /* NULL: default */
+    const char *kms_contract_addr; /* NULL: must come in EXTRA */
+    const struct dstack_kv *extra;
+    size_t nextra;
+    const char *const *user_keys;
+    size_t nuser_keys;
 };
-/* Fills KV (room for DSTACK_KMS_MAX_ENV) with the .env settings of MODE from
- * P, defaults applied; *N gets the count. The strings are borrowed from P or
- * static. KC_EINVAL names a missing or malformed required parameter. */
-#define DSTACK_KMS_MAX_ENV 12
-int dstack_kms_env(enum dstack_kms_mode mode, const struct dstack_kms_params *p,
-                   struct dstack_kv *kv, size_t *n, struct kc_err *err);
+int dstack_kms_env(const struct dstack_kms_params *p, struct dstack_kv **out,
+                   size_t *n, struct kc_err *err);
 
 /* True if S is an environment variable name. */
 bool dstack_is_env_name(const char *s);

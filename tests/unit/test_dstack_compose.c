@@ -411,33 +411,68 @@ Test(dstack_compose, templates_are_yaml_with_the_documented_services)
 
 Test(dstack_compose, kms_env_applies_defaults_and_checks_parameters)
 {
-    struct dstack_kms_params p = {
-        .eth_rpc_url = "https://sepolia.base.org",
-        .kms_contract_addr = "0x00000000000000000000000000000000000000aa",
-        .dstack_repo = "https://github.com/Phala-Network/dstack-cloud.git",
-        .dstack_ref = "14963a2ccb0e",
+    static const struct dstack_kv extra[] = {
+        { "KMS_IMAGE", "example.org/kms:1" },
+        { "ETH_RPC_URL", "https://sepolia.base.org" },
     };
-    struct dstack_kv kv[DSTACK_KMS_MAX_ENV];
+    static const char *const ukeys[] = { "EXECUTION_RPC" };
+    struct dstack_kms_params p = {
+        .mode = DSTACK_KMS_DIRECT,
+        .kms_contract_addr = "0x00000000000000000000000000000000000000aa",
+        .extra = extra,
+        .nextra = 2,
+    };
+    struct dstack_kv *kv = NULL;
     struct kc_err err = { 0 };
     enum dstack_kms_mode mode;
     size_t n = 0;
 
-    cr_assert_eq(dstack_kms_env(DSTACK_KMS_DIRECT, &p, kv, &n, &err), 0, "%s",
-                 err.msg);
+    cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 7);
     cr_assert_str_eq(kv[0].key, "KMS_HTTPS_PORT");
     cr_assert_str_eq(kv[0].value, "12001");
-    cr_assert_str_eq(kv[2].value, "cr.kvin.wang/dstack-kms:latest");
-    cr_assert_eq(dstack_kms_env(DSTACK_KMS_LIGHT, &p, kv, &n, &err), 0);
-    cr_assert_eq(n, 9);
+    cr_assert_str_eq(kv[2].key, "KMS_IMAGE");
+    cr_assert_str_eq(kv[2].value, "example.org/kms:1", "replaced in place");
+    cr_assert_str_eq(kv[5].value, DSTACK_DEFAULT_REF);
+    cr_assert_str_eq(kv[6].key, "ETH_RPC_URL");
+    free(kv);
+    /* Light mode: helios port, and EXECUTION_RPC must come from somewhere. */
+    p.mode = DSTACK_KMS_LIGHT;
+    cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), KC_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "light mode needs EXECUTION_RPC"), "%s",
+                       err.msg);
+    p.user_keys = ukeys;
+    p.nuser_keys = 1;
+    cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 8);
+    cr_assert_str_eq(kv[2].key, "HELIOS_RPC_PORT");
+    free(kv);
+    /* Direct mode with ETH_RPC_URL only in user_config is fine. */
+    p.mode = DSTACK_KMS_DIRECT;
+    p.nextra = 1;
+    {
+        static const char *const uk2[] = { "ETH_RPC_URL" };
+
+        p.user_keys = uk2;
+        cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), 0, "%s", err.msg);
+        free(kv);
+        /* ...but not in both places. */
+        p.nextra = 2;
+        cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), KC_EINVAL);
+        cr_assert_not_null(strstr(err.msg, "'ETH_RPC_URL' is both"), "%s",
+                           err.msg);
+    }
+    p.user_keys = NULL;
+    p.nuser_keys = 0;
     p.kms_contract_addr = "0x12";
-    cr_assert_eq(dstack_kms_env(DSTACK_KMS_DIRECT, &p, kv, &n, &err),
-                 KC_EINVAL);
+    cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), KC_EINVAL);
     cr_assert_not_null(strstr(err.msg, "KMS_CONTRACT_ADDR '0x12'"));
+    p.kms_contract_addr = NULL;
+    cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), KC_EINVAL);
     p.kms_contract_addr = "0x00000000000000000000000000000000000000aa";
     p.kms_https_port = "70000";
-    cr_assert_eq(dstack_kms_env(DSTACK_KMS_DIRECT, &p, kv, &n, &err),
-                 KC_EINVAL);
+    cr_assert_eq(dstack_kms_env(&p, &kv, &n, &err), KC_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "KMS_HTTPS_PORT '70000'"));
     cr_assert_eq(dstack_kms_mode_parse("light", &mode, &err), 0);
     cr_assert_eq(mode, DSTACK_KMS_LIGHT);
     cr_assert_eq(dstack_kms_mode_parse("fast", &mode, &err), KC_EINVAL);
