@@ -3,6 +3,7 @@
 #include "resources/dstack/osimage.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -96,6 +97,7 @@ int dstack_osimage_find(const char *base_dir, const char *const *paths,
                         struct dstack_osimage *img, struct kc_err *err)
 {
     struct kc_buf tried = { 0 };
+    char *abs = base_dir ? realpath(base_dir, NULL) : NULL;
     int ret = KC_ENOENT;
 
     memset(img, 0, sizeof(*img));
@@ -103,8 +105,15 @@ int dstack_osimage_find(const char *base_dir, const char *const *paths,
         strcmp(name, "..") == 0)
         return kc_err_set(err, KC_EINVAL, "os_image '%.64s' is not a name",
                           name ? name : "");
+    if (abs)
+        base_dir = abs; /* errors name absolute folders */
     for (size_t i = 0; i < npaths; i++) {
-        char *root = kc_file_resolve(base_dir, paths[i]);
+        const char *rel = paths[i];
+        char *root;
+
+        while (rel[0] == '.' && rel[1] == '/')
+            rel += 2;
+        root = kc_file_resolve(base_dir, rel);
         char *dir = kc_xasprintf("%s/%s", root, name);
         char *disk = kc_xasprintf("%s/disk.raw", dir);
         char *auth = kc_xasprintf("%s/auth_hash.txt", dir);
@@ -152,6 +161,7 @@ int dstack_osimage_find(const char *base_dir, const char *const *paths,
                      name, name, name);
 out:
     kc_buf_release(&tried);
+    free(abs);
     return ret;
 }
 
