@@ -226,3 +226,41 @@ Test(dstack_fat, refuses_bad_names_and_overflow)
     cr_assert_neq(access(path, F_OK), 0, "no file left on failure");
     free(path);
 }
+
+/* Many files with long, similar names: aliases stay unique (NAME~1, ~2...),
+ * the root folder spans several clusters, mtools reads every one back. */
+Test(dstack_fat, many_long_names_span_root_clusters)
+{
+    struct dstack_fat_file many[40];
+    char names[40][64], datas[40][32];
+    struct dstack_fatimg img = { .size = 40u << 20,
+                                 .files = many,
+                                 .nfiles = 40 };
+    struct kc_err err = { 0 };
+    char *path = kc_xasprintf("%s/many.img", tmpdir), *cmd, *out = NULL;
+
+    for (int i = 0; i < 40; i++) {
+        kc_snprintf(names[i], sizeof(names[i]),
+                    ".a-rather-long-file-name-number-%02d.json", i);
+        kc_snprintf(datas[i], sizeof(datas[i]), "file %d\n", i);
+        many[i] =
+            (struct dstack_fat_file){ names[i], datas[i], strlen(datas[i]) };
+    }
+    cr_assert_eq(dstack_fatimg_write_file(&img, path, 0644, NULL, &err), 0,
+                 "%s", err.msg);
+    cmd = kc_xasprintf("fsck.fat -n '%s' 2>&1", path);
+    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    free(cmd);
+    free(out);
+    cmd = kc_xasprintf("mdir -a -i '%s' ::/ 2>&1", path);
+    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "40 files"), "%s", out);
+    free(cmd);
+    free(out);
+    cmd = kc_xasprintf("mtype -i '%s' '::/%s'", path, names[37]);
+    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_str_eq(out, "file 37\n");
+    free(cmd);
+    free(out);
+    free(path);
+}
