@@ -11,7 +11,9 @@
  *   ciphertext = AES-256-GCM(key = shared, 12-byte random IV, no AAD)
  *   file       = ephemeral public key (32) || IV (12) || ciphertext || tag (16)
  *
- * written as raw bytes to .encrypted-env. The guest keeps only the variables
+ * written as raw bytes to .encrypted-env (as dstack-cloud's _encrypt_env
+ * does; the tag is the last 16 bytes, as Python's AESGCM appends it). The
+ * guest keeps only the variables
  * that app-compose.json lists in allowed_envs: list the keys there.
  *
  * Not here yet: fetching the key. The pRPC call GetAppEnvEncryptPubKey goes

@@ -262,7 +262,7 @@ int dstack_fatimg_write_fd(const struct dstack_fatimg *img, int fd,
     uint32_t volid =
         img->volume_id_set ? img->volume_id : DSTACK_FATIMG_VOLUME_ID;
     uint64_t size = img->size ? img->size : DSTACK_FATIMG_DEFAULT_SIZE;
-    struct layout l;
+    struct layout l = { 0 };
     unsigned char *head = NULL, *fat, *root, md[32];
     unsigned char(*names)[11] = NULL;
     size_t nents = 1, cbytes, headlen;
