@@ -13,6 +13,7 @@ pkgs=(
     # test-only tools: read back the disk images kmsctl writes
     dosfstools mtools gdisk fdisk
     jq # test-only: runs the generated prelaunch.sh as the guest would
+    python3 # test-only: checks JSON against Python's json.dump output
 )
 
 missing=()

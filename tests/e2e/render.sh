@@ -94,6 +94,15 @@ sfdisk --dump out1/data.img | grep -q 'name="dstack-data"' || fail "data.img par
 grep -q '"kms_vms.dstack-kms.app_id"' .kmsctl/render-test.state.json || fail "app_id not in the state"
 grep -q secret-key-123 .kmsctl/render-test.state.json && fail "a secret reached the state"
 
+# The files are byte for byte what Python's json.dump(indent=2) writes for
+# the same data (dstack-cloud's serialisation), checked with python3 itself.
+for f in app-compose.json .sys-config.json .instance_info; do
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]), object_pairs_hook=dict)
+sys.stdout.write(json.dumps(d, indent=2))' "out1/$f" > "py-$f"
+    cmp -s "out1/$f" "py-$f" || fail "$f is not in Python json.dump(indent=2) form"
+done
+
 # 3. A second render: identical bytes and hashes.
 json2=$(render out2 --set contracts.kms.address=$ADDR --json)
 for f in app-compose.json .sys-config.json .instance_info prelaunch.sh .user-config shared.img data.img; do
@@ -133,5 +142,21 @@ grep -q "dstack-cloud-0.6.0-uki.tar.gz" err.txt || fail "no -uki hint: $(cat err
 # 8. An unknown VM name lists the ones there are.
 if "$KMSCTL" render nope -f kms.yaml --out out7 2>err.txt; then fail "unknown VM rendered"; fi
 grep -q "no kms_vms entry 'nope' (there is 'dstack-kms')" err.txt || fail "unknown VM message: $(cat err.txt)"
+
+# 9. compose.file: the user's compose text is embedded as it is (non-ASCII
+#    and tabs escaped the way Python does), and mode must agree.
+printf 'services:\n  app:\n    image: "caf\xc3\xa9:\xf0\x9f\x98\x80"\n\tcommand: x\n' > my-compose.yaml
+sed 's|      template: direct|      file: ./my-compose.yaml|' kms.yaml > file.yaml
+"$KMSCTL" render dstack-kms -f file.yaml --out out8 --set contracts.kms.address=$ADDR >/dev/null
+jq -j .docker_compose_file out8/app-compose.json | cmp -s - my-compose.yaml || fail "compose.file not embedded as is"
+grep -q 'caf\\u00e9:\\ud83d\\ude00' out8/app-compose.json || fail "non-ASCII not escaped as Python does"
+python3 -c 'import json, sys
+sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), indent=2))' out8/app-compose.json | cmp -s - out8/app-compose.json ||
+    fail "compose.file app-compose.json is not in json.dump form"
+sed 's|      template: direct|      template: light|' kms.yaml > bad.yaml
+if "$KMSCTL" render dstack-kms -f bad.yaml --out out9 --set contracts.kms.address=$ADDR 2>err.txt; then
+    fail "template/mode mismatch rendered"
+fi
+grep -q "compose.template 'light' does not agree with mode 'direct'" err.txt || fail "mismatch message: $(cat err.txt)"
 
 echo "render: ok"
