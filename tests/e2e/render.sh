@@ -159,4 +159,18 @@ if "$KMSCTL" render dstack-kms -f bad.yaml --out out9 --set contracts.kms.addres
 fi
 grep -q "compose.template 'light' does not agree with mode 'direct'" err.txt || fail "mismatch message: $(cat err.txt)"
 
+# 10. Light mode: helios in the compose, EXECUTION_RPC required and imported
+#     from .user-config (never written into the measured files).
+sed -e 's|    mode: direct|    mode: light|' -e 's|      template: direct|      template: light|' kms.yaml > light.yaml
+if "$KMSCTL" render dstack-kms -f light.yaml --out out10 --set contracts.kms.address=$ADDR 2>err.txt; then
+    fail "light mode without EXECUTION_RPC rendered"
+fi
+grep -q "light mode needs EXECUTION_RPC" err.txt || fail "light mode message: $(cat err.txt)"
+sed -i 's|      ETH_RPC_URL: "${env:KC_RENDER_RPC}"|      EXECUTION_RPC: "${env:KC_RENDER_RPC}"|' light.yaml
+"$KMSCTL" render dstack-kms -f light.yaml --out out10 --set contracts.kms.address=$ADDR >/dev/null
+jq -e '(.docker_compose_file | test("\\n  helios:\\n")) and (.pre_launch_script | test("HELIOS_RPC_PORT=18545"))
+       and (.pre_launch_script | test("for key in EXECUTION_RPC;"))' out10/app-compose.json >/dev/null ||
+    fail "light mode app-compose.json"
+grep -q secret-key-123 out10/app-compose.json && fail "EXECUTION_RPC reached app-compose.json"
+
 echo "render: ok"
