@@ -75,6 +75,8 @@ static const char *phase_name(enum kc_op_phase p)
         return "update";
     case KC_PHASE_DELETE:
         return "delete";
+    case KC_PHASE_LIST:
+        return "list";
     }
     return "?";
 }
@@ -279,7 +281,8 @@ void kc_op_require_consent(struct kc_op *op, const char *fmt, ...)
 static bool op_may_write(const struct kc_op *op)
 {
     return !op->eng->readonly && op->phase != KC_PHASE_OBSERVE &&
-           op->phase != KC_PHASE_READ && op->phase != KC_PHASE_REVIEW;
+           op->phase != KC_PHASE_READ && op->phase != KC_PHASE_REVIEW &&
+           op->phase != KC_PHASE_LIST;
 }
 
 const struct kc_state_intent *kc_op_intent(const struct kc_op *op)
@@ -775,6 +778,9 @@ static int op_call(struct kc_op *op)
     case KC_PHASE_DELETE:
         fn = t->delete;
         break;
+    case KC_PHASE_LIST:
+        fn = t->list;
+        break;
     case KC_PHASE_REVIEW:
         break;
     }
@@ -1191,11 +1197,15 @@ static void apply_done(struct kc_engine *eng, struct kc_op *op, int status)
     apply_record(eng, op);
 }
 
+static void list_done(struct kc_engine *eng, struct kc_op *op, int status);
+
 static void op_complete(struct kc_op *op, int status)
 {
     struct kc_engine *eng = op->eng;
 
-    if (eng->phase == 1) {
+    if (op->phase == KC_PHASE_LIST) {
+        list_done(eng, op, status);
+    } else if (eng->phase == 1) {
         eng->running--;
         refresh_done(eng, op, status);
         op_free(op);
@@ -1467,8 +1477,75 @@ static void schedule(struct kc_engine *eng)
             progress = true;
         }
     }
-    if (!waiting && !eng->ndeferred && eng->running == 0)
+    if (!waiting && !eng->ndeferred && eng->running == 0 && !eng->nlisting)
         finish_phase(eng);
+}
+
+void kc_op_found(struct kc_op *op, const char *name, const char *id)
+{
+    struct kc_engine *eng = op->eng;
+    char *addr;
+
+    if (op->phase != KC_PHASE_LIST)
+        KC_BUG("kc_op_found outside list");
+    addr = kc_xasprintf("%s.%s", op->item->type->kind, name);
+    if (!kc_graph_find(eng->plan->graph, addr) &&
+        !kc_state_get(eng->state, addr))
+        kc_plan_add_unmanaged(eng->plan, addr, id);
+    free(addr);
+}
+
+/* A list op has an item of its own, not in the plan: its address is the
+ * kind. */
+static void list_free(struct kc_op *op)
+{
+    struct kc_plan_item *it = op->item;
+
+    op_free(op);
+    free(it->res->address);
+    free(it->res);
+    free(it->error);
+    free(it);
+}
+
+static void list_done(struct kc_engine *eng, struct kc_op *op, int status)
+{
+    eng->nlisting--;
+    if (status < 0) {
+        /* Not fatal: the plan is complete without it; say so. */
+        kc_log(eng->log, KC_LOG_WARN, "engine",
+               "listing the objects of '%s' failed: %s", op->item->type->kind,
+               op->err.msg);
+    }
+    list_free(op);
+    schedule(eng);
+}
+
+static void start_lists(struct kc_engine *eng)
+{
+    for (size_t p = 0; p < eng->nprovs; p++) {
+        const struct kc_provider_type *pt = eng->provs[p]->type;
+
+        for (size_t k = 0; pt->kinds && pt->kinds[k]; k++) {
+            const struct kc_resource_type *t = pt->kinds[k];
+            struct kc_plan_item *it;
+            struct kc_op *op;
+
+            if (!t->list)
+                continue;
+            it = kc_xcalloc(1, sizeof(*it));
+            it->res = kc_xcalloc(1, sizeof(*it->res));
+            it->res->address = kc_xstrdup(t->kind);
+            it->res->kind = it->res->address;
+            it->res->name = it->res->address + strlen(t->kind);
+            it->type = t;
+            it->ptype = pt;
+            it->prov = eng->provs[p];
+            op = op_new(eng, it, KC_PHASE_LIST);
+            eng->nlisting++;
+            start_op(eng, op);
+        }
+    }
 }
 
 static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
@@ -1495,6 +1572,8 @@ static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
         free(plan->items[i].error);
         plan->items[i].error = NULL;
     }
+    if (phase == 1 && !plan->destroy)
+        start_lists(eng);
     /* Start from the loop, never inside this call. */
     arm_kick(eng);
     return 0;

@@ -778,8 +778,7 @@ Test(engine, a_data_source_with_unknown_input_is_read_at_apply)
     thing(g, "fake.thing", "a", "A");
     run_init(&r, 0, 10);
     cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
-    cr_assert_eq(kc_plan_find(r.plan, "fake.data.q")->action,
-                 KC_ACTION_DELETE);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.data.q")->action, KC_ACTION_DELETE);
     fake_world_reset_counters(world);
     cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
     cr_assert_null(kc_state_get(r.st, "fake.data.q"));
@@ -990,5 +989,43 @@ Test(engine, observes_run_at_once_whatever_the_dependencies)
     cr_assert_lt(ms, 600, "a no-op plan took %llu ms", (unsigned long long)ms);
     cr_assert_eq(r.eng.max_running, 6);
     cr_assert_not(kc_plan_has_changes(r.plan));
+    run_fini(&r);
+}
+
+Test(engine, an_object_with_the_label_but_not_managed_is_reported)
+{
+    struct run r;
+    struct json_object *w, *objs, *obj;
+    struct kc_buf out;
+    bool ext, man;
+
+    apply_chain();
+    /* Someone made an object of this deployment outside kmsctl. */
+    w = fake_world_load(world);
+    json_object_object_get_ex(w, "objects", &objs);
+    obj = json_object_new_object();
+    json_object_object_add(obj, "id", json_object_new_string("id-99"));
+    json_object_object_add(obj, "attrs", json_object_new_object());
+    json_object_object_add(objs, "fake.thing.zz", obj);
+    fake_world_save(world, w);
+    json_object_put(w);
+
+    run_init(&r, 0, 10);
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(r.plan->nunmanaged, 1);
+    cr_assert_str_eq(r.plan->unmanaged[0].address, "fake.thing.zz");
+    cr_assert_str_eq(r.plan->unmanaged[0].id, "id-99");
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert(ext);
+    cr_assert_not(man);
+    cr_assert_not(kc_plan_has_changes(r.plan)); /* never deleted by itself */
+    kc_buf_init(&out, 0);
+    kc_plan_render(r.plan, false, &out);
+    cr_assert_not_null(strstr(kc_buf_str(&out), "! fake.thing.zz (id-99): "
+                                                "carries this deployment's "
+                                                "label"),
+                       "%s", kc_buf_str(&out));
+    kc_buf_release(&out);
     run_fini(&r);
 }

@@ -217,6 +217,8 @@ static const char *phase_str(enum kc_op_phase ph)
         return "update";
     case KC_PHASE_DELETE:
         return "delete";
+    case KC_PHASE_LIST:
+        return "list";
     case KC_PHASE_REVIEW:
         break;
     }
@@ -277,6 +279,19 @@ static int fake_work(struct kc_op *op)
     }
     json_object_object_get_ex(objs, addr, &obj);
     switch (phase) {
+    case KC_PHASE_LIST: {
+        /* Every object of the kind (the fake world labels all of them). */
+        size_t klen = strlen(addr);
+
+        json_object_object_foreach (objs, key, val) {
+            if (strncmp(key, addr, klen) == 0 && key[klen] == '.' &&
+                !strchr(key + klen + 1, '~'))
+                kc_op_found(
+                    op, key + klen + 1,
+                    json_object_get_string(json_object_object_get(val, "id")));
+        }
+        break;
+    }
     case KC_PHASE_OBSERVE:
         /* The engine must refuse every write at observe time (drift). */
         if (kc_op_intent_put(op, "x", NULL, NULL) != KC_EPERM ||
@@ -460,9 +475,10 @@ static int fake_start(struct kc_op *op)
 {
     struct fake_ctx *ctx = kc_op_provider_data(op);
     enum kc_op_phase ph = kc_op_phase(op);
-    int64_t delay = ph == KC_PHASE_OBSERVE || ph == KC_PHASE_READ
-                        ? ctx->observe_delay_ms
-                        : ctx->delay_ms;
+    int64_t delay =
+        ph == KC_PHASE_OBSERVE || ph == KC_PHASE_READ || ph == KC_PHASE_LIST
+            ? ctx->observe_delay_ms
+            : ctx->delay_ms;
     struct json_object *w = load_or_die(ctx->world);
     struct fake_call *call;
     int ret;
@@ -516,6 +532,7 @@ static const struct kc_field data_fields[] = {
 static const struct kc_resource_type fake_thing = {
     .kind = "fake.thing",
     .fields = thing_fields,
+    .list = fake_start,
     .observe = fake_start,
     .create = fake_start,
     .update = fake_start,

@@ -12,7 +12,8 @@
  *   fake.thing    fields value (string), size (int, FORCE_NEW), secret
  *                 (string, SENSITIVE, write-only: never observed), label
  *                 (IGNORE_DRIFT), ref (any), ip (COMPUTED); outputs id, ip,
- *                 external_ip (= ip), value, size. update is in place.
+ *                 external_ip (= ip), value, size. update is in place;
+ *                 list reports every fake.thing in the world.
  *   fake.frozen   like fake.thing without update: every change replaces.
  *   fake.identity field value; review requires consent to replace/delete.
  *   fake.contract field value; KC_KIND_RETAIN (destroy only forgets it).
