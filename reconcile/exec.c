@@ -722,7 +722,9 @@ static int readiness(const struct kc_engine *eng, const struct kc_plan_item *it)
             continue;
         if (d->st == KC_ITEM_FAILED || d->st == KC_ITEM_SKIPPED)
             return -1;
-        if (d->st != KC_ITEM_DONE)
+        /* A finished dependency releases its dependents at once; its
+         * record reaches the disk meanwhile (the write is coalesced). */
+        if (d->st != KC_ITEM_DONE && !d->released)
             ready = 0;
     }
     return ready;
@@ -1132,6 +1134,7 @@ static void apply_record(struct kc_engine *eng, struct kc_op *op)
         free(msg);
         return;
     }
+    it->released = true;
     write_then_finish(eng, op, 0, NULL);
 }
 
@@ -1569,6 +1572,7 @@ static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
     kc_err_clear(&eng->err);
     for (size_t i = 0; i < plan->n; i++) {
         plan->items[i].st = KC_ITEM_PENDING;
+        plan->items[i].released = false;
         free(plan->items[i].error);
         plan->items[i].error = NULL;
     }

@@ -79,6 +79,8 @@ struct kc_plan_item {
     bool consented;
     /* execution (exec.c) */
     enum kc_item_state st;
+    bool released;  /* apply: done, its record being written: dependents
+                       may start */
     char *error;    /* failure message */
     double elapsed; /* seconds */
     struct kc_op *op;
