@@ -227,6 +227,7 @@ int ui_open(struct ui_session *s, struct cmd_opts *opts, bool lock,
     s->eng.state = s->st;
     s->eng.providers = s->providers;
     s->eng.deployment = s->name;
+    s->eng.manifest_dir = s->doc->dir;
     s->eng.parallelism = opts->parallelism;
     s->eng.consent = opts->identity_loss;
     s->eng.nconsent = opts->nidentity_loss;

@@ -562,6 +562,7 @@ static int init_providers(struct kc_engine *eng, struct kc_plan *plan,
                             ? kc_value_map_get(eng->providers, p->type->name)
                             : NULL;
             p->deployment = eng->deployment;
+            p->manifest_dir = eng->manifest_dir;
             p->loop = eng->loop;
             p->log = eng->log;
             p->http = eng->http;

@@ -18,8 +18,9 @@ extern int kc_expand_section_fake(struct kc_expand *ex,
                                   const struct kc_node *section,
                                   struct kc_err *err) __attribute__((weak));
 
-static int not_built(const struct kc_node *section, const char *name,
-                     const char *provider, struct kc_err *err)
+/* Unused once every section has its function. */
+KC_UNUSED static int not_built(const struct kc_node *section, const char *name,
+                               const char *provider, struct kc_err *err)
 {
     return kc_err_set(err, KC_ENOTSUP,
                       "%s:%d:%d: section '%s' cannot be planned yet: the %s "

@@ -286,6 +286,10 @@ struct kc_provider {
     const struct kc_provider_type *type;
     const struct kc_value *config; /* providers.<name>, or NULL */
     const char *deployment;        /* the manifest's name: ownership labels */
+    /* The manifest's folder: relative paths in the config and in desired
+     * values (credentials, artifacts, images) are relative to it. NULL when
+     * there is no manifest (tests): the working folder. */
+    const char *manifest_dir;
     uv_loop_t *loop;
     struct kc_log *log;
     struct kc_http *http; /* shared HTTP client (NULL in engine unit tests) */
