@@ -1029,3 +1029,40 @@ Test(engine, an_object_with_the_label_but_not_managed_is_reported)
     kc_buf_release(&out);
     run_fini(&r);
 }
+
+/* An entry is observed before its parent is planned: it must see the
+ * parent's last known outputs, or it would look deleted outside. */
+static struct kc_graph *entry_graph(void)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *e;
+
+    thing(g, "fake.thing", "parent", "P");
+    e = thing(g, "fake.entry", "child", "C");
+    kc_resource_set_ref(e, "ref", "fake.thing.parent", "id");
+    return g;
+}
+
+Test(engine, an_observe_sees_the_last_known_outputs_of_its_dependencies)
+{
+    struct run r;
+    bool ext, man;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, entry_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    run_init(&r, 0, 10);
+    kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")),
+                     "observe_delay_ms", kc_value_new_int(50));
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, entry_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.entry.child")->action,
+                 KC_ACTION_NOOP, "%s",
+                 kc_plan_find(r.plan, "fake.entry.child")->reason);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert_not(ext);
+    cr_assert_not(man);
+    run_fini(&r);
+}

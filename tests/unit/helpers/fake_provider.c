@@ -300,6 +300,12 @@ static int fake_work(struct kc_op *op)
                              "fake: observe was allowed to write the state");
             goto out;
         }
+        /* An entry is found through its parent (like an allowlist entry
+         * through its contract): without the parent's id, nothing. */
+        if (strcmp(kc_op_type(op)->kind, "fake.entry") == 0 &&
+            (!kc_op_desired(op, "ref") ||
+             kc_value_has_unknown(kc_op_desired(op, "ref"))))
+            break;
         if (obj)
             report(op, obj);
         break;
@@ -583,6 +589,15 @@ static const struct kc_resource_type fake_cbd = {
     .delete = fake_start,
 };
 
+static const struct kc_resource_type fake_entry = {
+    .kind = "fake.entry",
+    .fields = value_fields,
+    .observe = fake_start,
+    .create = fake_start,
+    .update = fake_start,
+    .delete = fake_start,
+};
+
 static const struct kc_resource_type fake_deploy = {
     .kind = "fake.deploy",
     .fields = value_fields,
@@ -592,8 +607,8 @@ static const struct kc_resource_type fake_deploy = {
 };
 
 static const struct kc_resource_type *const fake_kinds[] = {
-    &fake_thing, &fake_frozen, &fake_identity, &fake_contract,
-    &fake_data,  &fake_cbd,    &fake_deploy,   NULL,
+    &fake_thing, &fake_frozen, &fake_identity, &fake_contract, &fake_data,
+    &fake_cbd,   &fake_deploy, &fake_entry,    NULL,
 };
 
 const struct kc_provider_type kc_provider_fake = {

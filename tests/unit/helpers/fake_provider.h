@@ -23,6 +23,9 @@
  *   fake.deploy   field value; create keeps a generated seed
  *                 ("<address>.seed") and records an intent {seed}, persists
  *                 the state, then creates (and clears the intent).
+ *   fake.entry    field value, ref: observe finds it only when ref (its
+ *                 parent's id) is known, like an allowlist entry needs its
+ *                 contract's address.
  * fake.frozen allows 2 ops at once (a per-kind limit). Every observe checks
  * that the engine refuses it any write to the state.
  *
