@@ -68,6 +68,16 @@ static const struct {
     { "nitro_hosts", expand_nitro_hosts },
 };
 
+int kc_expand_resolve(struct kc_expand *ex, const char *ref, const char **addr,
+                      char **output)
+{
+    struct kc_resource *res;
+    int ret = kc_graph_resolve_ref(ex->g, ref, &res, output, NULL);
+
+    *addr = ret == 0 ? res->address : NULL;
+    return ret;
+}
+
 const struct kc_doc *kc_expand_document(const struct kc_expand *ex)
 {
     return ex->doc;

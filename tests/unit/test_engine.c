@@ -1066,3 +1066,39 @@ Test(engine, an_observe_sees_the_last_known_outputs_of_its_dependencies)
     cr_assert_not(man);
     run_fini(&r);
 }
+
+Test(engine, a_section_resolves_another_sections_reference_by_alias)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  kms: {kind: thing, value: A, alias: contracts.kms}\n"
+        "  vm: {kind: thing, value: B, ref_path: contracts.kms.id}\n"
+        "  bad: {kind: thing, value: C, ref_path: contracts.nope.id}\n";
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+    const struct kc_resource *r;
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg, "t.yaml:6:42: ref_path: nothing supplies "
+                              "'contracts.nope.id' (yet)");
+    kc_doc_free(doc);
+    cr_assert_eq(kc_manifest_parse("t.yaml", NULL, text,
+                                   sizeof(text) - 1 -
+                                       strlen("  bad: {kind: thing, value: C, "
+                                              "ref_path: contracts.nope.id}\n"),
+                                   &doc, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
+    r = kc_graph_find(g, "fake.thing.vm");
+    cr_assert_eq(r->ndeps, 1);
+    cr_assert_str_eq(r->deps[0], "fake.thing.kms");
+    cr_assert_str_eq(r->attrs[1].ref_output, "id");
+    kc_graph_free(g);
+    kc_doc_free(doc);
+}

@@ -662,6 +662,18 @@ int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
             if (strcmp(key, "after") == 0) {
                 for (size_t d = 0; d < val->n; d++)
                     kc_expand_depends_on(res, val->items[d]->str);
+            } else if (strcmp(key, "ref_path") == 0) {
+                const char *addr;
+                char *out = NULL;
+
+                if (kc_expand_resolve(ex, val->str, &addr, &out) < 0)
+                    return kc_err_set(err, KC_ENOENT,
+                                      "%s:%d:%d: ref_path: nothing supplies "
+                                      "'%s' (yet)",
+                                      val->pos.file, val->pos.line,
+                                      val->pos.col, val->str);
+                kc_expand_set_ref(res, "ref", addr, out);
+                free(out);
             } else if (strcmp(key, "ref_from") == 0) {
                 const char *dot = strrchr(val->str, '.');
                 char *addr;

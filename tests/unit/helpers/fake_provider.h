@@ -48,7 +48,9 @@ extern const struct kc_provider_type kc_provider_fake;
 /* The `fake:` manifest section, found by reconcile/expand.c through a weak
  * symbol: NAME: {kind: thing|frozen|identity|contract|data, FIELD: VALUE...,
  * ref_from: ADDRESS.OUTPUT (sets field ref, late bound), after: [ADDRESS],
- * alias: PREFIX (e.g. kms_vms.x: ${kms_vms.x.external_ip} is its ip)}. */
+ * alias: PREFIX (e.g. kms_vms.x: ${kms_vms.x.external_ip} is its ip),
+ * ref_path: REFERENCE (sets field ref from kc_expand_resolve, e.g.
+ * contracts.kms.address, through an alias of an earlier entry)}. */
 int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
                            struct kc_err *err);
 
