@@ -138,7 +138,9 @@
  * at plan time and again at apply time when a reference was unknown),
  * kc_expand_set_value() for attributes expand computes itself,
  * kc_expand_set_ref() for an attribute that is another resource's output,
- * kc_expand_depends_on() for an ordering the references do not show.
+ * kc_expand_depends_on() for an ordering the references do not show, and
+ * kc_expand_resolve() to find what another section supplies (through its
+ * alias, e.g. "contracts.kms.address") rather than guessing its address.
  * Dependencies also come from every ${...} reference inside the nodes.
  *
  * References: the forms a manifest may write are the table in
