@@ -126,8 +126,7 @@ int cmd_apply(int argc, char **argv)
         ret = ui_plan(&s, false, &err);
         if (ret < 0)
             goto out;
-        if (!opts.json)
-            ui_print_plan(&s);
+        ui_print_plan(&s);
         ret = refuse_without_consent(&s, &err);
         if (ret == 0 && kc_plan_has_changes(s.plan))
             ret = ui_confirm(&s, "Apply these changes?", &err);

@@ -610,7 +610,17 @@ int ui_apply(struct ui_session *s, struct kc_err *err)
 
 void ui_print_plan(struct ui_session *s)
 {
-    if (s->opts->json) {
+    if (s->opts->json && strcmp(s->opts->verb, "plan") != 0) {
+        /* apply/destroy --json: one line among the events. */
+        struct json_object *e = json_object_new_object();
+
+        json_object_object_add(e, "event", json_object_new_string("plan"));
+        json_object_object_add(e, "plan", kc_plan_to_json(s->plan));
+        printf("%s\n",
+               json_object_to_json_string_ext(
+                   e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(e);
+    } else if (s->opts->json) {
         struct json_object *j = kc_plan_to_json(s->plan);
 
         printf("%s\n", json_object_to_json_string_ext(

@@ -175,6 +175,9 @@ run 0 "$K" apply -f m.yaml --auto-approve --json
 jq -e -s 'map(select(.event=="finished")) | map(.address) | sort ==
           ["fake.thing.b","fake.thing.c"]' <<<"$out" >/dev/null ||
     fail "--json events: $out"
+jq -e -s '.[0].event == "plan" and .[0].plan.summary.create == 2 and
+          .[-1].event == "summary" and .[-1].succeeded == 2' <<<"$out" \
+    >/dev/null || fail "--json plan and summary events: $out"
 
 # --- the lock: a second apply while one runs -------------------------------
 manifest 1500 "  e: {kind: thing, value: E}"
