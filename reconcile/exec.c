@@ -1106,8 +1106,6 @@ static void write_then_finish(struct kc_engine *eng, struct kc_op *op, int fail,
 
 static void apply_step(struct kc_engine *eng, struct kc_op *op);
 
-static void apply_step(struct kc_engine *eng, struct kc_op *op);
-
 static void on_half_written(struct kc_state_write_req *req, int status)
 {
     struct kc_op *op = req->data;
@@ -1326,6 +1324,7 @@ static void apply_start(struct kc_engine *eng, struct kc_plan_item *it)
                    "'%s' cannot be deleted: left in place and removed from "
                    "the state",
                    it->res->address);
+        it->forgotten = true;
         emit(eng, KC_EVENT_STARTED, it, "forget", 0, NULL);
         apply_record(eng, op);
         return;
@@ -1337,7 +1336,9 @@ static void apply_start(struct kc_engine *eng, struct kc_plan_item *it)
 static void item_finish(struct kc_engine *eng, struct kc_plan_item *it,
                         int status, const char *msg)
 {
-    const char *what = eng->phase == 1 ? "observe" : kc_action_name(it->action);
+    const char *what = eng->phase == 1 ? "observe"
+                       : it->forgotten ? "forget"
+                                       : kc_action_name(it->action);
 
     if (status < 0) {
         it->st = KC_ITEM_FAILED;
@@ -1584,6 +1585,7 @@ static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
     for (size_t i = 0; i < plan->n; i++) {
         plan->items[i].st = KC_ITEM_PENDING;
         plan->items[i].released = false;
+        plan->items[i].forgotten = false;
         free(plan->items[i].error);
         plan->items[i].error = NULL;
     }

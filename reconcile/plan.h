@@ -81,6 +81,7 @@ struct kc_plan_item {
     enum kc_item_state st;
     bool released;  /* apply: done, its record being written: dependents
                        may start */
+    bool forgotten; /* apply: removed from the state without a call */
     char *error;    /* failure message */
     double elapsed; /* seconds */
     struct kc_op *op;
