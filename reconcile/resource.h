@@ -42,7 +42,12 @@
  *                the state (NULL when never created: find it by its
  *                deterministic name or ownership labels). Observe never
  *                mutates anything (drift runs only observe and read).
- *                kc_op_desired() may hold UNKNOWN values at observe time.
+ *                Every resource is observed at once, before its
+ *                dependencies are planned: references in kc_op_desired()
+ *                are bound to the dependencies' last known outputs (the
+ *                state's, or their own observe's), or UNKNOWN when none is
+ *                known yet (nothing applied); an observe that cannot find
+ *                its object without such a value reports it absent.
  *   create(op)   Makes the object from kc_op_desired(); sets its id, observed
  *                attributes and outputs. Non-idempotent creates record a
  *                write-ahead intent first (section 4).
