@@ -22,9 +22,10 @@
 #define AWS_EC2_XMLNS   "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 /* Limits on outside input. */
-#define AWS_XML_MAX_BYTES    (8u << 20) /* one EC2 response */
-#define AWS_CONFIG_MAX_BYTES (1u << 20) /* ~/.aws/credentials, ~/.aws/config \
-                                         */
+#define AWS_XML_MAX_BYTES (8u << 20) /* one EC2 response */
+#define AWS_CONFIG_MAX_BYTES                        \
+    (1u << 20) /* ~/.aws/credentials, ~/.aws/config \
+                */
 #define AWS_SIGV4_MAX_HEADERS 32
 
 /* ------------------------------------------------------------------ */
@@ -119,7 +120,10 @@ bool aws_creds_expiring(const struct aws_creds *c, time_t now, long margin);
 struct aws_chain_opts {
     const char *profile; /* providers.aws.profile: explicit, like --profile */
     const char *region;  /* providers.aws.region */
-    char **env;          /* NULL: environ; tests pass their own */
+    const char *credentials_file; /* providers.aws.credentials_file */
+    const char *config_file;      /* providers.aws.config_file */
+    const char *imds_endpoint;    /* providers.aws.imds_endpoint */
+    char **env;                   /* NULL: environ; tests pass their own */
 };
 
 /* The result of the static part of the chain. */

@@ -292,9 +292,13 @@ int aws_chain_resolve(const struct aws_chain_opts *opts, struct aws_chain *out,
                           "valid",
                           profile);
 
-    cred_path = default_path(opts->env, "AWS_SHARED_CREDENTIALS_FILE",
-                             ".aws/credentials");
-    conf_path = default_path(opts->env, "AWS_CONFIG_FILE", ".aws/config");
+    cred_path = opts->credentials_file && *opts->credentials_file
+                    ? kc_xstrdup(opts->credentials_file)
+                    : default_path(opts->env, "AWS_SHARED_CREDENTIALS_FILE",
+                                   ".aws/credentials");
+    conf_path = opts->config_file && *opts->config_file
+                    ? kc_xstrdup(opts->config_file)
+                    : default_path(opts->env, "AWS_CONFIG_FILE", ".aws/config");
     ret = read_profile(cred_path, profile, &cv, &in_creds, err);
     if (ret < 0)
         goto out;
@@ -377,13 +381,15 @@ int aws_chain_resolve(const struct aws_chain_opts *opts, struct aws_chain *out,
      * as the SDKs read them. */
     v = env_get(opts->env, "AWS_EC2_METADATA_DISABLED");
     out->imds_allowed = !(v && strcasecmp(v, "true") == 0);
-    v = env_nonempty(opts->env, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    v = opts->imds_endpoint && *opts->imds_endpoint
+            ? opts->imds_endpoint
+            : env_nonempty(opts->env, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
     if (kc_snprintf(out->imds_endpoint, sizeof(out->imds_endpoint), "%s",
                     v ? v : IMDS_DEFAULT_ENDPOINT) < 0 ||
         (strncmp(out->imds_endpoint, "http://", 7) != 0 &&
          strncmp(out->imds_endpoint, "https://", 8) != 0)) {
         ret = kc_err_set(err, KC_EINVAL,
-                         "AWS_EC2_METADATA_SERVICE_ENDPOINT is not an http(s) "
+                         "the instance metadata endpoint is not an http(s) "
                          "url");
         goto out;
     }

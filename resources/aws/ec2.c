@@ -35,6 +35,7 @@ struct aws_ec2 {
     struct kc_log *log;
     char endpoint[256]; /* no trailing slash */
     char host[256];     /* the Host header curl sends for ENDPOINT */
+    char path[256];     /* the request path: "/" for EC2 itself */
     struct aws_chain chain;
     struct aws_creds creds;
     /* IMDS fetch in flight and the calls waiting for it */
@@ -68,9 +69,10 @@ static bool code_is_not_found(const char *code)
 }
 
 /* The Host header libcurl sends for URL: host, plus ":port" unless it is the
- * scheme's default. */
-static int endpoint_host(const char *url, char *out, size_t size,
-                         struct kc_err *err)
+ * scheme's default; and the path to POST to ("/" for EC2 itself; a prefix
+ * such as "/ec2/" behind the simulator or a proxy). */
+static int endpoint_host(const char *url, char *out, size_t size, char *opath,
+                         size_t psize, struct kc_err *err)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
@@ -88,12 +90,12 @@ static int endpoint_host(const char *url, char *out, size_t size,
                          url);
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path &&
-        strcmp(path, "/") != 0 && *path) {
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || !path ||
+        kc_snprintf(opath, psize, "%s%s", path,
+                    path[0] && path[strlen(path) - 1] == '/' ? "" : "/") < 0 ||
+        strpbrk(path, "?#%")) {
         ret = kc_err_set(err, KC_EINVAL,
-                         "providers.aws.endpoint '%.128s' has a path; EC2 "
-                         "is served at '/'",
-                         url);
+                         "providers.aws.endpoint '%.128s': bad path", url);
         goto out;
     }
     if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
@@ -135,6 +137,9 @@ int aws_ec2_new(const struct aws_ec2_config *cfg, struct aws_ec2 **out,
 {
     struct aws_chain_opts o = { .profile = cfg->profile,
                                 .region = cfg->region,
+                                .credentials_file = cfg->credentials_file,
+                                .config_file = cfg->config_file,
+                                .imds_endpoint = cfg->imds_endpoint,
                                 .env = cfg->env };
     struct aws_ec2 *ec2;
     int ret;
@@ -179,7 +184,8 @@ int aws_ec2_new(const struct aws_ec2_config *cfg, struct aws_ec2 **out,
     for (size_t n = strlen(ec2->endpoint); n && ec2->endpoint[n - 1] == '/';
          n--)
         ec2->endpoint[n - 1] = '\0';
-    ret = endpoint_host(ec2->endpoint, ec2->host, sizeof(ec2->host), err);
+    ret = endpoint_host(ec2->endpoint, ec2->host, sizeof(ec2->host), ec2->path,
+                        sizeof(ec2->path), err);
     if (ret < 0)
         goto fail;
     *out = ec2;
@@ -275,7 +281,7 @@ static int sign_prepare(struct kc_http_req *req, void *arg, struct kc_err *err)
     h[n++] = (struct aws_header){ "Host", ec2->host };
     h[n++] = (struct aws_header){ "X-Amz-Date", date };
     sr.method = "POST";
-    sr.path = "/";
+    sr.path = ec2->path;
     sr.headers = h;
     sr.nheaders = n;
     sr.body = body->data;
@@ -356,6 +362,7 @@ static int start_call(struct aws_ec2 *ec2, struct aws_ec2_call *call,
 {
     struct kc_http_opts opts = { 0 };
     struct kc_buf body = { 0 };
+    /* ENDPOINT has no trailing slash; its path plus "/" is ec2->path. */
     char *url = kc_xasprintf("%s/", ec2->endpoint);
     int ret;
 

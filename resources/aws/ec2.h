@@ -44,7 +44,8 @@ struct aws_ec2_config {
     const char *endpoint; /* providers.aws.endpoint; NULL: regional */
     const char *profile;  /* providers.aws.profile */
     const char *region;   /* providers.aws.region */
-    char **env;           /* NULL: environ */
+    const char *credentials_file, *config_file, *imds_endpoint;
+    char **env; /* NULL: environ */
 };
 
 /* Resolves the credential chain's static part and the region (blocking file

@@ -2,6 +2,8 @@
  * the 2016-11-15 namespace, SigV4-verified) and the IMDSv2 endpoints kmsctl's
  * credential chain uses.
  *
+ * Served under /ec2/ and /imds/ (the sandbox manifest's endpoints).
+ *
  * Behaviour modelled on the EC2 API reference
  * (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/):
  *   - every request is SigV4-signed for service "ec2" with the test-only
@@ -2234,7 +2236,8 @@ static void handle_query(struct sim *sim, struct sim_req *req)
     }
     action = param(&c, "Action");
     version = param(&c, "Version");
-    snprintf(route, sizeof(route), "POST /?Action=%.64s", action ? action : "");
+    snprintf(route, sizeof(route), "POST /ec2/?Action=%.64s",
+             action ? action : "");
     sim_req_set_route(req, route);
     if (!verify_sigv4(&c))
         goto out;
@@ -2379,11 +2382,13 @@ static int ec2_patch(struct sim *sim, struct sim_object *obj,
 }
 
 static const struct sim_route ec2_routes[] = {
-    { "POST", "/", handle_query, false },
-    { "PUT", "/latest/api/token", handle_imds_token, false },
-    { "GET", "/latest/meta-data/iam/security-credentials/", handle_imds_roles,
-      false },
-    { "GET", "/latest/meta-data/iam/security-credentials/{role}",
+    /* manifests/sandbox.yaml: endpoint ${KMSCTL_SANDBOX_SIM}/ec2,
+     * imds_endpoint ${KMSCTL_SANDBOX_SIM}/imds. */
+    { "POST", "/ec2/", handle_query, false },
+    { "PUT", "/imds/latest/api/token", handle_imds_token, false },
+    { "GET", "/imds/latest/meta-data/iam/security-credentials/",
+      handle_imds_roles, false },
+    { "GET", "/imds/latest/meta-data/iam/security-credentials/{role}",
       handle_imds_creds, false },
     { NULL },
 };

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 static pid_t sim_pid;
-static char sim_url[64];
+static char sim_url[64], ec2_url[80];
 static uv_loop_t loop;
 static struct kc_http *http;
 static struct aws_ec2 *ec2;
@@ -55,6 +55,7 @@ static void sim_up(void)
     line[strcspn(line, "\n")] = '\0';
     cr_assert_eq(strncmp(line, "listening on ", 13), 0, "%s", line);
     (void)kc_snprintf(sim_url, sizeof(sim_url), "%s", line + 13);
+    (void)kc_snprintf(ec2_url, sizeof(ec2_url), "%s/ec2", sim_url);
     free(bin);
 }
 
@@ -165,7 +166,7 @@ static void client_up(char **env)
     cr_assert_eq(uv_loop_init(&loop), 0);
     cr_assert_eq(kc_http_new(&hc, &http, &err), 0, "%s", err.msg);
     ec.http = http;
-    ec.endpoint = sim_url;
+    ec.endpoint = ec2_url;
     ec.region = "us-east-1";
     ec.env = env;
     cr_assert_eq(aws_ec2_new(&ec, &ec2, &err), 0, "%s", err.msg);
@@ -179,7 +180,8 @@ static void setup(void)
     sim_up();
     creds_env = kc_xasprintf(
         "AWS_SHARED_CREDENTIALS_FILE=%s/tests/sim/creds/aws-credentials", src);
-    imds_env = kc_xasprintf("AWS_EC2_METADATA_SERVICE_ENDPOINT=%s", sim_url);
+    imds_env =
+        kc_xasprintf("AWS_EC2_METADATA_SERVICE_ENDPOINT=%s/imds", sim_url);
     env[0] = creds_env;
     env[1] = "AWS_CONFIG_FILE=/nonexistent";
     env[2] = imds_env;
@@ -357,7 +359,7 @@ Test(aws_ec2, wrong_secret_is_signature_does_not_match)
     aws_ec2_free(ec2);
     {
         struct aws_ec2_config ec = {
-            .http = http, .endpoint = sim_url, .region = "us-east-1", .env = env
+            .http = http, .endpoint = ec2_url, .region = "us-east-1", .env = env
         };
         struct kc_err err = { 0 };
 
@@ -399,7 +401,7 @@ Test(aws_ec2, stale_date_is_request_expired)
     h[1] = (struct aws_header){ "Host", host };
     h[2] = (struct aws_header){ "X-Amz-Date", date };
     r = (struct aws_sigv4_req){ .method = "POST",
-                                .path = "/",
+                                .path = "/ec2/",
                                 .headers = h,
                                 .nheaders = 3,
                                 .body = body,
@@ -416,7 +418,7 @@ Test(aws_ec2, stale_date_is_request_expired)
                            "Content-Type: application/x-www-form-urlencoded");
     hl = curl_slist_append(hl, hd);
     hl = curl_slist_append(hl, ad);
-    cr_assert_eq(sim_call("POST", "/", hl, body, &out), 400);
+    cr_assert_eq(sim_call("POST", "/ec2/", hl, body, &out), 400);
     cr_assert_not_null(strstr(out, "<Code>RequestExpired</Code>"), "%s", out);
     free(out);
     /* The same request dated now passes: only the date was wrong. */
@@ -434,7 +436,7 @@ Test(aws_ec2, stale_date_is_request_expired)
                            "Content-Type: application/x-www-form-urlencoded");
     hl = curl_slist_append(hl, hd);
     hl = curl_slist_append(hl, ad);
-    cr_assert_eq(sim_call("POST", "/", hl, body, &out), 200, "%s", out);
+    cr_assert_eq(sim_call("POST", "/ec2/", hl, body, &out), 200, "%s", out);
     cr_assert_not_null(strstr(out, "DescribeVpcsResponse"));
     free(out);
     curl_slist_free_all(hl);
@@ -449,7 +451,7 @@ Test(aws_ec2, imds_credentials_are_fetched_and_refreshed_before_expiry)
     char *env[] = { "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
                     "AWS_CONFIG_FILE=/nonexistent", imds_env, NULL };
     struct aws_ec2_config ec = {
-        .http = http, .endpoint = sim_url, .region = "us-east-1", .env = env
+        .http = http, .endpoint = ec2_url, .region = "us-east-1", .env = env
     };
     struct aws_ec2_call c = { 0 };
     struct kc_err err = { 0 };
@@ -488,7 +490,8 @@ Test(aws_ec2, imds_credentials_are_fetched_and_refreshed_before_expiry)
 
 Test(aws_ec2, imds_without_token_is_refused)
 {
-    cr_assert_eq(sim_call("GET", "/latest/meta-data/iam/security-credentials/",
+    cr_assert_eq(sim_call("GET",
+                          "/imds/latest/meta-data/iam/security-credentials/",
                           NULL, NULL, NULL),
                  401);
 }
@@ -499,7 +502,7 @@ Test(aws_ec2, server_errors_are_retried)
     struct json_object *r;
 
     cr_assert_eq(admin("POST", "/_sim/faults",
-                       "[{\"match\":\"^POST /$\",\"status\":503,"
+                       "[{\"match\":\"^POST /ec2/$\",\"status\":503,"
                        "\"count\":2}]"),
                  200);
     aws_ec2_call_init(&c, "DescribeVpcs");
@@ -546,7 +549,7 @@ Test(aws_ec2, dropped_run_instances_response_yields_one_instance)
     struct json_object *r;
 
     cr_assert_eq(admin("POST", "/_sim/faults",
-                       "[{\"match\":\"^POST /$\",\"drop_after\":true,"
+                       "[{\"match\":\"^POST /ec2/$\",\"drop_after\":true,"
                        "\"count\":1}]"),
                  200);
     run_instance(&c, ami, gid, "kmsctl-test-token-drop");
@@ -557,7 +560,7 @@ Test(aws_ec2, dropped_run_instances_response_yields_one_instance)
     r = sim_json("/_sim/requests");
     cr_assert_eq(json_object_get_int(json_object_object_get(
                      json_object_object_get(r, "by_route"),
-                     "POST /?Action=RunInstances")),
+                     "POST /ec2/?Action=RunInstances")),
                  2);
     json_object_put(r);
     cr_assert_eq(count_kind("instance"), 1);
