@@ -187,6 +187,17 @@ int aws_query_parse(struct aws_query *q, const char *body, size_t len,
                     struct kc_err *err);
 
 /* ------------------------------------------------------------------ */
+/* Key pairs. */
+
+/* The fingerprint EC2 shows for an imported OpenSSH public key LINE
+ * ("ssh-ed25519 AAAA... comment"): for RSA the MD5 of the DER public key in
+ * colon hex, for ED25519 the base64 SHA-256 of the key blob without padding
+ * ("Describe your key pairs", EC2 user guide). *TYPE gets "rsa" or
+ * "ed25519". False if LINE is not such a key. */
+bool aws_key_import_fingerprint(const char *line, char *fp, size_t fpsize,
+                                const char **type);
+
+/* ------------------------------------------------------------------ */
 /* XML responses (libxml2). */
 
 struct aws_error {

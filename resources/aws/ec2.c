@@ -311,6 +311,9 @@ static enum kc_http_verdict classify(const struct kc_http_req *req, void *arg)
         return KC_HTTP_RETRY;
     if ((call->flags & AWS_EC2_EVENTUAL) && code_is_not_found(e.code))
         return KC_HTTP_RETRY;
+    if ((call->flags & AWS_EC2_DEPENDENCY) &&
+        strcmp(e.code, "DependencyViolation") == 0)
+        return KC_HTTP_RETRY;
     return req->code >= 500 ? KC_HTTP_DEFAULT : KC_HTTP_DONE;
 }
 
@@ -395,6 +398,12 @@ static int start_call(struct aws_ec2 *ec2, struct aws_ec2_call *call,
         opts.retry.base_ms = 200;
         opts.retry.max_backoff_ms = 3000;
         opts.retry.max_elapsed_ms = AWS_EC2_EVENTUAL_MS;
+    }
+    if (call->flags & AWS_EC2_DEPENDENCY) {
+        opts.retry.max_attempts = 60;
+        opts.retry.base_ms = 500;
+        opts.retry.max_backoff_ms = 5000;
+        opts.retry.max_elapsed_ms = AWS_EC2_DEPENDENCY_MS;
     }
     ret = kc_http_send(ec2->http, &call->http, &opts, on_call_done, err);
     if (ret < 0)

@@ -33,8 +33,9 @@
 #include "reconcile/kc.h"
 #include "resources/aws/aws.h"
 
-#define AWS_EC2_REFRESH_MARGIN 300   /* seconds before expiry */
-#define AWS_EC2_EVENTUAL_MS    30000 /* bound on NotFound retries */
+#define AWS_EC2_REFRESH_MARGIN 300    /* seconds before expiry */
+#define AWS_EC2_EVENTUAL_MS    30000  /* bound on NotFound retries */
+#define AWS_EC2_DEPENDENCY_MS  300000 /* bound on DependencyViolation */
 
 struct aws_ec2;
 
@@ -64,6 +65,9 @@ unsigned aws_ec2_imds_fetches(const struct aws_ec2 *ec2);
 
 enum aws_ec2_flags {
     AWS_EC2_EVENTUAL = 1 << 0, /* retry *.NotFound up to AWS_EC2_EVENTUAL_MS */
+    /* retry DependencyViolation up to AWS_EC2_DEPENDENCY_MS (a security
+     * group still held by a terminating instance's network interface) */
+    AWS_EC2_DEPENDENCY = 1 << 1,
 };
 
 struct aws_ec2_call;

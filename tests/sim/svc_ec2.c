@@ -35,7 +35,9 @@
  * an instance, {"labels":{"Name":null}} removes a tag,
  * PATCH .../security_group/<id> {"attrs":{"ingress":[]}} revokes every rule,
  * PATCH .../imds_role/<role> {"attrs":{"ttl_seconds":N}} shortens the life of
- * the credentials IMDS hands out.
+ * the credentials IMDS hands out, PATCH .../config/faults
+ * {"attrs":{"drop_after":{"RunInstances":1}}} drops the answer of the next
+ * RunInstances after it ran.
  */
 #include "tests/sim/sim.h"
 
@@ -461,6 +463,13 @@ static int ec2_init(struct sim *sim, void **state)
     role = sim_obj_add(sim, "ec2", "imds_role", IMDS_ROLE, NULL);
     if (role)
         attr_set_int(role, "ttl_seconds", 21600);
+    /* Per-action faults the generic ones cannot aim at (every EC2 action
+     * shares POST /ec2/): {"attrs":{"drop_after":{"RunInstances":1}}} makes
+     * the next RunInstances run, then drops its response. */
+    role = sim_obj_add(sim, "ec2", "config", "faults", NULL);
+    if (role)
+        json_object_object_add(role->attrs, "drop_after",
+                               json_object_new_object());
     *state = st;
     return 0;
 }
@@ -807,116 +816,6 @@ static void colon_hex(const unsigned char *md, size_t n, char *out)
         snprintf(out + 3 * i, 4, "%02x%s", md[i], i + 1 < n ? ":" : "");
 }
 
-/* Reads one SSH wire string at *P (of *LEFT bytes). */
-static bool ssh_string(const unsigned char **p, size_t *left,
-                       const unsigned char **s, size_t *len)
-{
-    uint32_t n;
-
-    if (*left < 4)
-        return false;
-    n = (uint32_t)(*p)[0] << 24 | (uint32_t)(*p)[1] << 16 |
-        (uint32_t)(*p)[2] << 8 | (*p)[3];
-    if (n > *left - 4)
-        return false;
-    *s = *p + 4;
-    *len = n;
-    *p += 4 + n;
-    *left -= 4 + n;
-    return true;
-}
-
-/* ImportKeyPair's fingerprint ("Describe your key pairs" in the EC2 user
- * guide): RSA: MD5 of the DER SubjectPublicKeyInfo; ED25519: base64 SHA-256
- * of the key blob (as ssh-keygen -l shows it, without "SHA256:"). *TYPE gets
- * "rsa" or "ed25519". Returns false if the material is not such a key. */
-static bool import_fingerprint(const char *line, char *fp, size_t fpsize,
-                               const char **type)
-{
-    char kind[32] = "", b64[8192] = "";
-    unsigned char blob[6144], md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    const unsigned char *p = blob, *s;
-    size_t left, len;
-    int n;
-
-    if (sscanf(line, "%31s %8191s", kind, b64) != 2)
-        return false;
-    n = EVP_DecodeBlock(blob, (const unsigned char *)b64, (int)strlen(b64));
-    if (n <= 0)
-        return false;
-    left = (size_t)n;
-    /* EVP_DecodeBlock counts the '=' padding as zero bytes. */
-    for (size_t i = strlen(b64); i > 0 && b64[i - 1] == '='; i--)
-        left--;
-    if (!ssh_string(&p, &left, &s, &len) || len != strlen(kind) ||
-        memcmp(s, kind, len) != 0)
-        return false;
-    if (strcmp(kind, "ssh-ed25519") == 0) {
-        unsigned char out[64];
-        size_t bloblen = (size_t)(p - blob);
-
-        if (!ssh_string(&p, &left, &s, &len) || len != 32 || left != 0)
-            return false;
-        bloblen = (size_t)(p - blob);
-        if (EVP_Digest(blob, bloblen, md, &mdlen, EVP_sha256(), NULL) != 1)
-            return false;
-        n = EVP_EncodeBlock(out, md, (int)mdlen);
-        while (n > 0 && out[n - 1] == '=')
-            n--;
-        if ((size_t)n >= fpsize)
-            return false;
-        memcpy(fp, out, (size_t)n);
-        fp[n] = '\0';
-        *type = "ed25519";
-        return true;
-    }
-    if (strcmp(kind, "ssh-rsa") == 0) {
-        const unsigned char *e, *m;
-        size_t elen, mlen;
-        BIGNUM *bn_e, *bn_n;
-        OSSL_PARAM_BLD *bld;
-        OSSL_PARAM *params;
-        EVP_PKEY_CTX *ctx;
-        EVP_PKEY *pkey = NULL;
-        unsigned char *der = NULL;
-        int derlen;
-
-        if (!ssh_string(&p, &left, &e, &elen) ||
-            !ssh_string(&p, &left, &m, &mlen) || left != 0 || mlen < 128)
-            return false;
-        bn_e = BN_bin2bn(e, (int)elen, NULL);
-        bn_n = BN_bin2bn(m, (int)mlen, NULL);
-        bld = OSSL_PARAM_BLD_new();
-        if (!bn_e || !bn_n || !bld ||
-            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) ||
-            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e))
-            KC_BUG("openssl param build");
-        params = OSSL_PARAM_BLD_to_param(bld);
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-        if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
-            pkey = NULL;
-        derlen = pkey ? i2d_PUBKEY(pkey, &der) : -1;
-        if (derlen > 0 &&
-            EVP_Digest(der, (size_t)derlen, md, &mdlen, EVP_md5(), NULL) == 1 &&
-            fpsize >= 48)
-            colon_hex(md, mdlen, fp);
-        else
-            derlen = -1;
-        OPENSSL_free(der);
-        EVP_PKEY_free(pkey);
-        EVP_PKEY_CTX_free(ctx);
-        OSSL_PARAM_free(params);
-        OSSL_PARAM_BLD_free(bld);
-        BN_free(bn_e);
-        BN_free(bn_n);
-        *type = "rsa";
-        return derlen > 0;
-    }
-    return false;
-}
-
 static const char *key_filter(const struct sim_object *o, const char *name,
                               char *buf, size_t size)
 {
@@ -1054,7 +953,7 @@ static void import_key_pair(struct ec2_call *c)
     mat = kc_xcalloc(1, strlen(mat64) + 4);
     n = EVP_DecodeBlock(mat, (const unsigned char *)mat64, (int)strlen(mat64));
     if (n <= 0 ||
-        !import_fingerprint((const char *)mat, fp, sizeof(fp), &type)) {
+        !aws_key_import_fingerprint((const char *)mat, fp, sizeof(fp), &type)) {
         ec2_error(c->req, 400, "InvalidKey.Format",
                   "Key is not in valid OpenSSH public key format");
         free(mat);
@@ -2213,6 +2112,20 @@ static const struct ec2_action ACTIONS[] = {
     { "DeleteTags", true, act_delete_tags },
 };
 
+static void maybe_drop(struct sim *sim, struct sim_req *req, const char *action)
+{
+    struct sim_object *cfg = sim_obj_find(sim, "ec2", "config", "faults");
+    struct json_object *drops, *n;
+
+    if (!cfg || !json_object_object_get_ex(cfg->attrs, "drop_after", &drops) ||
+        !json_object_object_get_ex(drops, action, &n) ||
+        json_object_get_int(n) <= 0)
+        return;
+    json_object_object_add(drops, action,
+                           json_object_new_int(json_object_get_int(n) - 1));
+    sim_resp_drop(req);
+}
+
 static void handle_query(struct sim *sim, struct sim_req *req)
 {
     struct ec2_call c = { .sim = sim, .req = req, .st = sim_req_state(req) };
@@ -2257,6 +2170,7 @@ static void handle_query(struct sim *sim, struct sim_req *req)
             if (ACTIONS[i].mutating)
                 sim_req_mark_mutating(req);
             ACTIONS[i].fn(&c);
+            maybe_drop(sim, req, action);
             goto out;
         }
     }
