@@ -272,6 +272,13 @@ static int fake_work(struct kc_op *op)
     json_object_object_get_ex(objs, addr, &obj);
     switch (phase) {
     case KC_PHASE_OBSERVE:
+        /* The engine must refuse every write at observe time (drift). */
+        if (kc_op_intent_put(op, "x", NULL, NULL) != KC_EPERM ||
+            kc_op_generated_put(op, "x", NULL, NULL) != KC_EPERM) {
+            ret = kc_err_set(kc_op_err(op), KC_EPERM,
+                             "fake: observe was allowed to write the state");
+            goto out;
+        }
         if (obj)
             report(op, obj);
         break;
@@ -289,6 +296,18 @@ static int fake_work(struct kc_op *op)
         const struct kc_value *d = kc_op_desired_all(op);
         char *id;
 
+        if (phase == KC_PHASE_CREATE && obj &&
+            (kc_op_type(op)->flags & KC_KIND_CREATE_BEFORE_DESTROY)) {
+            /* Create before destroy: the old object lives on beside the
+             * new one until it is deleted by its id. */
+            struct json_object *oid = json_object_object_get(obj, "id");
+            char *key =
+                kc_xasprintf("%s~%s", addr, json_object_get_string(oid));
+
+            json_object_object_add(objs, key, json_object_get(obj));
+            free(key);
+            obj = NULL;
+        }
         if (phase == KC_PHASE_CREATE && obj) {
             ret = kc_err_set(kc_op_err(op), KC_EEXIST,
                              "fake: '%s' already exists", addr);
@@ -338,9 +357,24 @@ static int fake_work(struct kc_op *op)
         json_object_object_add(objs, addr, obj);
         free(id);
         report(op, obj);
+        kc_op_intent_clear(op);
         break;
     }
     case KC_PHASE_DELETE:
+        if (kc_op_id(op) && obj &&
+            strcmp(json_object_get_string(json_object_object_get(obj, "id")),
+                   kc_op_id(op)) != 0) {
+            /* Not the current object: an old one kept by create before
+             * destroy. */
+            char *key = kc_xasprintf("%s~%s", addr, kc_op_id(op));
+
+            if (!json_object_object_get_ex(objs, key, NULL))
+                ret = kc_err_set(kc_op_err(op), KC_ENOENT,
+                                 "fake: no object '%s'", key);
+            json_object_object_del(objs, key);
+            free(key);
+            goto out;
+        }
         if (!obj) {
             ret = kc_err_set(kc_op_err(op), KC_ENOENT,
                              "fake: '%s' does not exist", addr);
@@ -373,6 +407,47 @@ static void on_delay(uv_timer_t *t)
 
     call->status = fake_work(call->op);
     uv_close((uv_handle_t *)&call->timer, on_timer_closed);
+}
+
+static int fake_start(struct kc_op *op);
+
+static void on_intent_written(struct kc_op *op, int status)
+{
+    if (status < 0) {
+        kc_op_done(op, status);
+        return;
+    }
+    if (fake_start(op) < 0)
+        kc_op_done(op, kc_op_err(op)->code);
+}
+
+/* fake.deploy: a non-idempotent create, announced by a write-ahead intent
+ * and a generated seed kept in the state, both on disk before the call. */
+static int deploy_create(struct kc_op *op)
+{
+    char key[256];
+    const struct kc_value *seed;
+    struct kc_value *data;
+    int ret;
+
+    kc_snprintf(key, sizeof(key), "%s.seed", kc_op_address(op));
+    seed = kc_op_generated(op, key);
+    if (!seed) {
+        struct kc_value *v = kc_value_new_int((int64_t)uv_hrtime() % 1000000);
+
+        ret = kc_op_generated_put(op, key, v, kc_op_err(op));
+        kc_value_free(v);
+        if (ret < 0)
+            return ret;
+        seed = kc_op_generated(op, key);
+    }
+    data = kc_value_new_map();
+    kc_value_map_set(data, "seed", kc_value_dup(seed));
+    ret = kc_op_intent_put(op, "deploy", data, kc_op_err(op));
+    kc_value_free(data);
+    if (ret == 0)
+        ret = kc_op_persist(op, on_intent_written);
+    return ret;
 }
 
 static int fake_start(struct kc_op *op)
@@ -444,6 +519,7 @@ static const struct kc_resource_type fake_thing = {
 static const struct kc_resource_type fake_frozen = {
     .kind = "fake.frozen",
     .fields = thing_fields,
+    .concurrency = 2,
     .observe = fake_start,
     .create = fake_start,
     .delete = fake_start,
@@ -475,8 +551,26 @@ static const struct kc_resource_type fake_data = {
     .read = fake_start,
 };
 
+static const struct kc_resource_type fake_cbd = {
+    .kind = "fake.cbd",
+    .fields = thing_fields,
+    .flags = KC_KIND_CREATE_BEFORE_DESTROY,
+    .observe = fake_start,
+    .create = fake_start,
+    .delete = fake_start,
+};
+
+static const struct kc_resource_type fake_deploy = {
+    .kind = "fake.deploy",
+    .fields = value_fields,
+    .observe = fake_start,
+    .create = deploy_create,
+    .delete = fake_start,
+};
+
 static const struct kc_resource_type *const fake_kinds[] = {
-    &fake_thing, &fake_frozen, &fake_identity, &fake_contract, &fake_data, NULL,
+    &fake_thing, &fake_frozen, &fake_identity, &fake_contract,
+    &fake_data,  &fake_cbd,    &fake_deploy,   NULL,
 };
 
 const struct kc_provider_type kc_provider_fake = {

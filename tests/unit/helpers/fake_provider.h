@@ -17,6 +17,13 @@
  *   fake.identity field value; review requires consent to replace/delete.
  *   fake.contract field value; KC_KIND_RETAIN (destroy only forgets it).
  *   fake.data     data source: field key; output result = "data-of-<key>".
+ *   fake.cbd      like fake.frozen, KC_KIND_CREATE_BEFORE_DESTROY (the old
+ *                 object stays as "<address>~<id>" until deleted by id).
+ *   fake.deploy   field value; create keeps a generated seed
+ *                 ("<address>.seed") and records an intent {seed}, persists
+ *                 the state, then creates (and clears the intent).
+ * fake.frozen allows 2 ops at once (a per-kind limit). Every observe checks
+ * that the engine refuses it any write to the state.
  *
  * World file: {"objects": {ADDRESS: {"id", "attrs"}}, "fail": {ADDRESS:
  * PHASE}, "counters": {"observe", "create", "update", "delete", "read",
