@@ -37,7 +37,8 @@
  * PATCH .../imds_role/<role> {"attrs":{"ttl_seconds":N}} shortens the life of
  * the credentials IMDS hands out, PATCH .../config/faults
  * {"attrs":{"drop_after":{"RunInstances":1}}} drops the answer of the next
- * RunInstances after it ran.
+ * RunInstances after it ran, {"attrs":{"throttle":{"DescribeVpcs":2}}}
+ * answers the next two DescribeVpcs with RequestLimitExceeded.
  */
 #include "tests/sim/sim.h"
 
@@ -2112,6 +2113,24 @@ static const struct ec2_action ACTIONS[] = {
     { "DeleteTags", true, act_delete_tags },
 };
 
+/* config/faults "throttle": {"Action": N}: the next N calls of Action get
+ * EC2's throttling answer (RequestLimitExceeded, HTTP 503) unhandled. */
+static bool maybe_throttle(struct sim *sim, struct sim_req *req,
+                           const char *action)
+{
+    struct sim_object *cfg = sim_obj_find(sim, "ec2", "config", "faults");
+    struct json_object *t, *n;
+
+    if (!cfg || !json_object_object_get_ex(cfg->attrs, "throttle", &t) ||
+        !json_object_object_get_ex(t, action, &n) ||
+        json_object_get_int(n) <= 0)
+        return false;
+    json_object_object_add(t, action,
+                           json_object_new_int(json_object_get_int(n) - 1));
+    ec2_error(req, 503, "RequestLimitExceeded", "Request limit exceeded.");
+    return true;
+}
+
 static void maybe_drop(struct sim *sim, struct sim_req *req, const char *action)
 {
     struct sim_object *cfg = sim_obj_find(sim, "ec2", "config", "faults");
@@ -2167,6 +2186,8 @@ static void handle_query(struct sim *sim, struct sim_req *req)
     }
     for (size_t i = 0; i < KC_ARRAY_SIZE(ACTIONS); i++) {
         if (strcmp(ACTIONS[i].name, action) == 0) {
+            if (maybe_throttle(sim, req, action))
+                goto out;
             if (ACTIONS[i].mutating)
                 sim_req_mark_mutating(req);
             ACTIONS[i].fn(&c);

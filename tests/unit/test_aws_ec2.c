@@ -708,3 +708,34 @@ Test(aws_ec2, created_rsa_key_pair_returns_pem_material)
     aws_ec2_call_release(&c);
     cr_assert_eq(mutating(), 1);
 }
+
+Test(aws_ec2, request_limit_exceeded_is_retried_with_backoff)
+{
+    struct aws_ec2_call c = { 0 };
+
+    cr_assert_eq(admin("PATCH", "/_sim/objects/ec2/config/faults",
+                       "{\"attrs\":{\"throttle\":{\"DescribeVpcs\":2}}}"),
+                 200);
+    aws_ec2_call_init(&c, "DescribeVpcs");
+    cr_assert_eq(call_sync(&c, 0), 0, "%s", c.err.msg);
+    cr_assert_eq(c.http.attempts, 3);
+    aws_ec2_call_release(&c);
+    /* Other errors are not retried: one attempt, code and message kept. */
+    aws_ec2_call_init(&c, "DescribeVpcs");
+    aws_query_add(&c.q, "VpcId.1", "vpc-00000000000000000");
+    cr_assert_eq(call_sync(&c, 0), KC_EREMOTE);
+    cr_assert_eq(c.http.attempts, 1);
+    cr_assert_str_eq(c.error.code, "InvalidVpcID.NotFound");
+    cr_assert_not_null(strstr(c.err.msg, "vpc-00000000000000000"));
+    aws_ec2_call_release(&c);
+}
+
+Test(aws_ec2, throttle_codes_are_the_documented_ones)
+{
+    cr_assert(aws_ec2_code_is_throttle("RequestLimitExceeded"));
+    cr_assert(aws_ec2_code_is_throttle("Unavailable"));
+    cr_assert(aws_ec2_code_is_throttle("InternalError"));
+    cr_assert(aws_ec2_code_is_throttle("ServiceUnavailable"));
+    cr_assert_not(aws_ec2_code_is_throttle("InvalidGroup.NotFound"));
+    cr_assert_not(aws_ec2_code_is_throttle("DependencyViolation"));
+}
