@@ -270,7 +270,7 @@ static void poll_state(struct aws_job *j, int status)
         return;
     }
     if (state && strcmp(j->aux, "terminated") != 0 && gone(state)) {
-        kc_op_fail(j->op, KC_EREMOTE,
+        kc_err_set(kc_op_err(j->op), KC_EREMOTE,
                    "instance %s is %s while waiting for %s (%s)", j->id, state,
                    j->aux,
                    aws_xml_text(it, "stateReason/message")
@@ -279,8 +279,15 @@ static void poll_state(struct aws_job *j, int status)
         aws_job_finish(j, KC_EREMOTE);
         return;
     }
+    if (kc_op_is_canceled(j->op) && it && strcmp(j->aux, "terminated") != 0) {
+        /* Interrupted: the instance exists, so it goes into the state; the
+         * next run waits for it again. */
+        observe_item(j, it);
+        aws_job_finish(j, 0);
+        return;
+    }
     if (aws_job_elapsed(j) > WAIT_MAX_MS || kc_op_is_canceled(j->op)) {
-        kc_op_fail(j->op,
+        kc_err_set(kc_op_err(j->op),
                    kc_op_is_canceled(j->op) ? KC_ECANCELED : KC_ETIMEDOUT,
                    "instance %s still %s, not %s", j->id,
                    state ? state : "unknown", j->aux);
@@ -388,7 +395,8 @@ static void on_run(struct aws_job *j, int status)
     }
     id = aws_xml_text(j->call.root, "instancesSet/item/instanceId");
     if (!id || !*id) {
-        kc_op_fail(j->op, KC_EPARSE, "ec2 RunInstances: no instanceId");
+        kc_err_set(kc_op_err(j->op), KC_EPARSE,
+                   "ec2 RunInstances: no instanceId");
         aws_job_finish(j, KC_EPARSE);
         return;
     }

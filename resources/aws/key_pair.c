@@ -84,7 +84,7 @@ static void on_observe(struct aws_job *j, int status)
     owned = aws_owned(j, it);
     known = kc_op_id(op) && id && strcmp(kc_op_id(op), id) == 0;
     if (pub && !aws_key_import_fingerprint(pub, want, sizeof(want), &type)) {
-        kc_op_fail(op, KC_EINVAL,
+        kc_err_set(kc_op_err(op), KC_EINVAL,
                    "ssh.public_key is not an OpenSSH ssh-ed25519 or ssh-rsa "
                    "public key");
         aws_job_finish(j, KC_EINVAL);
@@ -94,7 +94,7 @@ static void on_observe(struct aws_job *j, int status)
     if (!owned && !known) {
         /* Not ours: adopt only the provably same key. */
         if (pub && !same) {
-            kc_op_fail(op, KC_ECONFLICT,
+            kc_err_set(kc_op_err(op), KC_ECONFLICT,
                        "key pair '%s' exists in EC2 with another key "
                        "(fingerprint %s, not %s of ssh.public_key) and "
                        "kmsctl did not make it: delete it or choose another "
@@ -104,7 +104,7 @@ static void on_observe(struct aws_job *j, int status)
             return;
         }
         if (!pub && (!pkfile || access(pkfile, F_OK) != 0)) {
-            kc_op_fail(op, KC_ECONFLICT,
+            kc_err_set(kc_op_err(op), KC_ECONFLICT,
                        "key pair '%s' exists in EC2 but its private key is "
                        "not here ('%s'); EC2 never gives it out again: "
                        "delete the key pair, choose another ssh.key_name, or "
@@ -186,8 +186,8 @@ static void on_created(struct aws_job *j, int status)
     id = aws_xml_text(j->call.root, "keyPairId");
     pem = aws_xml_text(j->call.root, "keyMaterial");
     if (!id) {
-        kc_op_fail(op, KC_EPARSE, "ec2 %s: no keyPairId in the answer",
-                   j->call.action);
+        kc_err_set(kc_op_err(op), KC_EPARSE,
+                   "ec2 %s: no keyPairId in the answer", j->call.action);
         aws_job_finish(j, KC_EPARSE);
         return;
     }

@@ -277,7 +277,8 @@ static void next_step(struct aws_job *j, int status)
     }
     it = aws_xml_child(j->call.root, "securityGroupInfo/item");
     if (!it) {
-        kc_op_fail(j->op, KC_ENOENT, "security group '%s' vanished", j->id);
+        kc_err_set(kc_op_err(j->op), KC_ENOENT, "security group '%s' vanished",
+                   j->id);
         aws_job_finish(j, KC_ENOENT);
         return;
     }
@@ -299,7 +300,7 @@ static void on_duplicate_lookup(struct aws_job *j, int status)
     }
     it = aws_xml_child(j->call.root, "securityGroupInfo/item");
     if (!it || !aws_owned(j, it)) {
-        kc_op_fail(j->op, KC_ECONFLICT,
+        kc_err_set(kc_op_err(j->op), KC_ECONFLICT,
                    "security group '%s' exists in %s and is not kmsctl's "
                    "(no %s=%s tag): rename it or delete it",
                    aws_desired_str(j->op, "group_name"), j->aux,
@@ -338,7 +339,8 @@ static void on_created(struct aws_job *j, int status)
     }
     id = aws_xml_text(j->call.root, "groupId");
     if (!id || !*id) {
-        kc_op_fail(j->op, KC_EPARSE, "ec2 CreateSecurityGroup: no groupId");
+        kc_err_set(kc_op_err(j->op), KC_EPARSE,
+                   "ec2 CreateSecurityGroup: no groupId");
         aws_job_finish(j, KC_EPARSE);
         return;
     }
@@ -377,7 +379,7 @@ static void on_default_vpc(struct aws_job *j, int status)
     }
     vpc = aws_xml_text(j->call.root, "vpcSet/item/vpcId");
     if (!vpc) {
-        kc_op_fail(j->op, KC_ENOENT,
+        kc_err_set(kc_op_err(j->op), KC_ENOENT,
                    "no default VPC in %s: set nitro_hosts.<host>.vpc_id",
                    aws_ec2_region(j->prov->ec2));
         aws_job_finish(j, KC_ENOENT);
