@@ -623,7 +623,8 @@ static const char *vpc_filter(const struct sim_object *o, const char *name,
 {
     (void)buf;
     (void)size;
-    if (strcmp(name, "isDefault") == 0 || strcmp(name, "is-default") == 0)
+    /* "isDefault" is the name in DescribeVpcs' filter list. */
+    if (strcmp(name, "isDefault") == 0)
         return "true";
     if (strcmp(name, "vpc-id") == 0)
         return o->name;
