@@ -327,6 +327,28 @@ static bool filters_match(const struct ec2_call *c, const struct sim_object *o,
     }
 }
 
+/* EC2 refuses a filter name it does not know ("The filter 'x' is invalid");
+ * so does the simulator, with the names each Describe* documents that it
+ * models. Sends the error and returns false. */
+static bool filters_valid(struct ec2_call *c, const char *const *names)
+{
+    for (int i = 1;; i++) {
+        const char *name = paramf(c, "Filter.%d.Name", i);
+        bool ok = false;
+
+        if (!name)
+            return true;
+        ok = strncmp(name, "tag:", 4) == 0 || strcmp(name, "tag-key") == 0;
+        for (size_t k = 0; !ok && names[k]; k++)
+            ok = strcmp(names[k], name) == 0;
+        if (!ok) {
+            ec2_error(c->req, 400, "InvalidParameterValue",
+                      "The filter '%s' is invalid", name);
+            return false;
+        }
+    }
+}
+
 /* Tags of TagSpecification.N for RESOURCE_TYPE into O's labels. Returns false
  * (error sent) on a malformed specification. */
 static bool apply_tag_specs(struct ec2_call *c, struct sim_object *o,
@@ -637,11 +659,17 @@ static const char *vpc_filter(const struct sim_object *o, const char *name,
 
 static void describe_vpcs(struct ec2_call *c)
 {
+    static const char *const filters[] = { "isDefault", "vpc-id", "state",
+                                           "cidr", NULL };
     size_t nids;
     const char **ids = param_list(c, "VpcId", &nids);
     struct xout x;
     xmlNode *set;
 
+    if (!filters_valid(c, filters)) {
+        free(ids);
+        return;
+    }
     for (size_t i = 0; i < nids; i++)
         if (!sim_obj_find(c->sim, "ec2", "vpc", ids[i])) {
             ec2_error(c->req, 400, "InvalidVpcID.NotFound",
@@ -692,11 +720,22 @@ static const char *subnet_filter(const struct sim_object *o, const char *name,
 
 static void describe_subnets(struct ec2_call *c)
 {
+    static const char *const filters[] = { "vpc-id",
+                                           "subnet-id",
+                                           "default-for-az",
+                                           "defaultForAz",
+                                           "availability-zone",
+                                           "availabilityZone",
+                                           NULL };
     size_t nids;
     const char **ids = param_list(c, "SubnetId", &nids);
     struct xout x;
     xmlNode *set;
 
+    if (!filters_valid(c, filters)) {
+        free(ids);
+        return;
+    }
     for (size_t i = 0; i < nids; i++)
         if (!sim_obj_find(c->sim, "ec2", "subnet", ids[i])) {
             ec2_error(c->req, 400, "InvalidSubnetID.NotFound",
@@ -753,12 +792,22 @@ static const char *image_filter(const struct sim_object *o, const char *name,
 
 static void describe_images(struct ec2_call *c)
 {
+    static const char *const filters[] = { "name",
+                                           "architecture",
+                                           "state",
+                                           "image-id",
+                                           "owner-alias",
+                                           "root-device-type",
+                                           "virtualization-type",
+                                           NULL };
     size_t nids, nowners;
     const char **ids = param_list(c, "ImageId", &nids);
     const char **owners = param_list(c, "Owner", &nowners);
     struct xout x;
     xmlNode *set;
 
+    if (!filters_valid(c, filters))
+        goto out;
     for (size_t i = 0; i < nids; i++)
         if (!sim_obj_find(c->sim, "ec2", "image", ids[i])) {
             ec2_error(c->req, 400, "InvalidAMIID.NotFound",
@@ -978,12 +1027,16 @@ static void import_key_pair(struct ec2_call *c)
 
 static void describe_key_pairs(struct ec2_call *c)
 {
+    static const char *const filters[] = { "key-name", "key-pair-id",
+                                           "fingerprint", NULL };
     size_t nnames, nids;
     const char **names = param_list(c, "KeyName", &nnames);
     const char **ids = param_list(c, "KeyPairId", &nids);
     struct xout x;
     xmlNode *set;
 
+    if (!filters_valid(c, filters))
+        goto out;
     for (size_t i = 0; i < nnames; i++)
         if (!sim_obj_find(c->sim, "ec2", "key_pair", names[i])) {
             ec2_error(c->req, 400, "InvalidKeyPair.NotFound",
@@ -1189,6 +1242,8 @@ static void perms_xml(struct xout *x, xmlNode *parent, const char *name,
 
 static void describe_security_groups(struct ec2_call *c)
 {
+    static const char *const filters[] = { "group-name", "group-id", "vpc-id",
+                                           "description", NULL };
     size_t nids, nnames;
     const char **ids = param_list(c, "GroupId", &nids);
     const char **names = param_list(c, "GroupName", &nnames);
@@ -1196,6 +1251,8 @@ static void describe_security_groups(struct ec2_call *c)
     struct xout x;
     xmlNode *set;
 
+    if (!filters_valid(c, filters))
+        goto out;
     for (size_t i = 0; i < nids; i++)
         if (!find_group(c, ids[i], true))
             goto out;
@@ -1865,12 +1922,25 @@ out:
 
 static void describe_instances(struct ec2_call *c)
 {
+    static const char *const filters[] = { "instance-state-name",
+                                           "instance-state-code",
+                                           "instance-id",
+                                           "client-token",
+                                           "instance-type",
+                                           "image-id",
+                                           "key-name",
+                                           "subnet-id",
+                                           "vpc-id",
+                                           "reservation-id",
+                                           NULL };
     size_t nids;
     const char **ids = param_list(c, "InstanceId", &nids);
     struct json_object *seen = json_object_new_object();
     struct xout x;
     xmlNode *set;
 
+    if (!filters_valid(c, filters))
+        goto out;
     for (size_t i = 0; i < nids; i++) {
         struct sim_object *o = sim_obj_find(c->sim, "ec2", "instance", ids[i]);
 

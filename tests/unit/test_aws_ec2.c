@@ -739,3 +739,16 @@ Test(aws_ec2, throttle_codes_are_the_documented_ones)
     cr_assert_not(aws_ec2_code_is_throttle("InvalidGroup.NotFound"));
     cr_assert_not(aws_ec2_code_is_throttle("DependencyViolation"));
 }
+
+Test(aws_ec2, unknown_filter_names_are_refused_like_ec2)
+{
+    struct aws_ec2_call c = { 0 };
+
+    aws_ec2_call_init(&c, "DescribeVpcs");
+    aws_query_add(&c.q, "Filter.1.Name", "is-default");
+    aws_query_add(&c.q, "Filter.1.Value.1", "true");
+    cr_assert_eq(call_sync(&c, 0), KC_EREMOTE);
+    cr_assert_str_eq(c.error.code, "InvalidParameterValue");
+    cr_assert_not_null(strstr(c.error.message, "'is-default'"));
+    aws_ec2_call_release(&c);
+}
