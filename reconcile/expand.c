@@ -157,6 +157,24 @@ static int nitro_validate(const char *host, const struct kc_node *h,
                   " leaves the host fewer than 2 of the %" PRId64
                   " vCPUs of %s (at most %" PRId64 ")",
                   host, cpus, vcpus, type->str, vcpus - 2);
+    if (kc_node_get(h, "vpc_id") && !kc_node_get(h, "subnet_id"))
+        return at(kc_node_get(h, "vpc_id"), err, KC_EINVAL,
+                  "nitro_hosts.%s.vpc_id: give subnet_id too (a subnet of "
+                  "that VPC); without vpc_id the default VPC is used",
+                  host);
+    {
+        const struct kc_node *ssh = kc_node_get(h, "ssh");
+        const struct kc_node *from = ssh ? kc_node_get(ssh, "from") : NULL;
+
+        for (size_t i = 0; from && from->type == KC_NODE_SEQ && i < from->n;
+             i++)
+            if (from->items[i]->type == KC_NODE_SCALAR &&
+                strchr(from->items[i]->str, ':'))
+                return at(from->items[i], err, KC_ENOTSUP,
+                          "nitro_hosts.%s.ssh.from[%zu]: IPv6 ranges are "
+                          "not supported yet (IPv4 CIDRs only)",
+                          host, i);
+    }
     if (mib > vcpus * per - 1024)
         return at(mem, err, KC_EINVAL,
                   "nitro_hosts.%s.enclave.memory_mib: %" PRId64

@@ -154,3 +154,20 @@ Test(aws_expand, unreadable_public_key_names_the_field)
             "    ssh: {key_name: k, public_key: nope.pub}\n",
             "m.yaml:7:36", "ssh.public_key");
 }
+
+Test(aws_expand, vpc_without_subnet_is_refused)
+{
+    refused("    instance_type: c5.xlarge\n"
+            "    enclave: {cpu_count: 2, memory_mib: 512}\n"
+            "    vpc_id: vpc-0123456789abcdef0\n",
+            "m.yaml:7:13", "give subnet_id too");
+}
+
+Test(aws_expand, ipv6_ssh_source_is_refused_clearly)
+{
+    refused("    instance_type: c5.xlarge\n"
+            "    enclave: {cpu_count: 2, memory_mib: 512}\n"
+            "    ssh: {key_name: k, public_key: id.pub,"
+            " from: [203.0.113.7/32, \"2001:db8::/64\"]}\n",
+            "m.yaml:7:", "ssh.from[1]: IPv6 ranges are not supported yet");
+}
