@@ -426,7 +426,25 @@ static int seg_value(const struct kc_interp_opts *o, const struct kc_node *n,
         break;
     }
     case SEG_FILE: {
-        char *path = kc_file_resolve(o->doc ? o->doc->dir : NULL, arg);
+        char *path;
+        const char *home = getenv("HOME");
+
+        /* kc_file_resolve expands "~/" from HOME, and only that form. */
+        if (arg[0] == '~' && arg[1] == '/' && (!home || !home[0])) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "${file:%s}: HOME is not set, so '~/' cannot be "
+                             "expanded",
+                             arg);
+            break;
+        }
+        if (arg[0] == '~' && arg[1] != '/') {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "${file:%s}: only '~/' is expanded, not '~user/'; "
+                             "write the full path",
+                             arg);
+            break;
+        }
+        path = kc_file_resolve(o->doc ? o->doc->dir : NULL, arg);
 
         ret = read_secret_file(path, out, err);
         if (ret < 0) {

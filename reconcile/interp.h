@@ -4,7 +4,8 @@
  *   ${env:NAME}    the environment variable NAME ([A-Za-z_][A-Za-z0-9_]*);
  *                  unset is an error (set but empty gives "")
  *   ${file:PATH}   the contents of PATH, relative to the manifest's folder,
- *                  "~/" expanded, trailing CR/LF trimmed, at most
+ *                  "~/" expanded from HOME ("~user/" refused), trailing
+ *                  CR/LF trimmed, no NUL byte inside, at most
  *                  KC_INTERP_MAX_FILE_BYTES, a regular file only
  *   ${a.b.c}       a reference to something another resource supplies, one
  *                  of KINDS below; resolved by the caller's resolver, else

@@ -720,3 +720,18 @@ Test(interp, log_learns_each_line_of_a_multi_line_secret_file)
     kc_log_release(&log);
     kc_doc_free(doc);
 }
+
+Test(interp, tilde_forms_that_cannot_be_expanded_are_errors)
+{
+    char *home = kc_xstrdup(getenv("HOME") ? getenv("HOME") : "");
+
+    interp_fails("k: ${file:~root/key}\n", "k", KC_EINVAL,
+                 "m.yaml:1:4: ${file:~root/key}: only '~/' is expanded, not "
+                 "'~user/'; write the full path");
+    cr_assert_eq(unsetenv("HOME"), 0);
+    interp_fails("k: ${file:~/key}\n", "k", KC_EINVAL,
+                 "m.yaml:1:4: ${file:~/key}: HOME is not set, so '~/' cannot "
+                 "be expanded");
+    cr_assert_eq(setenv("HOME", home, 1), 0);
+    free(home);
+}
