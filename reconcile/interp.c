@@ -83,7 +83,10 @@ static int next_seg(const char *s, size_t len, size_t *i, struct seg *seg,
     if (!(s[at] == '$' && at + 1 < len && s[at + 1] == '{')) {
         /* Literal text up to the next "${" or "$${". */
         end = at + 1;
-        while (end < len && s[end] != '$')
+        while (end < len &&
+               !(s[end] == '$' && end + 1 < len &&
+                 (s[end + 1] == '{' ||
+                  (s[end + 1] == '$' && end + 2 < len && s[end + 2] == '{'))))
             end++;
         seg->kind = SEG_TEXT;
         seg->arg = s + at;
@@ -574,11 +577,37 @@ static int interp_typed(const struct kc_node *n, struct kc_value **out,
     return 0;
 }
 
-static int interp_scalar(const struct kc_interp_opts *o,
-                         const struct kc_node *n, struct kc_value **out,
-                         struct kc_err *err)
+/* One kc_interp_node call: its options and what it may still produce. */
+struct run {
+    const struct kc_interp_opts *o;
+    size_t budget; /* bytes that ${…} may still add */
+};
+
+/* Charges V's bytes (a string from ${…}) to the run. */
+static int charge(struct run *r, const struct kc_node *n, const struct seg *sg,
+                  const struct kc_value *v, struct kc_err *err)
 {
-    struct kc_value *acc = NULL, *v = NULL;
+    size_t len = 0;
+
+    if (v->type == KC_VALUE_STRING)
+        kc_value_reveal(v, &len);
+    if (len > r->budget) {
+        kc_err_set(err, KC_ERANGE,
+                   "interpolation would produce more than %u bytes in all",
+                   KC_INTERP_MAX_TOTAL_BYTES);
+        return fail_at(r->o->doc, n, sg->off, err);
+    }
+    r->budget -= len;
+    return 0;
+}
+
+static int interp_scalar(struct run *r, const struct kc_node *n,
+                         struct kc_value **out, struct kc_err *err)
+{
+    const struct kc_interp_opts *o = r->o;
+    struct kc_value *v = NULL, *unknown = NULL;
+    struct kc_buf acc = { 0 };
+    bool sensitive = false;
     struct seg sg;
     size_t i = 0, err_off = 0, nseg = 0;
     int ret;
@@ -588,6 +617,10 @@ static int interp_scalar(const struct kc_interp_opts *o,
         return fail_node(n, err, KC_EINVAL, "value holds a NUL character");
     if (!has_dollar_brace(n->str, n->len))
         return interp_typed(n, out, err);
+    /* The pieces are joined in one buffer (wiped after), not with
+     * kc_value_concat one by one, which would copy a long value once per
+     * piece; the result follows kc_value_concat's rules: sensitive if any
+     * piece is, UNKNOWN (the first unknown's reference) if any piece is. */
     for (;;) {
         ret = next_seg(n->str, n->len, &i, &sg, &err_off, err);
         if (ret < 0) {
@@ -598,14 +631,16 @@ static int interp_scalar(const struct kc_interp_opts *o,
             break;
         nseg++;
         ret = seg_value(o, n, &sg, &v, err);
+        if (ret == 0 && sg.kind != SEG_TEXT)
+            ret = charge(r, n, &sg, v, err);
         if (ret < 0)
             goto out;
         if (nseg == 1 && i >= n->len && sg.kind != SEG_TEXT) {
             /* Exactly one ${…}: its value as it is (a reference may be an
              * integer, a list...). */
-            acc = v;
+            *out = v;
             v = NULL;
-            break;
+            goto out;
         }
         if (sg.kind == SEG_REF) {
             char *ref = kc_xstrndup(sg.arg, sg.len);
@@ -617,32 +652,41 @@ static int interp_scalar(const struct kc_interp_opts *o,
                 goto out;
             }
         }
-        if (acc) {
-            struct kc_value *cat = kc_value_concat(acc, v);
-
-            /* kc_value_concat returns a copy of an UNKNOWN operand as it
-             * is; the other operand's sensitivity must not be lost. */
-            if (kc_value_is_sensitive(acc) || kc_value_is_sensitive(v))
-                kc_value_set_sensitive(cat);
-            kc_value_free(acc);
-            kc_value_free(v);
-            acc = cat;
+        sensitive = sensitive || kc_value_is_sensitive(v);
+        if (v->type == KC_VALUE_UNKNOWN) {
+            if (!unknown) {
+                unknown = v;
+                v = NULL;
+            }
         } else {
-            acc = v;
+            size_t len;
+            const char *bytes = kc_value_reveal(v, &len);
+
+            kc_buf_add(&acc, bytes, len);
         }
+        kc_value_free(v);
         v = NULL;
     }
-    *out = acc;
-    acc = NULL;
+    if (unknown) {
+        *out = unknown;
+        unknown = NULL;
+    } else if (sensitive) {
+        *out = kc_value_new_secret(kc_buf_str(&acc), acc.len);
+    } else {
+        *out = kc_value_new_strn(kc_buf_str(&acc), acc.len);
+    }
+    if (sensitive)
+        kc_value_set_sensitive(*out);
     ret = 0;
 out:
     kc_value_free(v);
-    kc_value_free(acc);
+    kc_value_free(unknown);
+    kc_buf_release_wipe(&acc);
     return ret;
 }
 
-int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
-                   struct kc_value **out, struct kc_err *err)
+static int interp_node(struct run *r, const struct kc_node *node,
+                       struct kc_value **out, struct kc_err *err)
 {
     struct kc_value *c = NULL, *v;
     int ret;
@@ -653,11 +697,11 @@ int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
         return 0;
     }
     if (node->type == KC_NODE_SCALAR)
-        return interp_scalar(o, node, out, err);
+        return interp_scalar(r, node, out, err);
     if (node->type == KC_NODE_SEQ) {
         c = kc_value_new_list();
         for (size_t i = 0; i < node->n; i++) {
-            ret = kc_interp_node(o, node->items[i], &v, err);
+            ret = interp_node(r, node->items[i], &v, err);
             if (ret < 0)
                 goto fail;
             kc_value_list_push(c, v);
@@ -671,7 +715,7 @@ int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
                 ret = fail_node(k, err, KC_EINVAL, "key holds a NUL character");
                 goto fail;
             }
-            ret = kc_interp_node(o, node->pairs[i].val, &v, err);
+            ret = interp_node(r, node->pairs[i].val, &v, err);
             if (ret < 0)
                 goto fail;
             kc_value_map_set(c, k->str, v);
@@ -682,6 +726,14 @@ int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
 fail:
     kc_value_free(c);
     return ret;
+}
+
+int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
+                   struct kc_value **out, struct kc_err *err)
+{
+    struct run r = { o, KC_INTERP_MAX_TOTAL_BYTES };
+
+    return interp_node(&r, node, out, err);
 }
 
 struct check {

@@ -34,6 +34,10 @@
 #include "reconcile/value.h"
 
 #define KC_INTERP_MAX_FILE_BYTES (1u << 20)
+/* What one kc_interp_node call may add through ${…} in all (env, files
+ * and resolved references), so that a 4 MiB manifest naming one big file
+ * 100000 times cannot ask for gigabytes. */
+#define KC_INTERP_MAX_TOTAL_BYTES (16u << 20)
 /* kc_interp_check_doc stops adding diagnostics after this many. */
 #define KC_INTERP_MAX_DIAGS 100
 

@@ -735,3 +735,71 @@ Test(interp, tilde_forms_that_cannot_be_expanded_are_errors)
     cr_assert_eq(setenv("HOME", home, 1), 0);
     free(home);
 }
+
+Test(interp, total_expansion_is_bounded, .timeout = 30)
+{
+    struct kc_buf text = { 0 };
+    char *path = kc_xasprintf("%s/mib", tmpdir);
+    FILE *f = fopen(path, "w");
+    struct kc_doc *doc;
+    struct kc_interp_opts o;
+    struct kc_value *v = NULL;
+    struct kc_err err = { 0 };
+
+    cr_assert_not_null(f);
+    for (int i = 0; i < (1 << 20) - 1; i++)
+        fputc('s', f);
+    fclose(f);
+    /* 16 reads of 1 MiB - 1 fit in 16 MiB; the 17th does not. */
+    kc_buf_addstr(&text, "l:\n");
+    for (int i = 0; i < 20; i++)
+        kc_buf_addstr(&text, "  - ${file:mib}\n");
+    doc = parse(kc_buf_str(&text));
+    o = opts_for(doc);
+    cr_assert_eq(kc_interp_node(&o, doc->root, &v, &err), KC_ERANGE);
+    cr_assert_null(v);
+    cr_assert_str_eq(err.msg, "m.yaml:18:5: interpolation would produce more "
+                              "than 16777216 bytes in all");
+    kc_doc_free(doc);
+    kc_buf_release(&text);
+    free(path);
+}
+
+Test(interp, long_values_with_many_dollars_are_linear, .timeout = 20)
+{
+    struct kc_buf text = { 0 };
+    struct kc_doc *doc;
+    struct kc_value *v;
+
+    kc_buf_addstr(&text, "a: \"${env:PORT}");
+    for (int i = 0; i < 2000000; i++)
+        kc_buf_addch(&text, '$');
+    kc_buf_addstr(&text, " ${env:PORT}\"\n");
+    doc = parse(kc_buf_str(&text));
+    v = interp_ok(doc, "a");
+    cr_assert(kc_value_is_sensitive(v));
+    {
+        size_t len;
+        const char *s = kc_value_reveal(v, &len);
+
+        cr_assert_eq(len, 5 + 2000000 + 1 + 5);
+        cr_assert_eq(memcmp(s, "12001$$", 7), 0);
+        cr_assert_eq(memcmp(s + len - 7, "$ 12001", 7), 0);
+    }
+    kc_value_free(v);
+    kc_doc_free(doc);
+    kc_buf_release(&text);
+}
+
+Test(interp, dollar_before_an_escape_stays_literal)
+{
+    struct kc_doc *doc = parse("a: \"$$${env:PORT}\"\nb: \"$${env:PORT}$\"\n");
+    struct kc_value *a = interp_ok(doc, "a"), *b = interp_ok(doc, "b");
+
+    /* "$" then the escape "$${": never an expansion. */
+    cr_assert_str_eq(kc_value_str(a), "$${env:PORT}");
+    cr_assert_str_eq(kc_value_str(b), "${env:PORT}$");
+    kc_value_free(a);
+    kc_value_free(b);
+    kc_doc_free(doc);
+}
