@@ -110,9 +110,12 @@ static int next_seg(const char *s, size_t len, size_t *i, struct seg *seg,
     if (memchr(body, '$', blen) && memchr(body, '{', blen))
         return kc_err_set(err, KC_EINVAL,
                           "nested '${' inside '${…}' is not supported");
-    if (memchr(body, '\n', blen) || memchr(body, '\0', blen))
-        return kc_err_set(err, KC_EINVAL,
-                          "'${…}' spans a line break or holds a NUL");
+    for (size_t k = 0; k < blen; k++)
+        if ((unsigned char)body[k] < 0x20 || body[k] == 0x7F)
+            return kc_err_set(err, KC_EINVAL,
+                              "'${…}' holds a line break or control "
+                              "character (byte 0x%02x)",
+                              (unsigned char)body[k]);
     if (blen >= 4 && memcmp(body, "env:", 4) == 0) {
         seg->kind = SEG_ENV;
         seg->arg = body + 4;
@@ -154,13 +157,20 @@ static int next_seg(const char *s, size_t len, size_t *i, struct seg *seg,
     for (size_t k = 0; k < blen; k++) {
         char c = body[k];
 
-        if (!(c == '.' || c == '-' || c == '_' || (c >= 'a' && c <= 'z') ||
-              (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+        if (c == '.' || c == '-' || c == '_' || (c >= 'a' && c <= 'z') ||
+            (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c > 0x20 && c < 0x7F)
             return kc_err_set(err, KC_EINVAL,
                               "'${%.*s}' is not a reference: character '%c' "
                               "(a reference is SECTION.NAME.ATTR of letters, "
                               "digits, '-' and '_')",
                               (int)blen, body, c);
+        return kc_err_set(err, KC_EINVAL,
+                          "'${%.*s}' is not a reference: byte 0x%02x (a "
+                          "reference is SECTION.NAME.ATTR of letters, digits, "
+                          "'-' and '_')",
+                          (int)blen, body, (unsigned char)c);
     }
     if (!memchr(body, '.', blen))
         return kc_err_set(err, KC_EINVAL,

@@ -803,3 +803,18 @@ Test(interp, dollar_before_an_escape_stays_literal)
     kc_value_free(b);
     kc_doc_free(doc);
 }
+
+Test(interp, odd_bytes_inside_braces_are_named)
+{
+    interp_fails("b: \"${kms_vms.a b.x}\"\n", "b", KC_EINVAL,
+                 "m.yaml:1:5: '${kms_vms.a b.x}' is not a reference: byte "
+                 "0x20 (a reference is SECTION.NAME.ATTR of letters, digits, "
+                 "'-' and '_')");
+    interp_fails("b: \"${kms_vms.a/b.x}\"\n", "b", KC_EINVAL,
+                 "m.yaml:1:5: '${kms_vms.a/b.x}' is not a reference: "
+                 "character '/' (a reference is SECTION.NAME.ATTR of letters, "
+                 "digits, '-' and '_')");
+    interp_fails("b: \"${env:A\\tB}\"\n", "b", KC_EINVAL,
+                 "m.yaml:1:5: '${…}' holds a line break or control character "
+                 "(byte 0x09)");
+}
