@@ -553,8 +553,11 @@ static int fail_node(const struct kc_node *n, struct kc_err *err, int code,
     return code;
 }
 
-static int interp_typed(const struct kc_node *n, struct kc_value **out,
-                        struct kc_err *err)
+/* The value of a scalar without ${…}. Values have no float type, and an
+ * Ethereum address or hash written without quotes is, to YAML 1.2, an
+ * integer of 160 or 256 bits: these keep their text, as strings, for the
+ * consumer that expects them (the schema has checked their form). */
+static void interp_typed(const struct kc_node *n, struct kc_value **out)
 {
     int64_t i;
     bool bv;
@@ -562,29 +565,25 @@ static int interp_typed(const struct kc_node *n, struct kc_value **out,
     switch (kc_node_scalar_type(n)) {
     case KC_SCALAR_NULL:
         *out = kc_value_new_null();
-        return 0;
+        return;
     case KC_SCALAR_BOOL:
         kc_node_scalar_bool(n, &bv);
         *out = kc_value_new_bool(bv);
-        return 0;
+        return;
     case KC_SCALAR_INT:
-        if (!kc_node_scalar_int(n, &i))
-            return fail_node(n, err, KC_ERANGE,
-                             "integer '%s' does not fit in 64 bits (quote it "
-                             "to make it a string)",
-                             n->str);
-        *out = kc_value_new_int(i);
-        return 0;
+        /* "0x" and more than 16 digits: an address, hash or id, even when
+         * its value would fit (0x00…01). */
+        if (!(n->str[0] == '0' && n->str[1] == 'x' && n->len > 2 + 16) &&
+            kc_node_scalar_int(n, &i)) {
+            *out = kc_value_new_int(i);
+            return;
+        }
+        break;
     case KC_SCALAR_FLOAT:
-        return fail_node(n, err, KC_EINVAL,
-                         "'%s' is a floating-point number; kmsctl takes "
-                         "integers and strings (quote it to make it a string)",
-                         n->str);
     case KC_SCALAR_STRING:
         break;
     }
     *out = kc_value_new_strn(n->str, n->len);
-    return 0;
 }
 
 /* One kc_interp_node call: its options and what it may still produce. */
@@ -625,8 +624,10 @@ static int interp_scalar(struct run *r, const struct kc_node *n,
     *out = NULL;
     if (memchr(n->str, '\0', n->len))
         return fail_node(n, err, KC_EINVAL, "value holds a NUL character");
-    if (!has_dollar_brace(n->str, n->len))
-        return interp_typed(n, out, err);
+    if (!has_dollar_brace(n->str, n->len)) {
+        interp_typed(n, out);
+        return 0;
+    }
     /* The pieces are joined in one buffer (wiped after), not with
      * kc_value_concat one by one, which would copy a long value once per
      * piece; the result follows kc_value_concat's rules: sensitive if any

@@ -59,8 +59,11 @@ struct kc_interp_opts {
 
 /* The value of NODE (scalar, list or map, recursively) with every ${…}
  * expanded. Plain scalars typed per YAML 1.2 core schema (int, bool, null,
- * string); a float is refused (values have no float type: quote it); a
- * scalar containing an interpolation is a string, except that a scalar that
+ * string), except that what an int64 cannot carry keeps its text as a
+ * string: floats ("0.5", values have no float type), integers too large,
+ * and "0x" integers of more than 16 hex digits (addresses and hashes, even
+ * 0x00…01). A scalar containing an interpolation is a string, except that a
+ * scalar that
  * is exactly one reference is the resolved value as it is. A reference
  * inside a longer string must resolve to a string, integer or boolean.
  * Values containing a NUL byte are refused. Map keys stay literal. Errors are

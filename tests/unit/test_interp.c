@@ -293,14 +293,41 @@ Test(interp, interpolated_number_is_a_string)
     kc_doc_free(doc);
 }
 
-Test(interp, float_and_huge_int_are_refused)
+Test(interp, floats_huge_ints_and_long_hex_keep_their_text)
 {
-    interp_fails("f: 1.5\n", "f", KC_EINVAL,
-                 "m.yaml:1:4: '1.5' is a floating-point number; kmsctl takes "
-                 "integers and strings (quote it to make it a string)");
-    interp_fails("f: 99999999999999999999\n", "f", KC_ERANGE,
-                 "m.yaml:1:4: integer '99999999999999999999' does not fit in "
-                 "64 bits (quote it to make it a string)");
+    struct kc_doc *doc =
+        parse("m:\n"
+              "  fee: 0.5\n"
+              "  inf: -.inf\n"
+              "  big: 99999999999999999999\n"
+              "  addr: 0x59E4a36B01a87fD9D1A4C12377253FE9a7b018Ba\n"
+              "  one: 0x0000000000000000000000000000000000000001\n"
+              "  hash: 0x1078aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+              "aaaaaaaa407d\n"
+              "  id16: 0x7fffffffffffffff\n"
+              "  max: 9223372036854775807\n");
+    struct kc_value *v = interp_ok(doc, "m");
+    static const char *strings[][2] = {
+        { "fee", "0.5" },
+        { "inf", "-.inf" },
+        { "big", "99999999999999999999" },
+        { "addr", "0x59E4a36B01a87fD9D1A4C12377253FE9a7b018Ba" },
+        { "one", "0x0000000000000000000000000000000000000001" },
+        { "hash", "0x1078aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                  "aa407d" },
+    };
+
+    for (size_t i = 0; i < KC_ARRAY_SIZE(strings); i++) {
+        const struct kc_value *f = kc_value_map_get(v, strings[i][0]);
+
+        cr_assert_eq(f->type, KC_VALUE_STRING, "%s", strings[i][0]);
+        cr_assert_str_eq(kc_value_str(f), strings[i][1]);
+    }
+    cr_assert_eq(kc_value_map_get(v, "id16")->type, KC_VALUE_INT);
+    cr_assert_eq(kc_value_int(kc_value_map_get(v, "id16"), 0), INT64_MAX);
+    cr_assert_eq(kc_value_int(kc_value_map_get(v, "max"), 0), INT64_MAX);
+    kc_value_free(v);
+    kc_doc_free(doc);
 }
 
 Test(interp, syntax_errors_have_positions)
