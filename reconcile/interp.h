@@ -63,11 +63,11 @@ struct kc_interp_opts {
  * string: floats ("0.5", values have no float type), integers too large,
  * and "0x" integers of more than 16 hex digits (addresses and hashes, even
  * 0x00…01). A scalar containing an interpolation is a string, except that a
- * scalar that
- * is exactly one reference is the resolved value as it is. A reference
- * inside a longer string must resolve to a string, integer or boolean.
- * Values containing a NUL byte are refused. Map keys stay literal. Errors are
- * "FILE:LINE:COL: …" naming the variable/file/reference. *OUT is new
+ * scalar that is exactly one reference is the resolved value as it is. A
+ * reference inside a longer string must resolve to a string, integer or
+ * boolean. Values containing a NUL byte are refused. Map keys stay literal.
+ * Errors are "FILE:LINE:COL: …" naming the variable/file/reference; at most
+ * KC_INTERP_MAX_TOTAL_BYTES come from ${…} in one call. *OUT is new
  * (kc_value_free). */
 int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
                    struct kc_value **out, struct kc_err *err);
