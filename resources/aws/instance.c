@@ -117,6 +117,37 @@ static bool gone(const char *state)
                      strcmp(state, "shutting-down") == 0);
 }
 
+/* The settings EC2 cannot tell back (they live in user-data and on the
+ * volume): a digest of them rides along as the kmsctl-spec tag, so an
+ * instance found without a state record (lost state, a run killed after
+ * RunInstances) is adopted only if it was launched with these settings. */
+#define SPEC_TAG "kmsctl-spec"
+static const char *const SPEC_FIELDS[] = {
+    "enclave_cpu_count", "enclave_memory_mib", "root_volume_size_gb",
+    "root_volume_type",  "ssh_user",
+};
+
+static void spec_digest(struct kc_op *op, char out[24])
+{
+    struct kc_buf b = { 0 };
+    char d[72];
+
+    for (size_t i = 0; i < KC_ARRAY_SIZE(SPEC_FIELDS); i++) {
+        const struct kc_value *v = kc_op_desired(op, SPEC_FIELDS[i]);
+
+        if (v && v->type == KC_VALUE_INT)
+            (void)kc_buf_addf(&b, "%s=%lld\n", SPEC_FIELDS[i],
+                              (long long)kc_value_int(v, 0));
+        else
+            (void)kc_buf_addf(
+                &b, "%s=%s\n", SPEC_FIELDS[i],
+                v && kc_value_reveal(v, NULL) ? kc_value_reveal(v, NULL) : "");
+    }
+    kc_secret_digest(kc_buf_str(&b), b.len, NULL, d);
+    kc_buf_release(&b);
+    (void)kc_snprintf(out, 24, "%.16s", d + 7);
+}
+
 static void observe_item(struct aws_job *j, struct _xmlNode *it)
 {
     struct kc_op *op = j->op;
@@ -153,6 +184,19 @@ static void observe_item(struct aws_job *j, struct _xmlNode *it)
     /* Enclave settings and the root volume are not in the answer: they are
      * compared with the last applied values. EnclaveOptions off means the
      * instance is not the one we asked for. */
+    v = aws_tag(it, SPEC_TAG);
+    if (v && !kc_op_prior_all(op)) {
+        char want[24];
+
+        spec_digest(op, want);
+        /* Not in the state: trust the spec tag, or nothing. */
+        for (size_t i = 0;
+             strcmp(v, want) == 0 && i < KC_ARRAY_SIZE(SPEC_FIELDS); i++)
+            if (kc_op_desired(op, SPEC_FIELDS[i]))
+                kc_value_map_set(
+                    obs, SPEC_FIELDS[i],
+                    kc_value_dup(kc_op_desired(op, SPEC_FIELDS[i])));
+    }
     v = aws_xml_text(it, "enclaveOptions/enabled");
     if (!v || strcmp(v, "true") != 0)
         kc_value_map_set(obs, "enclave_cpu_count", kc_value_new_int(0));
@@ -341,7 +385,8 @@ static void run_instances(struct aws_job *j, int status)
 {
     struct kc_op *op = j->op;
     const char *v;
-    char *ud, *ud64, num[24];
+    char *ud, *ud64, num[24], spec[24];
+    struct kc_value *tags;
     int64_t size = kc_value_int(kc_op_desired(op, "root_volume_size_gb"), 20);
 
     if (status < 0) {
@@ -374,7 +419,13 @@ static void run_instances(struct aws_job *j, int status)
                       : "gp3");
     aws_query_add(&j->call.q, "BlockDeviceMapping.1.Ebs.DeleteOnTermination",
                   "true");
-    aws_query_tag_spec(&j->call.q, 1, "instance", kc_op_desired(op, "tags"));
+    tags = kc_value_dup(kc_op_desired(op, "tags"));
+    if (!tags)
+        tags = kc_value_new_map();
+    spec_digest(op, spec);
+    kc_value_map_set(tags, SPEC_TAG, kc_value_new_str(spec));
+    aws_query_tag_spec(&j->call.q, 1, "instance", tags);
+    kc_value_free(tags);
     aws_query_tag_spec(&j->call.q, 2, "volume", kc_op_desired(op, "tags"));
     ud = cloud_config(op);
     ud64 = base64(ud);

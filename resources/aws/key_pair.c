@@ -127,6 +127,15 @@ static void on_observe(struct aws_job *j, int status)
                               : kc_value_new_str(marker));
         free(marker);
     }
+    {
+        struct kc_value *all = aws_tags_from_xml(it);
+
+        kc_value_map_set(obs, "tags",
+                         aws_tags_managed(all, kc_op_desired(op, "tags")));
+        kc_value_free(all);
+    }
+    if (pkfile && access(pkfile, F_OK) == 0)
+        kc_value_map_set(obs, "private_key_file", kc_value_new_str(pkfile));
     kc_value_map_set(obs, "fingerprint", kc_value_new_str(fp ? fp : ""));
     kc_value_map_set(obs, "key_pair_id", kc_value_new_str(id ? id : ""));
     kc_op_set_observed(op, obs);
