@@ -49,7 +49,7 @@ print(sum(1 for o in json.load(sys.stdin) if o["kind"] == "instance"
 sim_faults '[{"match":"^POST /ec2/$","latency_ms":[1500,1500]}]'
 "$KMSCTL" apply --auto-approve -f m.yaml >apply1.txt 2>&1 &
 kpid=$!
-for _ in $(seq 300); do
+for _ in $(seq 900); do
     [ "$(sim_route_count 'POST /ec2/?Action=RunInstances')" -ge 1 ] && break
     kill -0 "$kpid" 2>/dev/null || fail "apply ended early: $(cat apply1.txt)"
     sleep 0.05

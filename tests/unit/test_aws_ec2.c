@@ -752,3 +752,48 @@ Test(aws_ec2, unknown_filter_names_are_refused_like_ec2)
     cr_assert_not_null(strstr(c.error.message, "'is-default'"));
     aws_ec2_call_release(&c);
 }
+
+Test(aws_ec2, no_credentials_anywhere_fails_naming_each_source)
+{
+    /* Nothing listens on the discard port of loopback. */
+    char *env[] = { "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
+                    "AWS_CONFIG_FILE=/nonexistent",
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9",
+                    NULL };
+    struct aws_ec2_config ec = {
+        .http = http, .endpoint = ec2_url, .region = "us-east-1", .env = env
+    };
+    struct aws_ec2_call c = { 0 };
+    struct kc_err err = { 0 };
+
+    aws_ec2_free(ec2);
+    cr_assert_eq(aws_ec2_new(&ec, &ec2, &err), 0, "%s", err.msg);
+    aws_ec2_call_init(&c, "DescribeVpcs");
+    cr_assert_lt(call_sync(&c, 0), 0);
+    cr_assert_not_null(strstr(c.err.msg, "none in the environment or "
+                                         "profile 'default'"),
+                       "%s", c.err.msg);
+    cr_assert_not_null(strstr(c.err.msg, "instance metadata token"), "%s",
+                       c.err.msg);
+    cr_assert_not_null(strstr(c.err.msg, "http://127.0.0.1:9"), "%s",
+                       c.err.msg);
+    aws_ec2_call_release(&c);
+    cr_assert_eq(mutating(), 0);
+}
+
+Test(aws_ec2, imds_disabled_and_no_keys_is_refused_up_front)
+{
+    char *env[] = { "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
+                    "AWS_CONFIG_FILE=/nonexistent",
+                    "AWS_EC2_METADATA_DISABLED=true", NULL };
+    struct aws_ec2_config ec = {
+        .http = http, .endpoint = ec2_url, .region = "us-east-1", .env = env
+    };
+    struct aws_ec2 *other = NULL;
+    struct kc_err err = { 0 };
+
+    cr_assert_eq(aws_ec2_new(&ec, &other, &err), KC_ENOENT);
+    cr_assert_null(other);
+    cr_assert_not_null(strstr(err.msg, "AWS_EC2_METADATA_DISABLED"), "%s",
+                       err.msg);
+}
