@@ -299,6 +299,21 @@ int aws_chain_resolve(const struct aws_chain_opts *opts, struct aws_chain *out,
     conf_path = opts->config_file && *opts->config_file
                     ? kc_xstrdup(opts->config_file)
                     : default_path(opts->env, "AWS_CONFIG_FILE", ".aws/config");
+    /* A file named in the manifest must be there (the environment's and the
+     * default ones may be missing, as for the CLI). Relative paths are
+     * relative to the working directory. */
+    if (opts->credentials_file && *opts->credentials_file &&
+        access(cred_path, R_OK) != 0) {
+        ret = kc_err_from_errno(
+            err, errno, "providers.aws.credentials_file '%s'", cred_path);
+        goto out;
+    }
+    if (opts->config_file && *opts->config_file &&
+        access(conf_path, R_OK) != 0) {
+        ret = kc_err_from_errno(err, errno, "providers.aws.config_file '%s'",
+                                conf_path);
+        goto out;
+    }
     ret = read_profile(cred_path, profile, &cv, &in_creds, err);
     if (ret < 0)
         goto out;

@@ -351,3 +351,37 @@ Test(aws_creds, iso8601_accepts_fractions_and_rejects_offsets)
     cr_assert_eq(aws_parse_iso8601("1970-01-01T00:01:00+02:00"), -1);
     cr_assert_eq(aws_parse_iso8601("1970-01-01"), -1);
 }
+
+Test(aws_creds, manifest_credentials_file_must_exist)
+{
+    struct aws_chain_opts o = { .credentials_file = "/nonexistent/creds",
+                                .region = "us-east-1" };
+    char *env[] = { "HOME=/nonexistent", NULL };
+    struct aws_chain c;
+    struct kc_err err = { 0 };
+
+    o.env = env;
+    cr_assert_lt(aws_chain_resolve(&o, &c, &err), 0);
+    cr_assert_not_null(strstr(err.msg, "providers.aws.credentials_file "
+                                       "'/nonexistent/creds'"),
+                       "%s", err.msg);
+}
+
+Test(aws_creds, manifest_files_override_environment_files)
+{
+    const char *vars[] = { "AWS_SHARED_CREDENTIALS_FILE=/nonexistent", NULL };
+    char **env = make_env(vars);
+    struct aws_chain_opts o = { .credentials_file = cred_path,
+                                .config_file = conf_path,
+                                .env = env };
+    struct aws_chain c;
+    struct kc_err err = { 0 };
+
+    write_file(cred_path, FILES_CREDS);
+    write_file(conf_path, FILES_CONF);
+    cr_assert_eq(aws_chain_resolve(&o, &c, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(c.creds.access_key, "AKIDDEFAULT");
+    cr_assert_str_eq(c.region, "eu-west-1");
+    aws_chain_release(&c);
+    free_env(env);
+}
