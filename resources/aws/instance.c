@@ -642,6 +642,19 @@ static int inst_delete(struct kc_op *op)
     return 0;
 }
 
+/* Plan-time note on what a replacement means for the host. */
+static void inst_review(struct kc_op *op)
+{
+    if (kc_op_action(op) == KC_ACTION_REPLACE)
+        kc_op_warn(op,
+                   "replacing terminates %s: its enclaves stop, and the "
+                   "new host has a new IP address",
+                   kc_op_id(op) ? kc_op_id(op) : "the instance");
+    else if (kc_op_action(op) == KC_ACTION_DELETE)
+        kc_op_warn(op, "terminating %s stops its enclaves",
+                   kc_op_id(op) ? kc_op_id(op) : "the instance");
+}
+
 const struct kc_resource_type kc_aws_instance = {
     .kind = "aws.instance",
     .fields = inst_fields,
@@ -649,4 +662,5 @@ const struct kc_resource_type kc_aws_instance = {
     .create = inst_create,
     .update = inst_update,
     .delete = inst_delete,
+    .review = inst_review,
 };

@@ -70,6 +70,7 @@ manifest t1 1024 c5.xlarge
 "$KMSCTL" plan -f m.yaml >plan2.txt 2>&1 || fail "plan: $(cat plan2.txt)"
 grep -q 'aws.instance.host replace' plan2.txt || fail "no replace planned: $(cat plan2.txt)"
 grep -q 'enclave_memory_mib' plan2.txt || fail "the cause is not shown: $(cat plan2.txt)"
+grep -q 'its enclaves stop' plan2.txt || fail "no warning on the replace: $(cat plan2.txt)"
 grep -q 'aws.key_pair.made-key' plan2.txt && fail "key pair touched: $(cat plan2.txt)"
 "$KMSCTL" apply --auto-approve -f m.yaml >apply2.txt 2>&1 || fail "replace: $(cat apply2.txt)"
 py "
