@@ -249,6 +249,8 @@ void aws_ec2_call_release(struct aws_ec2_call *call)
     aws_xml_free(call->doc);
     call->doc = NULL;
     call->root = NULL;
+    if ((call->flags & AWS_EC2_SECRET_ANSWER) && call->http.body.data)
+        kc_memzero(call->http.body.data, call->http.body.len);
     kc_http_req_release(&call->http);
 }
 
@@ -385,6 +387,8 @@ static int start_call(struct aws_ec2 *ec2, struct aws_ec2_call *call,
     if (ret < 0)
         goto out;
     kc_http_req_set_safe(&call->http, true);
+    if (call->flags & AWS_EC2_SECRET_ANSWER)
+        kc_http_req_trace_bodies(&call->http, false);
     /* Key material, user-data and the like never reach a trace. */
     kc_http_req_redact(&call->http, "UserData");
     kc_http_req_redact(&call->http, "keyMaterial");

@@ -68,6 +68,9 @@ enum aws_ec2_flags {
     /* retry DependencyViolation up to AWS_EC2_DEPENDENCY_MS (a security
      * group still held by a terminating instance's network interface) */
     AWS_EC2_DEPENDENCY = 1 << 1,
+    /* the answer holds a secret (CreateKeyPair's keyMaterial): --debug
+     * traces only the sizes of the bodies, and the body is wiped on release */
+    AWS_EC2_SECRET_ANSWER = 1 << 2,
 };
 
 struct aws_ec2_call;

@@ -263,7 +263,7 @@ static int key_create(struct kc_op *op)
         aws_query_add(&j->call.q, "KeyFormat", "pem");
     }
     aws_query_tag_spec(&j->call.q, 1, "key-pair", kc_op_desired(op, "tags"));
-    aws_job_send(j, 0, on_created);
+    aws_job_send(j, pub ? 0 : AWS_EC2_SECRET_ANSWER, on_created);
     return 0;
 }
 

@@ -52,7 +52,8 @@ EOF
 
 # --- CreateKeyPair: the private key lands in a new 0600 file -------------------
 manifest t1 512 c5.xlarge
-"$KMSCTL" apply --auto-approve -f m.yaml >apply1.txt 2>&1 || fail "apply: $(cat apply1.txt)"
+"$KMSCTL" apply --auto-approve --debug -f m.yaml >apply1.txt 2>&1 || fail "apply: $(cat apply1.txt)"
+grep -q 'DescribeKeyPairsResponse' apply1.txt || fail "--debug traced no answers"
 [ -f made.pem ] || fail "no private key written"
 [ "$(stat -c %a made.pem)" = 600 ] || fail "made.pem mode $(stat -c %a made.pem)"
 grep -q -- '-----BEGIN RSA PRIVATE KEY-----' made.pem || fail "made.pem is not a PEM key"
