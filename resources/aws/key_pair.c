@@ -75,6 +75,13 @@ static void on_observe(struct aws_job *j, int status)
         return;
     }
     it = aws_xml_child(j->call.root, "keySet/item");
+    if (!it && j->step == 1) {
+        kc_err_set(kc_op_err(op), KC_EREMOTE,
+                   "key pair '%s': EC2 said it exists, then that it does not",
+                   name);
+        aws_job_finish(j, KC_EREMOTE);
+        return;
+    }
     if (!it) {
         aws_job_finish(j, 0); /* absent */
         return;
@@ -91,6 +98,14 @@ static void on_observe(struct aws_job *j, int status)
         return;
     }
     same = pub && fp && strcmp(fp, want) == 0;
+    if (j->step == 1 && !pub && (!pkfile || access(pkfile, F_OK) != 0)) {
+        kc_err_set(kc_op_err(op), KC_ECONFLICT,
+                   "key pair '%s' was created but its private key was lost "
+                   "with EC2's answer: delete the key pair and apply again",
+                   name);
+        aws_job_finish(j, KC_ECONFLICT);
+        return;
+    }
     if (!owned && !known) {
         /* Not ours: adopt only the provably same key. */
         if (pub && !same) {
@@ -187,6 +202,15 @@ static void on_created(struct aws_job *j, int status)
     const char *fp, *id, *pem;
     struct kc_value *obs;
 
+    if (status == KC_EREMOTE &&
+        strcmp(j->call.error.code, "InvalidKeyPair.Duplicate") == 0) {
+        /* Made meanwhile, or by this very call whose first answer was lost
+         * (EC2 calls are retried): adopt it if it is provably ours. */
+        aws_ec2_call_release(&j->call);
+        j->step = 1;
+        describe_key(j, on_observe);
+        return;
+    }
     if (status < 0) {
         aws_job_fail_call(j, status);
         return;

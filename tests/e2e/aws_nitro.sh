@@ -94,7 +94,12 @@ EOF
 # --- 1. apply ---------------------------------------------------------------
 k plan >"$tmp/plan.txt" 2>&1 || fail "plan: $(cat "$tmp/plan.txt")"
 grep -q 'aws.instance.enclave-host' "$tmp/plan.txt" || fail "plan lacks the instance"
+# ImportKeyPair's answer is lost once: the retry meets InvalidKeyPair.Duplicate
+# and adopts the key it made.
+sim_patch_object ec2 config faults '{"attrs":{"drop_after":{"ImportKeyPair":1}}}' >/dev/null
 k apply --auto-approve >"$tmp/apply1.txt" 2>&1 || fail "apply: $(cat "$tmp/apply1.txt")"
+[ "$(sim_route_count 'POST /ec2/?Action=ImportKeyPair')" = 2 ] ||
+    fail "ImportKeyPair not sent twice: $(cat "$tmp/apply1.txt")"
 inv
 py '
 assert len(live) == 1, live
