@@ -12,6 +12,8 @@
 
 /* $ref chains and nested schemas deeper than this are a schema bug. */
 #define SCHEMA_MAX_DEPTH 200
+/* "Did you mean" is computed for at most this many unknown keys per map. */
+#define SCHEMA_MAX_SUGGEST 64
 /* Values quoted in messages are cut at this many bytes. */
 #define SCHEMA_QUOTE_MAX 60
 
@@ -942,8 +944,23 @@ static void check_object(struct vctx *cx, struct json_object *sch,
     struct json_object *maxp = kw(sch, "maxProperties");
     const struct kc_pos *mpos = keypos ? keypos : &node->pos;
 
+    const char **sugg;
+    size_t nunknown = 0;
+
     if (node->type != KC_NODE_MAP)
         return;
+    /* Suggestions for the first unknown keys only: a hostile map with
+     * thousands of keys must not cost thousands of edit distances each. */
+    sugg = kc_xcalloc(node->n ? node->n : 1, sizeof(*sugg));
+    for (size_t j = 0; props && j < node->n; j++) {
+        const char *k = node->pairs[j].key->str;
+
+        if (json_object_object_get_ex(props, k, NULL))
+            continue;
+        if (nunknown++ >= SCHEMA_MAX_SUGGEST)
+            break;
+        sugg[j] = suggest(props, k);
+    }
     for (size_t i = 0; req && i < json_object_array_length(req); i++) {
         const char *name =
             json_object_get_string(json_object_array_get_idx(req, i));
@@ -952,14 +969,8 @@ static void check_object(struct vctx *cx, struct json_object *sch,
         if (kc_node_pair(node, name))
             continue;
         /* A misspelt key is reported once, as unknown with a suggestion. */
-        for (size_t j = 0; !typo && j < node->n; j++) {
-            const char *k = node->pairs[j].key->str;
-            const char *s = props && !json_object_object_get_ex(props, k, NULL)
-                                ? suggest(props, k)
-                                : NULL;
-
-            typo = s && strcmp(s, name) == 0;
-        }
+        for (size_t j = 0; !typo && j < node->n; j++)
+            typo = sugg[j] && strcmp(sugg[j], name) == 0;
         res_add(res, node, mpos, path, VERR_MISSING, name,
                 typo ? "" : "missing required property '%s'", name);
         if (typo)
@@ -1013,7 +1024,7 @@ static void check_object(struct vctx *cx, struct json_object *sch,
         if (!matched && addl) {
             if (json_object_is_type(addl, json_type_boolean) &&
                 !json_object_get_boolean(addl)) {
-                const char *s = suggest(props, key->str);
+                const char *s = sugg[i];
 
                 if (s)
                     res_add(res, node, &key->pos, path, VERR_UNKNOWN, s,
@@ -1028,6 +1039,111 @@ static void check_object(struct vctx *cx, struct json_object *sch,
         }
         free(sub_path);
     }
+    free(sugg);
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* A hash that equal nodes (equals_node) share; map order does not count. */
+static uint64_t node_hash(const struct kc_node *n)
+{
+    uint64_t h = 0xcbf29ce484222325ull, sum = 0;
+    unsigned char tag;
+
+    if (!n)
+        return h;
+    tag = (unsigned char)n->type;
+    h = fnv(h, &tag, 1);
+    switch (n->type) {
+    case KC_NODE_SCALAR:
+        tag = (unsigned char)kc_node_scalar_type(n);
+        h = fnv(h, &tag, 1);
+        return fnv(h, n->str, n->len);
+    case KC_NODE_SEQ:
+        for (size_t i = 0; i < n->n; i++) {
+            uint64_t e = node_hash(n->items[i]);
+
+            h = fnv(h, &e, sizeof(e));
+        }
+        return h;
+    case KC_NODE_MAP:
+        for (size_t i = 0; i < n->n; i++)
+            sum += node_hash(n->pairs[i].key) * 31 + node_hash(n->pairs[i].val);
+        return fnv(h, &sum, sizeof(sum));
+    }
+    return h;
+}
+
+struct hashed {
+    uint64_t hash;
+    size_t idx;
+};
+
+static int hashed_cmp(const void *pa, const void *pb)
+{
+    const struct hashed *a = pa, *b = pb;
+
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* uniqueItems in O(n log n): items sorted by hash, equal hashes compared.
+ * Each duplicate names the first item equal to it. */
+static void check_unique(const struct kc_node *node, const char *path,
+                         struct vres *res)
+{
+    struct hashed *h = kc_xcalloc(node->n ? node->n : 1, sizeof(*h));
+    size_t *dup_of = kc_xcalloc(node->n ? node->n : 1, sizeof(*dup_of));
+
+    for (size_t i = 0; i < node->n; i++) {
+        h[i].hash = node_hash(node->items[i]);
+        h[i].idx = i;
+        dup_of[i] = SIZE_MAX;
+    }
+    qsort(h, node->n, sizeof(*h), hashed_cmp);
+    for (size_t g = 0; g < node->n;) {
+        size_t end = g + 1;
+
+        while (end < node->n && h[end].hash == h[g].hash)
+            end++;
+        /* Within a group, compare with the earlier items that are not
+         * themselves duplicates (usually just the first). */
+        for (size_t i = g + 1; i < end; i++) {
+            for (size_t j = g; j < i; j++) {
+                if (dup_of[h[j].idx] != SIZE_MAX)
+                    continue;
+                if (equals_node(node->items[h[i].idx], node->items[h[j].idx])) {
+                    dup_of[h[i].idx] = h[j].idx;
+                    break;
+                }
+            }
+        }
+        g = end;
+    }
+    for (size_t i = 0; i < node->n; i++) {
+        size_t j = dup_of[i];
+        char *ip;
+
+        if (j == SIZE_MAX)
+            continue;
+        ip = kc_xasprintf("%s[%zu]", path, i);
+        res_add(res, node->items[i], NULL, ip, VERR_OTHER, NULL,
+                "duplicate of item %zu (line %d)", j,
+                node->items[j] ? node->items[j]->pos.line : 0);
+        free(ip);
+    }
+    free(dup_of);
+    free(h);
 }
 
 static void check_array(struct vctx *cx, struct json_object *sch,
@@ -1069,21 +1185,8 @@ static void check_array(struct vctx *cx, struct json_object *sch,
             validate(cx, items, node->items[i], ip, NULL, res);
         free(ip);
     }
-    if (kw_true(sch, "uniqueItems")) {
-        for (size_t i = 1; i < node->n; i++) {
-            for (size_t j = 0; j < i; j++) {
-                if (equals_node(node->items[i], node->items[j])) {
-                    char *ip = kc_xasprintf("%s[%zu]", path, i);
-
-                    res_add(res, node->items[i], NULL, ip, VERR_OTHER, NULL,
-                            "duplicate of item %zu (line %d)", j,
-                            node->items[j] ? node->items[j]->pos.line : 0);
-                    free(ip);
-                    break;
-                }
-            }
-        }
-    }
+    if (kw_true(sch, "uniqueItems"))
+        check_unique(node, path, res);
 }
 
 /* ---- combinators ------------------------------------------------------ */
