@@ -501,15 +501,79 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                "template '%s' does not match mode '%s'", tmpl, mode);
         free(p);
     }
-    if (mode && strcmp(mode, "light") == 0 && !get(uc, "EXECUTION_RPC")) {
-        p = kc_xasprintf("%s.mode", path);
-        err_at(c, get(vm, "mode"), NULL, p,
-               "light mode needs user_config.EXECUTION_RPC (the execution "
-               "RPC helios verifies against; it must serve eth_getProof)");
+    /* The built-in templates read the chain through one variable, which
+     * must come from one side: compose.env (measured) or user_config
+     * (secret). */
+    if (mode && !get(compose, "file") &&
+        (strcmp(mode, "light") == 0 || strcmp(mode, "direct") == 0)) {
+        bool light = strcmp(mode, "light") == 0;
+        const char *need = light ? "EXECUTION_RPC" : "ETH_RPC_URL";
+
+        if (!get(uc, need) && !get(env, need)) {
+            p = kc_xasprintf("%s.mode", path);
+            if (light)
+                err_at(c, get(vm, "mode"), NULL, p,
+                       "light mode needs user_config.EXECUTION_RPC (the "
+                       "execution RPC helios verifies against; it must "
+                       "serve eth_getProof), or EXECUTION_RPC in "
+                       "compose.env");
+            else
+                err_at(c, get(vm, "mode"), NULL, p,
+                       "direct mode needs ETH_RPC_URL (the chain RPC "
+                       "auth-api reads) in compose.env, or in user_config "
+                       "when the URL carries a key");
+            free(p);
+        }
+    }
+    for (size_t i = 0; is_map(uc) && i < uc->n; i++) {
+        const struct kc_node *k = uc->pairs[i].key;
+        static const char *const set_by_kmsctl[] = {
+            "KMS_HTTPS_PORT",
+            "AUTH_HTTP_PORT",
+            "HELIOS_RPC_PORT",
+            "KMS_CONTRACT_ADDR",
+            NULL,
+        };
+        static const char *const measured[] = {
+            "KMS_IMAGE",
+            "DSTACK_REPO",
+            "DSTACK_REF",
+            NULL,
+        };
+
+        p = kc_xasprintf("%s.user_config", path);
+        if (get(env, k->str)) {
+            err_at(c, k, NULL, p,
+                   "'%s' is also in compose.env: keep it in one (user_config "
+                   "if it is a secret)",
+                   k->str);
+        } else if (!get(compose, "file")) {
+            for (size_t j = 0; set_by_kmsctl[j]; j++)
+                if (strcmp(k->str, set_by_kmsctl[j]) == 0)
+                    err_at(c, k, NULL, p,
+                           "'%s' is set by kmsctl (from ports and the KMS "
+                           "contract); it cannot come from user_config",
+                           k->str);
+            for (size_t j = 0; measured[j]; j++)
+                if (strcmp(k->str, measured[j]) == 0)
+                    err_at(c, k, NULL, p,
+                           "'%s' decides what runs in the VM: set it in "
+                           "compose.env, where it is measured",
+                           k->str);
+        }
         free(p);
     }
     for (size_t i = 0; is_map(env) && i < env->n; i++) {
         const struct kc_node *v = env->pairs[i].val;
+
+        if (is_scalar(v) &&
+            (memchr(v->str, '\n', v->len) || memchr(v->str, '\r', v->len))) {
+            p = kc_xasprintf("%s.compose.env.%s", path, env->pairs[i].key->str);
+            err_at(c, v, NULL, p,
+                   "a line break in a .env value would start another "
+                   "variable");
+            free(p);
+        }
 
         if (is_scalar(v) && kc_interp_is_secret_source(v)) {
             p = kc_xasprintf("%s.compose.env.%s", path, env->pairs[i].key->str);

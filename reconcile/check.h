@@ -20,8 +20,11 @@
  *   compose.env is measured and public, so ${env:}/${file:} there is an
  *   error (such values belong in user_config);
  * - compose: file and template are exclusive; template must agree with
- *   mode; light mode needs user_config.EXECUTION_RPC; allowed_envs needs
- *   key_provider kms;
+ *   mode; with a template, direct mode needs ETH_RPC_URL and light mode
+ *   EXECUTION_RPC, in compose.env or user_config but not both; template
+ *   settings (KMS_IMAGE, DSTACK_REPO, DSTACK_REF) stay in compose.env and
+ *   kmsctl's own (ports, KMS_CONTRACT_ADDR) out of user_config; a .env value
+ *   is one line; allowed_envs needs key_provider kms;
  * - hashes: the all-zero hash needs allow_zero: true; a list must not hold
  *   the same hash twice (also when only the hex case differs);
  * - ssh: exactly one of public_key (import) and private_key_file (create);
