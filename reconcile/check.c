@@ -645,6 +645,13 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
                    "private_key_file (where a new private key is written)");
         free(p);
     }
+    if (get(h, "vpc_id") && !get(h, "subnet_id")) {
+        p = kc_xasprintf("%s.vpc_id", path);
+        err_at(c, get(h, "vpc_id"), NULL, p,
+               "give subnet_id too (a subnet of that VPC): the default "
+               "subnet belongs to the default VPC");
+        free(p);
+    }
     p = kc_xasprintf("%s.tags", path);
     check_reserved_keys(c, get(h, "tags"), p, true);
     free(p);

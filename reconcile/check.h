@@ -27,7 +27,9 @@
  *   is one line; allowed_envs needs key_provider kms;
  * - hashes: the all-zero hash needs allow_zero: true; a list must not hold
  *   the same hash twice (also when only the hex case differs);
- * - ssh: exactly one of public_key (import) and private_key_file (create);
+ * - nitro hosts: ssh has exactly one of public_key (import) and
+ *   private_key_file (create); one key_name, one key; vpc_id needs
+ *   subnet_id;
  * - names: two KMS VMs must not share a domain; labels and tags must not
  *   use the keys kmsctl sets itself (kmsctl-*, and Name / aws:* on AWS);
  *   contracts.kms.app_implementation only with contracts.kms.address.
