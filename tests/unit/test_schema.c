@@ -466,7 +466,7 @@ Test(schema, bad_schemas_are_refused_when_loaded)
 
 Test(schema, embedded_schemas_load)
 {
-    const char *names[] = { "manifest", "state" };
+    const char *names[] = { "manifest", "state", "plan" };
 
     for (size_t i = 0; i < KC_ARRAY_SIZE(names); i++) {
         struct kc_schema *s = NULL;
