@@ -592,6 +592,17 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                "KMS-encrypted env vars need key_provider: kms");
         free(p);
     }
+    /* dstack forces gateway_enabled off for other key providers. */
+    if (is_true(get(get(vm, "app_compose"), "gateway_enabled")) &&
+        str(get(vm, "key_provider")) &&
+        strcmp(str(get(vm, "key_provider")), "kms") != 0) {
+        p = kc_xasprintf("%s.app_compose.gateway_enabled", path);
+        err_at(c, get(get(vm, "app_compose"), "gateway_enabled"), NULL, p,
+               "a gateway needs key_provider: kms (dstack turns it off for "
+               "'%s')",
+               str(get(vm, "key_provider")));
+        free(p);
+    }
     if (!get(root, "contracts") && !get(env, "KMS_CONTRACT_ADDR"))
         err_at(c, NULL, key_pos(vms, name), path,
                "the KMS needs its contract: add a contracts section (kmsctl "

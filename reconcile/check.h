@@ -24,7 +24,7 @@
  *   EXECUTION_RPC, in compose.env or user_config but not both; template
  *   settings (KMS_IMAGE, DSTACK_REPO, DSTACK_REF) stay in compose.env and
  *   kmsctl's own (ports, KMS_CONTRACT_ADDR) out of user_config; a .env value
- *   is one line; allowed_envs needs key_provider kms;
+ *   is one line; allowed_envs and gateway_enabled need key_provider kms;
  * - hashes: the all-zero hash needs allow_zero: true; a list must not hold
  *   the same hash twice (also when only the hex case differs);
  * - nitro hosts: ssh has exactly one of public_key (import) and
