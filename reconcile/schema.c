@@ -161,10 +161,11 @@ static char *path_key(const char *parent, const char *key)
     return kc_xasprintf("%s.%s", parent, key);
 }
 
-/* Quotes scalar text for a message: 'text', cut and with controls escaped. */
-static void quote(struct kc_buf *b, const char *s, size_t len)
+/* Quotes scalar text for a message: 'text', cut after MAX bytes (then
+ * '...') and with controls escaped. */
+static void quote_max(struct kc_buf *b, const char *s, size_t len, size_t max)
 {
-    size_t n = len < SCHEMA_QUOTE_MAX ? len : SCHEMA_QUOTE_MAX;
+    size_t n = len < max ? len : max;
 
     kc_buf_addch(b, '\'');
     for (size_t i = 0; i < n; i++) {
@@ -178,6 +179,11 @@ static void quote(struct kc_buf *b, const char *s, size_t len)
     if (n < len)
         kc_buf_addstr(b, "...");
     kc_buf_addch(b, '\'');
+}
+
+static void quote(struct kc_buf *b, const char *s, size_t len)
+{
+    quote_max(b, s, len, SCHEMA_QUOTE_MAX);
 }
 
 /* ---- instance typing -------------------------------------------------- */
@@ -800,6 +806,19 @@ out:
     kc_buf_release(&b);
 }
 
+/* How much of a URL messages may quote: scheme and host, not the path or
+ * query, which often carry an API key (https://host/v2/<key>). */
+static size_t url_origin_len(const char *s, size_t len)
+{
+    const char *sep = memmem(s, len, "://", 3);
+    size_t start = sep ? (size_t)(sep - s) + 3 : 0;
+
+    for (size_t i = start; i < len; i++)
+        if (s[i] == '/' || s[i] == '?' || s[i] == '#')
+            return i;
+    return len;
+}
+
 static size_t utf8_length(const char *s, size_t len)
 {
     size_t n = 0;
@@ -845,6 +864,11 @@ static void check_string(struct vctx *cx, struct json_object *sch,
     }
     if (secret)
         kc_buf_addstr(&b, "the value");
+    else if (fmt && strcmp(fmt, "uri") == 0)
+        quote_max(&b, node->str, node->len,
+                  url_origin_len(node->str, node->len) < SCHEMA_QUOTE_MAX
+                      ? url_origin_len(node->str, node->len)
+                      : SCHEMA_QUOTE_MAX);
     else
         quote(&b, node->str, node->len);
     if (fmt && (strlen(node->str) != node->len || !format_ok(fmt, node->str))) {

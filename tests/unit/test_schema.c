@@ -541,3 +541,19 @@ Test(schema, map_order_does_not_matter_for_unique_items)
     EXPECT(&r, "m.yaml:2:3: [1]: duplicate of item 0 (line 1)");
     done(&r);
 }
+
+Test(schema, bad_urls_are_quoted_without_their_path_or_query)
+{
+    struct run r;
+
+    run(&r,
+        "{\"type\":\"array\",\"items\":{\"format\":\"uri\",\"pattern\":"
+        "\"^https://\",\"title\":\"an https URL\"}}",
+        "- http://rpc.example.com/v2/SECRETKEY\n- https//x.example/?key=S\n");
+    EXPECT(&r,
+           "m.yaml:1:3: [0]: 'http://rpc.example.com...' is not an https "
+           "URL",
+           "m.yaml:2:3: [1]: 'https...' is not an https URL");
+    cr_assert_null(strstr(r.diags.items[0].msg, "SECRET"));
+    done(&r);
+}
