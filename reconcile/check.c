@@ -13,11 +13,50 @@
 #define CHECK_PORT_AUTH_API 18000
 #define CHECK_PORT_HELIOS   18545
 
+/* A map's keys, sorted, for lookups in O(log n): manifests may be large
+ * and hostile, kc_node_get() is linear. */
+struct names {
+    const char **v;
+    size_t n;
+};
+
 struct chk {
     const struct kc_doc *doc;
     const struct kc_check_opts *opts;
     struct kc_diags *diags;
+    struct names apps; /* contracts.apps */
+    size_t nsuggest;   /* "did you mean" searches so far (bounded) */
 };
+
+/* "Did you mean" costs a pass over a map: at most this many per check. */
+#define CHECK_MAX_SUGGEST 64
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void names_init(struct names *t, const struct kc_node *map)
+{
+    memset(t, 0, sizeof(*t));
+    if (!map || map->type != KC_NODE_MAP || map->n == 0)
+        return;
+    t->v = kc_xcalloc(map->n, sizeof(*t->v));
+    for (size_t i = 0; i < map->n; i++)
+        t->v[t->n++] = map->pairs[i].key->str;
+    qsort(t->v, t->n, sizeof(*t->v), str_cmp);
+}
+
+static bool names_has(const struct names *t, const char *key)
+{
+    return t->n && bsearch(&key, t->v, t->n, sizeof(*t->v), str_cmp);
+}
+
+static void names_release(struct names *t)
+{
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
 
 static void err_at(struct chk *c, const struct kc_node *node,
                    const struct kc_pos *pos, const char *path, const char *fmt,
@@ -118,49 +157,20 @@ static const char *closest_key(const struct kc_node *map, const char *name,
 
 /* ---- secrets ---------------------------------------------------------- */
 
-/* The dotted path of WANT inside ROOT, appended to PATH. */
-static bool node_path(const struct kc_node *root, const struct kc_node *want,
-                      struct kc_buf *path)
+static void check_secrets(struct chk *c,
+                          const struct kc_schema_secrets *secrets)
 {
-    size_t len = path->len;
-
-    if (root == want)
-        return true;
-    for (size_t i = 0; is_map(root) && i < root->n; i++) {
-        kc_buf_addf(path, "%s%s", path->len ? "." : "",
-                    root->pairs[i].key->str);
-        if (node_path(root->pairs[i].val, want, path))
-            return true;
-        path->len = len;
-        path->data[len] = '\0';
-    }
-    for (size_t i = 0; is_seq(root) && i < root->n; i++) {
-        kc_buf_addf(path, "[%zu]", i);
-        if (node_path(root->items[i], want, path))
-            return true;
-        path->len = len;
-        path->data[len] = '\0';
-    }
-    return false;
-}
-
-static void check_secrets(struct chk *c, const struct kc_node *const *secrets,
-                          size_t n)
-{
-    if (c->opts && c->opts->allow_literal_secrets)
+    if (!secrets || (c->opts && c->opts->allow_literal_secrets))
         return;
-    for (size_t i = 0; i < n; i++) {
-        const struct kc_node *s = secrets[i];
-        struct kc_buf path = { 0 };
+    for (size_t i = 0; i < secrets->n; i++) {
+        const struct kc_node *s = secrets->nodes[i];
 
         if (!is_scalar(s) || kc_node_scalar_type(s) == KC_SCALAR_NULL ||
             kc_interp_is_secret_source(s))
             continue;
-        node_path(c->doc->root, s, &path);
-        err_at(c, s, NULL, kc_buf_str(&path),
+        err_at(c, s, NULL, secrets->paths[i],
                "a literal secret: write ${env:NAME} or ${file:PATH} instead "
                "(or pass --allow-literal-secrets)");
-        kc_buf_release(&path);
     }
 }
 
@@ -455,6 +465,7 @@ static void check_firewall(struct chk *c, const struct kc_node *vm,
 static void check_kms_vm(struct chk *c, const struct kc_node *root,
                          const struct kc_node *vms, size_t idx)
 {
+    struct names env_names = { 0 };
     const struct kc_node *vm = vms->pairs[idx].val;
     const char *name = vms->pairs[idx].key->str;
     const struct kc_node *compose = get(vm, "compose");
@@ -525,6 +536,7 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
             free(p);
         }
     }
+    names_init(&env_names, env);
     for (size_t i = 0; is_map(uc) && i < uc->n; i++) {
         const struct kc_node *k = uc->pairs[i].key;
         static const char *const set_by_kmsctl[] = {
@@ -542,7 +554,7 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
         };
 
         p = kc_xasprintf("%s.user_config", path);
-        if (get(env, k->str)) {
+        if (names_has(&env_names, k->str)) {
             err_at(c, k, NULL, p,
                    "'%s' is also in compose.env: keep it in one (user_config "
                    "if it is a secret)",
@@ -612,6 +624,7 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
     check_reserved_keys(c, get(vm, "labels"), p, false);
     free(p);
 out:
+    names_release(&env_names);
     free(path);
 }
 
@@ -624,19 +637,22 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
     const struct kc_node *ssh = get(h, "ssh");
     const char *app = str(get(h, "app"));
     char *path = kc_xasprintf("nitro_hosts.%s", name);
+    const char *s;
     char *p;
 
     if (!is_map(h))
         goto out;
-    if (app && !get(apps, app)) {
+    if (app && !names_has(&c->apps, app)) {
         p = kc_xasprintf("%s.app", path);
         if (!apps)
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s': contracts.apps is empty", app);
-        else if (closest_key(apps, app, NULL))
+        else if ((s = c->nsuggest++ < CHECK_MAX_SUGGEST
+                          ? closest_key(apps, app, NULL)
+                          : NULL))
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s' in contracts.apps (did you mean '%s'?)",
-                   app, closest_key(apps, app, NULL));
+                   app, s);
         else
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s' in contracts.apps", app);
@@ -674,7 +690,7 @@ out:
  * no two VMs share a domain. O(n log n) in the number of VMs. */
 static void check_kms_vm_set(struct chk *c, const struct kc_node *vms)
 {
-    size_t n = vms->n, nsuggest = 0;
+    size_t n = vms->n;
     char **keys = kc_xcalloc(n ? n : 1, sizeof(*keys));
     struct keyed *names = kc_xcalloc(n ? n : 1, sizeof(*names));
     size_t *target = kc_xcalloc(n ? n : 1, sizeof(*target));
@@ -706,8 +722,9 @@ static void check_kms_vm_set(struct chk *c, const struct kc_node *vms)
         if (strcmp(src, name) == 0) {
             err_at(c, of, NULL, p, "a KMS cannot onboard from itself");
         } else if (!hit) {
-            const char *s =
-                nsuggest++ < 64 ? closest_key(vms, src, name) : NULL;
+            const char *s = c->nsuggest++ < CHECK_MAX_SUGGEST
+                                ? closest_key(vms, src, name)
+                                : NULL;
 
             if (s)
                 err_at(c, of, NULL, p,
@@ -814,7 +831,7 @@ static void check_key_pairs(struct chk *c, const struct kc_node *hosts)
 
 void kc_check_semantics(const struct kc_doc *doc,
                         const struct kc_check_opts *opts,
-                        const struct kc_node *const *secrets, size_t nsecrets,
+                        const struct kc_schema_secrets *secrets,
                         struct kc_diags *diags)
 {
     struct chk c = { .doc = doc, .opts = opts, .diags = diags };
@@ -823,9 +840,10 @@ void kc_check_semantics(const struct kc_doc *doc,
     const struct kc_node *hosts = get(root, "nitro_hosts");
     const struct kc_node *prov = get(root, "providers");
 
-    check_secrets(&c, secrets, nsecrets);
+    check_secrets(&c, secrets);
     if (!is_map(root))
         return;
+    names_init(&c.apps, get(get(root, "contracts"), "apps"));
     check_contracts(&c, root);
     if (is_map(vms) && vms->n > 0 && !get(prov, "gcp"))
         err_at(&c, NULL, key_pos(root, "kms_vms"), "kms_vms",
@@ -843,6 +861,7 @@ void kc_check_semantics(const struct kc_doc *doc,
                         "providers.gcp.labels", false);
     check_reserved_keys(&c, get(get(prov, "aws"), "tags"), "providers.aws.tags",
                         true);
+    names_release(&c.apps);
 }
 
 int kc_manifest_check(const struct kc_doc *doc,
@@ -870,7 +889,7 @@ int kc_manifest_check(const struct kc_doc *doc,
     }
     kc_schema_validate_node(schema, doc->root, diags, &secrets);
     kc_interp_check_doc(doc, diags);
-    kc_check_semantics(doc, opts, secrets.nodes, secrets.n, diags);
+    kc_check_semantics(doc, opts, &secrets, diags);
     kc_schema_secrets_release(&secrets);
     kc_schema_free(schema);
     kc_diags_sort(diags);

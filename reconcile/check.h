@@ -40,6 +40,7 @@
 #include "reconcile/diag.h"
 #include "reconcile/kc.h"
 #include "reconcile/manifest.h"
+#include "reconcile/schema.h"
 
 struct kc_check_opts {
     bool allow_literal_secrets; /* --allow-literal-secrets */
@@ -52,10 +53,10 @@ int kc_manifest_check(const struct kc_doc *doc,
                       const struct kc_check_opts *opts, struct kc_diags *diags);
 
 /* Only the semantic rules above (no schema, no interpolation checks);
- * SECRETS are the nodes the schema matched as writeOnly. For tests. */
+ * SECRETS (may be NULL) are the nodes the schema matched as writeOnly. */
 void kc_check_semantics(const struct kc_doc *doc,
                         const struct kc_check_opts *opts,
-                        const struct kc_node *const *secrets, size_t nsecrets,
+                        const struct kc_schema_secrets *secrets,
                         struct kc_diags *diags);
 
 #endif

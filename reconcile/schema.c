@@ -46,10 +46,15 @@ struct verr {
     char *aux;
 };
 
+struct vsec {
+    const struct kc_node *node;
+    char *path;
+};
+
 struct vres {
     struct verr *errs;
     size_t n, cap;
-    const struct kc_node **sec;
+    struct vsec *sec;
     size_t nsec, seccap;
 };
 
@@ -113,6 +118,8 @@ static void res_release(struct vres *res)
         free(res->errs[i].aux);
     }
     free(res->errs);
+    for (size_t i = 0; i < res->nsec; i++)
+        free(res->sec[i].path);
     free(res->sec);
     memset(res, 0, sizeof(*res));
 }
@@ -133,10 +140,26 @@ static void res_take(struct vres *dst, struct vres *src)
     memset(src, 0, sizeof(*src));
 }
 
-static void res_secret(struct vres *res, const struct kc_node *node)
+static void res_secret(struct vres *res, const struct kc_node *node,
+                       const char *path)
 {
     kc_xgrow(&res->sec, &res->seccap, res->nsec + 1, sizeof(*res->sec));
-    res->sec[res->nsec++] = node;
+    res->sec[res->nsec].node = node;
+    res->sec[res->nsec].path = kc_xstrdup(path);
+    res->nsec++;
+}
+
+static int sec_cmp(const void *pa, const void *pb)
+{
+    const struct vsec *a = pa, *b = pb;
+
+    if (a->node->pos.line != b->node->pos.line)
+        return a->node->pos.line < b->node->pos.line ? -1 : 1;
+    if (a->node->pos.col != b->node->pos.col)
+        return a->node->pos.col < b->node->pos.col ? -1 : 1;
+    if (a->node != b->node)
+        return (uintptr_t)a->node < (uintptr_t)b->node ? -1 : 1;
+    return 0;
 }
 
 /* ---- paths and quoting ------------------------------------------------ */
@@ -1387,7 +1410,7 @@ static void validate(struct vctx *cx, struct json_object *sch,
         return;
     }
     if (kw_true(sch, "writeOnly"))
-        res_secret(res, node);
+        res_secret(res, node, path);
     ref = kw_str(sch, "$ref");
     if (ref) {
         before = res->n;
@@ -1695,16 +1718,31 @@ static size_t run(const struct kc_schema *schema, const struct kc_node *root,
         n++;
     }
     if (secrets) {
-        for (size_t i = 0; i < res.nsec; i++) {
-            bool dup = false;
+        /* In document order, each node once (allOf may match it twice). */
+        size_t m = 0;
 
-            for (size_t j = 0; j < secrets->n && !dup; j++)
-                dup = secrets->nodes[j] == res.sec[i];
-            if (dup || !res.sec[i])
+        for (size_t i = 0; i < res.nsec; i++)
+            if (res.sec[i].node)
+                res.sec[m++] = res.sec[i];
+            else
+                free(res.sec[i].path);
+        res.nsec = m;
+        if (res.nsec > 1)
+            qsort(res.sec, res.nsec, sizeof(*res.sec), sec_cmp);
+        for (size_t i = 0; i < res.nsec; i++) {
+            if (i > 0 && res.sec[i].node == res.sec[i - 1].node)
                 continue;
+            size_t cap = secrets->cap;
+
             kc_xgrow(&secrets->nodes, &secrets->cap, secrets->n + 1,
                      sizeof(*secrets->nodes));
-            secrets->nodes[secrets->n++] = res.sec[i];
+            if (secrets->cap != cap || !secrets->paths)
+                secrets->paths = kc_xrealloc(
+                    secrets->paths, secrets->cap * sizeof(*secrets->paths));
+            secrets->nodes[secrets->n] = res.sec[i].node;
+            secrets->paths[secrets->n] = res.sec[i].path;
+            res.sec[i].path = NULL;
+            secrets->n++;
         }
     }
     res_release(&res);
@@ -1722,6 +1760,9 @@ size_t kc_schema_validate_node(const struct kc_schema *schema,
 
 void kc_schema_secrets_release(struct kc_schema_secrets *secrets)
 {
+    for (size_t i = 0; i < secrets->n; i++)
+        free(secrets->paths[i]);
+    free(secrets->paths);
     free(secrets->nodes);
     memset(secrets, 0, sizeof(*secrets));
 }
