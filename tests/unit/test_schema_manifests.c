@@ -280,3 +280,61 @@ Test(schema_manifests, mutated_manifests_never_crash_the_checks, .timeout = 300)
     }
     cr_assert_gt(checked, 300, "only %zu mutated manifests parsed", checked);
 }
+
+/* Large manifests stay fast: nothing in the checks is quadratic (a
+ * regression here shows as a timeout under ASan). */
+Test(schema_manifests, large_manifests_are_checked_in_near_linear_time,
+     .timeout = 60)
+{
+    struct kc_buf b = { 0 };
+    struct kc_doc *doc = NULL;
+    struct kc_diags d = { 0 };
+    struct kc_err err = { 0 };
+    size_t literal = 0, missing_app = 0, dup = 0;
+
+    kc_buf_addstr(&b,
+                  "version: 1\nname: big\n"
+                  "providers:\n"
+                  "  gcp: {project: my-project, zone: us-central1-a, "
+                  "bucket: my-bucket}\n"
+                  "  chain: {rpc_url: 'https://rpc.example.com', "
+                  "chain_id: 1, private_key: '${env:PK}'}\n"
+                  "contracts:\n  artifacts: ./a\n  kms: {}\n  os_images:\n");
+    for (size_t i = 0; i < 5000; i++)
+        kc_buf_addf(&b, "    - 0x%064zx\n", 1 + i % 2500);
+    kc_buf_addstr(&b, "  apps:\n");
+    for (size_t i = 0; i < 2000; i++)
+        kc_buf_addf(&b, "    app-%zu: {}\n", i);
+    kc_buf_addstr(&b, "kms_vms:\n  kms:\n    os_image: img\n"
+                      "    key_provider: tpm\n    domain: kms.example.com\n"
+                      "    mode: direct\n    user_config:\n"
+                      "      ETH_RPC_URL: '${env:RPC}'\n");
+    for (size_t i = 0; i < 20000; i++)
+        kc_buf_addf(&b, "      K%zu: literal\n", i);
+    kc_buf_addstr(&b, "nitro_hosts:\n");
+    for (size_t i = 0; i < 2000; i++)
+        kc_buf_addf(&b,
+                    "  h%zu: {instance_type: c5.xlarge, enclave: "
+                    "{cpu_count: 2, memory_mib: 512}, app: app-x%zu}\n",
+                    i, i);
+    cr_assert_eq(kc_manifest_parse("big.yaml", ".", b.data, b.len, &doc, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(kc_manifest_check(doc, NULL, &d), KC_EINVAL);
+    for (size_t i = 0; i < d.n; i++) {
+        literal += strstr(d.items[i].msg, "a literal secret") != NULL;
+        missing_app += strstr(d.items[i].msg, "no app named") != NULL;
+        dup += strstr(d.items[i].msg, "duplicate of item") != NULL;
+    }
+    cr_assert_eq(literal, 20000);
+    cr_assert_eq(missing_app, 2000);
+    cr_assert_eq(dup, 2500);
+    for (size_t i = 0; i < d.n; i++)
+        if (!strstr(d.items[i].msg, "a literal secret") &&
+            !strstr(d.items[i].msg, "no app named") &&
+            !strstr(d.items[i].msg, "duplicate of item"))
+            cr_log_error("%s: %s", d.items[i].path, d.items[i].msg);
+    cr_assert_eq(d.n, 20000 + 2000 + 2500, "%zu diagnostics", d.n);
+    kc_diags_release(&d);
+    kc_doc_free(doc);
+    kc_buf_release(&b);
+}
