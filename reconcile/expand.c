@@ -21,8 +21,9 @@ extern int kc_expand_section_fake(struct kc_expand *ex,
                                   const struct kc_node *section,
                                   struct kc_err *err) __attribute__((weak));
 
-static int not_built(const struct kc_node *section, const char *name,
-                     const char *provider, struct kc_err *err)
+/* Unused once every section has its function. */
+KC_UNUSED static int not_built(const struct kc_node *section, const char *name,
+                               const char *provider, struct kc_err *err)
 {
     return kc_err_set(err, KC_ENOTSUP,
                       "%s:%d:%d: section '%s' cannot be planned yet: the %s "
@@ -421,6 +422,16 @@ static const struct {
     { "kms_vms", expand_kms_vms },
     { "nitro_hosts", expand_nitro_hosts },
 };
+
+int kc_expand_resolve(struct kc_expand *ex, const char *ref, const char **addr,
+                      char **output)
+{
+    struct kc_resource *res;
+    int ret = kc_graph_resolve_ref(ex->g, ref, &res, output, NULL);
+
+    *addr = ret == 0 ? res->address : NULL;
+    return ret;
+}
 
 const struct kc_doc *kc_expand_document(const struct kc_expand *ex)
 {
