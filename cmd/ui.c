@@ -752,6 +752,9 @@ void ui_close(struct ui_session *s)
         free(s->live[i].note);
     }
     free(s->live);
+    for (size_t i = 0; i < s->nsaved_targets; i++)
+        free(s->saved_targets[i]);
+    free(s->saved_targets);
     kc_doc_free(s->doc);
     free(s->name);
     free(s->state_path);

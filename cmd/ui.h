@@ -49,7 +49,9 @@ struct ui_session {
     int nsignals;
     bool done;
     int status;
-    bool refreshing; /* observing: progress is quieter */
+    bool refreshing;      /* observing: progress is quieter */
+    char **saved_targets; /* apply PLANFILE: the plan's --target */
+    size_t nsaved_targets;
     /* the y/N prompt */
     uv_tty_t in;
     bool in_open, confirming;

@@ -611,6 +611,9 @@ int kc_engine_prepare(struct kc_engine *eng, struct kc_graph *g, bool destroy,
     plan->lineage = kc_xstrdup(kc_state_lineage(eng->state));
     plan->serial = kc_state_serial(eng->state);
     plan->deployment = eng->deployment ? kc_xstrdup(eng->deployment) : NULL;
+    plan->targets = kc_xcalloc(eng->ntargets + 1, sizeof(*plan->targets));
+    for (size_t i = 0; i < eng->ntargets; i++)
+        plan->targets[plan->ntargets++] = kc_xstrdup(eng->targets[i]);
     for (size_t i = 0; i < eng->ntargets; i++) {
         if (!kc_graph_find(g, eng->targets[i])) {
             ret = kc_err_set(err, KC_ENOENT,

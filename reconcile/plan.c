@@ -57,6 +57,9 @@ void kc_plan_free(struct kc_plan *plan)
         free(plan->unmanaged[i].id);
     }
     free(plan->unmanaged);
+    for (size_t i = 0; i < plan->ntargets; i++)
+        free(plan->targets[i]);
+    free(plan->targets);
     kc_graph_free(plan->graph);
     free(plan->lineage);
     free(plan->deployment);
@@ -367,6 +370,13 @@ struct json_object *kc_plan_to_json(const struct kc_plan *plan)
     add_str(root, "manifest_digest", plan->manifest_digest);
     json_object_object_add(root, "destroy",
                            json_object_new_boolean(plan->destroy));
+    {
+        struct json_object *tg = json_object_new_array();
+
+        for (size_t i = 0; i < plan->ntargets; i++)
+            json_object_array_add(tg, json_object_new_string(plan->targets[i]));
+        json_object_object_add(root, "targets", tg);
+    }
     for (size_t i = 0; i < plan->n; i++) {
         const struct kc_plan_item *it = &plan->items[i];
         struct json_object *r, *ch, *w;

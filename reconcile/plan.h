@@ -96,6 +96,8 @@ struct kc_plan {
     char *lineage;
     int64_t serial; /* of the state the plan was made from */
     char *deployment;
+    char **targets; /* --target addresses the plan was limited to */
+    size_t ntargets;
     char *manifest;        /* path, or NULL */
     char *manifest_digest; /* "sha256:<hex>" of the file, or NULL */
     /* Objects carrying the deployment's label that are in neither the
