@@ -737,7 +737,8 @@ void ui_close(struct ui_session *s)
     if (s->in_open)
         uv_close((uv_handle_t *)&s->in, on_closed);
     if (s->loop_open) {
-        uv_run(&s->loop, UV_RUN_DEFAULT);
+        /* Runs the close callbacks; what is left shows in uv_loop_close. */
+        (void)uv_run(&s->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&s->loop) != 0)
             fprintf(stderr, "warning: handles left open at exit\n");
     }

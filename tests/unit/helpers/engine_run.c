@@ -140,7 +140,7 @@ void engine_run_free(struct engine_run *r)
         return;
     kc_engine_release(&r->eng);
     kc_http_close(r->http);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
+    (void)uv_run(&r->loop, UV_RUN_DEFAULT); /* checked by uv_loop_close */
     if (uv_loop_close(&r->loop) != 0)
         KC_BUG("engine_run_free: handles left open on the loop");
     kc_plan_free(r->plan);
