@@ -723,6 +723,12 @@ int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
     return 0;
 }
 
+static void unref_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    uv_unref(h);
+}
+
 void ui_close(struct ui_session *s)
 {
     kc_engine_release(&s->eng);
@@ -737,7 +743,10 @@ void ui_close(struct ui_session *s)
     if (s->in_open)
         uv_close((uv_handle_t *)&s->in, on_closed);
     if (s->loop_open) {
-        /* Runs the close callbacks; what is left shows in uv_loop_close. */
+        /* A handle a provider forgot must not keep kmsctl from exiting:
+         * unref everything, run the close callbacks, and let
+         * uv_loop_close tell what was left. */
+        uv_walk(&s->loop, unref_handle, NULL);
         (void)uv_run(&s->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&s->loop) != 0)
             fprintf(stderr, "warning: handles left open at exit\n");
