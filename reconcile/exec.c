@@ -18,6 +18,7 @@ struct kc_op {
     struct kc_value *outputs;
     char *progress;
     kc_op_cb persist_cb;
+    bool persisting;
     struct kc_state_write_req pwrite;
     struct kc_state_write_req fwrite;
     /* replace: 0 first half, 1 second half */
@@ -326,6 +327,7 @@ static void on_persist(struct kc_state_write_req *req, int status)
 {
     struct kc_op *op = req->data;
 
+    op->persisting = false;
     if (status < 0)
         op->err = req->err;
     op->persist_cb(op, status);
@@ -337,10 +339,17 @@ int kc_op_persist(struct kc_op *op, kc_op_cb cb)
         return kc_err_set(&op->err, KC_EPERM,
                           "'%s': the state cannot be written during %s",
                           kc_op_address(op), phase_name(op->phase));
+    if (op->persisting)
+        return kc_err_set(&op->err, KC_EAGAIN,
+                          "'%s': a persist is already in flight",
+                          kc_op_address(op));
     op->persist_cb = cb;
     op->pwrite.data = op;
-    return kc_state_write_async(op->eng->state, op->eng->loop, &op->pwrite,
-                                on_persist, &op->err);
+    if (kc_state_write_async(op->eng->state, op->eng->loop, &op->pwrite,
+                             on_persist, &op->err) < 0)
+        return op->err.code;
+    op->persisting = true;
+    return 0;
 }
 
 bool kc_op_is_canceled(const struct kc_op *op)
@@ -835,6 +844,9 @@ static void op_complete(struct kc_op *op, int status);
 
 void kc_op_done(struct kc_op *op, int status)
 {
+    if (op->persisting)
+        KC_BUG("'%s' completed while its kc_op_persist is in flight",
+               kc_op_address(op));
     if (op->deferred)
         KC_BUG("kc_op_done called twice for '%s'", kc_op_address(op));
     if (op->in_start) {
