@@ -516,7 +516,10 @@ int ui_plan(struct ui_session *s, bool destroy, struct kc_err *err)
 static void print_summary(struct ui_session *s)
 {
     size_t ok = 0, failed = 0, skipped = 0;
+    double elapsed;
 
+    uv_update_time(&s->loop);
+    elapsed = (double)(uv_now(&s->loop) - s->apply_start_ms) / 1000.0;
     for (size_t i = 0; i < s->plan->n; i++) {
         const struct kc_plan_item *it = &s->plan->items[i];
 
@@ -549,14 +552,15 @@ static void print_summary(struct ui_session *s)
         json_object_object_add(o, "succeeded", json_object_new_int64(ok));
         json_object_object_add(o, "failed", f);
         json_object_object_add(o, "skipped", sk);
+        json_object_object_add(o, "elapsed", json_object_new_double(elapsed));
         printf("%s\n",
                json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
         return;
     }
-    printf("\n%s: %zu succeeded, %zu failed, %zu skipped.\n",
+    printf("\n%s: %zu succeeded, %zu failed, %zu skipped. (%.1fs)\n",
            failed || skipped ? "Apply incomplete" : "Apply complete", ok,
-           failed, skipped);
+           failed, skipped, elapsed);
     for (size_t i = 0; i < s->plan->n; i++) {
         const struct kc_plan_item *it = &s->plan->items[i];
 
@@ -592,6 +596,8 @@ int ui_apply(struct ui_session *s, struct kc_err *err)
             return kc_err_from_uv(err, ret, "uv_timer_start");
         uv_unref((uv_handle_t *)&s->tick);
     }
+    uv_update_time(&s->loop);
+    s->apply_start_ms = uv_now(&s->loop);
     ret = kc_engine_apply(&s->eng, s->plan, on_engine_done, err);
     if (ret < 0)
         return ret;

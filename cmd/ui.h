@@ -49,7 +49,8 @@ struct ui_session {
     int nsignals;
     bool done;
     int status;
-    bool refreshing;      /* observing: progress is quieter */
+    bool refreshing; /* observing: progress is quieter */
+    uint64_t apply_start_ms;
     char **saved_targets; /* apply PLANFILE: the plan's --target */
     size_t nsaved_targets;
     /* the y/N prompt */
