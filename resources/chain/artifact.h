@@ -20,7 +20,7 @@
 #define CHAIN_ARTIFACT_MAX_BYTES (16u << 20)
 #define CHAIN_ARTIFACT_MAX_DEPTH 8
 
-            struct chain_artifact {
+struct chain_artifact {
     char *name; /* contract name */
     char *path; /* the file it came from */
     struct chain_abi *abi;
