@@ -16,12 +16,27 @@ static void print_json(const struct cmd_opts *opts, const struct kc_diags *d,
     if (!out || !list)
         KC_BUG("out of memory");
     if (load_err) {
+        /* The loader says "FILE:LINE:COL: message" (or, when the file
+         * cannot be read, "FILE: message"). */
         struct json_object *e = json_object_new_object();
+        const char *m = load_err->msg;
+        size_t flen = strlen(opts->file);
+        int line = 0, col = 0, used = 0;
 
         if (!e)
             KC_BUG("out of memory");
-        json_object_object_add(e, "message",
-                               json_object_new_string(load_err->msg));
+        if (strncmp(m, opts->file, flen) == 0 && m[flen] == ':') {
+            m += flen + 1;
+            if (sscanf(m, "%d:%d: %n", &line, &col, &used) == 2 && used > 0)
+                m += used;
+            else
+                m += strspn(m, " ");
+        }
+        json_object_object_add(e, "file", json_object_new_string(opts->file));
+        json_object_object_add(e, "line", json_object_new_int(line));
+        json_object_object_add(e, "column", json_object_new_int(col));
+        json_object_object_add(e, "path", json_object_new_string(""));
+        json_object_object_add(e, "message", json_object_new_string(m));
         json_object_array_add(list, e);
     }
     for (size_t i = 0; d && i < d->n; i++) {

@@ -5,24 +5,7 @@
 #include <ctype.h>
 
 #include "reconcile/buf.h"
-#if __has_include("reconcile/interp.h")
 #include "reconcile/interp.h"
-#else
-/* TEMPORARY until w/manifest's interp lands: exact ${env:}/${file:} only. */
-static bool kc_interp_is_secret_source(const struct kc_node *n)
-{
-    return n->len > 7 && n->str[n->len - 1] == '}' &&
-           (strncmp(n->str, "${env:", 6) == 0 ||
-            strncmp(n->str, "${file:", 7) == 0) &&
-           !memchr(n->str + 2, '{', n->len - 3) &&
-           !memchr(n->str, '}', n->len - 1);
-}
-static void kc_interp_check_doc(const struct kc_doc *d, struct kc_diags *g)
-{
-    (void)d;
-    (void)g;
-}
-#endif
 #include "reconcile/schema.h"
 
 /* Defaults of the KMS VM's ports (reference/dstack.md section 5.4). */
@@ -109,6 +92,24 @@ static int port_of(const struct kc_node *n, int def)
     return n ? 0 : def;
 }
 
+/* The key of MAP closest to NAME, if close enough to suggest. */
+static const char *closest_key(const struct kc_node *map, const char *name)
+{
+    const char *best = NULL;
+    size_t bestd = 3;
+
+    for (size_t i = 0; is_map(map) && i < map->n; i++) {
+        const char *k = map->pairs[i].key->str;
+        size_t d = kc_schema_edit_distance(name, k);
+
+        if (d < bestd && d * 3 <= strlen(k)) {
+            best = k;
+            bestd = d;
+        }
+    }
+    return best;
+}
+
 /* ---- secrets ---------------------------------------------------------- */
 
 /* The dotted path of WANT inside ROOT, appended to PATH. */
@@ -171,7 +172,7 @@ static bool all_zero_hash(const char *s)
 
 /* A comparable key for a hash source ("hash:0xab…", "image:NAME",
  * "nitro:PATH"), or NULL. Caller frees. */
-static char *hash_key(const struct kc_node *item)
+static char *hash_key(const struct kc_node *item, bool fold)
 {
     const char *h = NULL;
 
@@ -188,7 +189,7 @@ static char *hash_key(const struct kc_node *item)
     {
         char *k = kc_xasprintf("hash:%s", h);
 
-        for (char *p = k; *p; p++)
+        for (char *p = k; fold && *p; p++)
             *p = (char)tolower((unsigned char)*p);
         return k;
     }
@@ -213,15 +214,17 @@ static void check_hash_list(struct chk *c, const struct kc_node *list,
                    "the PCRs of a debug-mode enclave); write {hash: %s, "
                    "allow_zero: true} if you really mean it",
                    is_scalar(it) ? "0x00..." : "0x00...");
-        keys[i] = hash_key(it);
+        keys[i] = hash_key(it, true);
         for (size_t j = 0; keys[i] && j < i; j++) {
             if (keys[j] && strcmp(keys[i], keys[j]) == 0) {
                 const struct kc_node *first = list->items[j];
+                char *a = hash_key(it, false), *b = hash_key(first, false);
+                bool exact = a && b && strcmp(a, b) == 0;
 
+                free(a);
+                free(b);
                 /* Exact duplicates are the schema's (uniqueItems). */
-                if (is_scalar(it) && is_scalar(first) &&
-                    first->len == it->len &&
-                    memcmp(first->str, it->str, it->len) == 0)
+                if (exact)
                     break;
                 err_at(c, it, NULL, ip, "the same %s as item %zu (line %d)",
                        strncmp(keys[i], "hash:", 5) == 0 ? "hash" : "source", j,
@@ -246,12 +249,18 @@ static void check_reserved_keys(struct chk *c, const struct kc_node *map,
     for (size_t i = 0; i < map->n; i++) {
         const struct kc_node *k = map->pairs[i].key;
 
-        if (strncmp(k->str, "kmsctl-", 7) == 0 ||
-            (aws &&
-             (strcmp(k->str, "Name") == 0 || strncmp(k->str, "aws:", 4) == 0)))
+        if (strncmp(k->str, "kmsctl-", 7) == 0)
             err_at(c, k, NULL, path,
-                   "'%s' is reserved: kmsctl sets it on everything it creates",
-                   k->str);
+                   "'%s' is reserved: kmsctl sets its own kmsctl-* %s on "
+                   "everything it creates",
+                   k->str, aws ? "tags" : "labels");
+        else if (aws && strcmp(k->str, "Name") == 0)
+            err_at(c, k, NULL, path,
+                   "'Name' is reserved: kmsctl names the instance after its "
+                   "key in nitro_hosts");
+        else if (aws && strncmp(k->str, "aws:", 4) == 0)
+            err_at(c, k, NULL, path,
+                   "'%s' is reserved: the aws: prefix belongs to AWS", k->str);
     }
 }
 
@@ -388,13 +397,18 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
     kms_port = port_of(get(ports, "kms"), CHECK_PORT_KMS);
     auth_port = port_of(get(ports, "auth_api"), CHECK_PORT_AUTH_API);
     helios_port = port_of(get(ports, "helios"), CHECK_PORT_HELIOS);
-    if (kms_port && (kms_port == auth_port || kms_port == helios_port))
-        err_at(c, NULL, key_pos(ports, "kms"), path,
-               "ports: the KMS port %d is also used by %s", kms_port,
+    if (kms_port && (kms_port == auth_port || kms_port == helios_port)) {
+        p = kc_xasprintf("%s.ports.kms", path);
+        err_at(c, get(ports, "kms"), NULL, p,
+               "port %d is also the %s port: the KMS needs its own", kms_port,
                kms_port == auth_port ? "auth_api" : "helios");
-    else if (auth_port && auth_port == helios_port)
-        err_at(c, NULL, key_pos(ports, "helios"), path,
-               "ports: helios and auth_api both use port %d", auth_port);
+        free(p);
+    } else if (auth_port && auth_port == helios_port) {
+        p = kc_xasprintf("%s.ports.helios", path);
+        err_at(c, get(ports, "helios"), NULL, p,
+               "port %d is also the auth_api port", helios_port);
+        free(p);
+    }
     check_firewall(c, vm, path, auth_port, helios_port);
 
     /* compose */
@@ -459,10 +473,15 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                 const char *cur = src;
                 size_t steps = 0;
 
+                bool earlier = false;
+
                 while (cur && steps++ <= vms->n) {
+                    for (size_t j = 0; j < idx; j++)
+                        earlier |= strcmp(vms->pairs[j].key->str, cur) == 0;
                     cur = str(
                         get(get(get(vms, cur), "bootstrap"), "onboard_from"));
-                    if (cur && strcmp(cur, name) == 0) {
+                    /* A cycle is reported once, at its first member. */
+                    if (cur && strcmp(cur, name) == 0 && !earlier) {
                         err_at(c, of, NULL, p,
                                "onboarding cycle: '%s' onboards, directly "
                                "or not, from '%s'; one KMS must bootstrap",
@@ -515,6 +534,10 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
         if (!apps)
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s': contracts.apps is empty", app);
+        else if (closest_key(apps, app))
+            err_at(c, get(h, "app"), NULL, p,
+                   "no app named '%s' in contracts.apps (did you mean '%s'?)",
+                   app, closest_key(apps, app));
         else
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s' in contracts.apps", app);
@@ -533,6 +556,30 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
                    "needs public_key (a public key file to import) or "
                    "private_key_file (where a new private key is written)");
         free(p);
+    }
+    /* One EC2 key pair name, one key: two hosts may share a key pair only
+     * if they say the same about it. */
+    for (size_t j = 0; is_map(ssh) && j < idx; j++) {
+        const struct kc_node *o = get(hosts->pairs[j].val, "ssh");
+        const char *k1 = str(get(ssh, "key_name")),
+                   *k2 = str(get(o, "key_name"));
+        const char *pub1 = str(get(ssh, "public_key"));
+        const char *pub2 = str(get(o, "public_key"));
+        const char *pk1 = str(get(ssh, "private_key_file"));
+        const char *pk2 = str(get(o, "private_key_file"));
+
+        if (!k1 || !k2 || strcmp(k1, k2) != 0)
+            continue;
+        if ((pub1 ? !pub2 || strcmp(pub1, pub2) != 0 : !!pub2) ||
+            (pk1 ? !pk2 || strcmp(pk1, pk2) != 0 : !!pk2)) {
+            p = kc_xasprintf("%s.ssh.key_name", path);
+            err_at(c, get(ssh, "key_name"), NULL, p,
+                   "key pair '%s' is also used by nitro_hosts.%s with another "
+                   "key: use another name or the same key",
+                   k1, hosts->pairs[j].key->str);
+            free(p);
+        }
+        break;
     }
     p = kc_xasprintf("%s.tags", path);
     check_reserved_keys(c, get(h, "tags"), p, true);
@@ -578,6 +625,14 @@ int kc_manifest_check(const struct kc_doc *doc,
     struct kc_err err = { 0 };
     size_t before = diags->n;
 
+    if (!doc->root) {
+        struct kc_pos p = { .file = doc->file, .line = 1, .col = 1 };
+
+        kc_diags_add(diags, &p, "",
+                     "the manifest is empty: expected a map with at least "
+                     "'version' and 'name'");
+        return KC_EINVAL;
+    }
     if (kc_schema_load("manifest", &schema, &err) < 0) {
         struct kc_pos p = { .file = doc->file, .line = 0, .col = 0 };
 

@@ -22,6 +22,10 @@ struct kc_op {
     struct kc_state_write_req fwrite;
     /* replace: 0 first half, 1 second half */
     int step;
+    char *old_id;    /* create-before-destroy: the object to delete */
+    char *new_id;    /* ... and the one that replaces it */
+    int fail_status; /* set while a failed item's state is being written */
+    char *fail_msg;
 };
 
 static void schedule(struct kc_engine *eng);
@@ -425,7 +429,8 @@ static int eval_desired(struct kc_engine *eng, struct kc_plan_item *it,
             ret = resolve(&ctx, ref, &v, err);
             free(ref);
         } else if (a->node && eng->eval_node) {
-            ret = eng->eval_node(a->node, resolve, &ctx, &v, err);
+            ret =
+                eng->eval_node(eng->eval_data, a->node, resolve, &ctx, &v, err);
         } else {
             ret =
                 kc_err_set(err, KC_ENOTSUP, "no evaluator for manifest values");
@@ -714,6 +719,9 @@ static void op_free(struct kc_op *op)
     kc_value_free(op->observed);
     kc_value_free(op->outputs);
     free(op->progress);
+    free(op->old_id);
+    free(op->new_id);
+    free(op->fail_msg);
     op->item->op = NULL;
     free(op);
 }
@@ -952,23 +960,73 @@ static void on_item_written(struct kc_state_write_req *req, int status)
     struct kc_engine *eng = op->eng;
     struct kc_plan_item *it = op->item;
     double el = since(eng, op->started_ms);
+    int fail = op->fail_status;
+    char *msg = op->fail_msg;
 
+    op->fail_msg = NULL;
     op_free(op);
     it->elapsed = el;
-    if (status < 0) {
-        char *msg = kc_xasprintf("writing the state: %s", req->err.msg);
+    it->st = KC_ITEM_RUNNING;
+    if (fail < 0) {
+        item_finish(eng, it, fail, msg);
+    } else if (status < 0) {
+        char *m = kc_xasprintf("writing the state: %s", req->err.msg);
 
-        it->st = KC_ITEM_RUNNING;
-        item_finish(eng, it, status, msg);
-        free(msg);
+        item_finish(eng, it, status, m);
+        free(m);
     } else {
-        it->st = KC_ITEM_RUNNING;
         item_finish(eng, it, 0, NULL);
     }
+    free(msg);
     schedule(eng);
 }
 
+/* Writes the state and then finishes OP's item: with FAIL < 0 as failed
+ * (MSG), else as done. */
+static void write_then_finish(struct kc_engine *eng, struct kc_op *op, int fail,
+                              const char *msg)
+{
+    struct kc_plan_item *it = op->item;
+    struct kc_err err = { 0 };
+    int ret;
+
+    op->fail_status = fail;
+    op->fail_msg = msg ? kc_xstrdup(msg) : NULL;
+    op->fwrite.data = op;
+    ret = kc_state_write_async(eng->state, eng->loop, &op->fwrite,
+                               on_item_written, &err);
+    if (ret < 0) {
+        char *m = fail < 0 ? kc_xstrdup(msg)
+                           : kc_xasprintf("writing the state: %s", err.msg);
+
+        op_free(op);
+        item_finish(eng, it, fail < 0 ? fail : ret, m);
+        free(m);
+    }
+}
+
 static void apply_step(struct kc_engine *eng, struct kc_op *op);
+
+static void apply_step(struct kc_engine *eng, struct kc_op *op);
+
+static void on_half_written(struct kc_state_write_req *req, int status)
+{
+    struct kc_op *op = req->data;
+    struct kc_engine *eng = op->eng;
+
+    if (status < 0) {
+        char *m = kc_xasprintf("writing the state: %s", req->err.msg);
+        struct kc_plan_item *it = op->item;
+
+        eng->running--;
+        op_free(op);
+        item_finish(eng, it, status, m);
+        free(m);
+        schedule(eng);
+        return;
+    }
+    apply_step(eng, op);
+}
 
 /* Records what OP finished and writes the state; the item finishes when
  * the state is on disk. */
@@ -976,45 +1034,41 @@ static void apply_record(struct kc_engine *eng, struct kc_op *op)
 {
     struct kc_plan_item *it = op->item;
     struct kc_err err = { 0 };
-    int ret = 0;
 
     if (it->action == KC_ACTION_DELETE) {
         kc_state_remove(eng->state, it->res->address);
         kc_state_intent_clear(eng->state, it->res->address);
-    } else {
-        ret = record_put(eng, it, &err);
-    }
-    if (ret == 0) {
-        op->fwrite.data = op;
-        ret = kc_state_write_async(eng->state, eng->loop, &op->fwrite,
-                                   on_item_written, &err);
-    }
-    if (ret < 0) {
+    } else if (record_put(eng, it, &err) < 0) {
         char *msg = kc_xasprintf("recording in the state: %s", err.msg);
 
         op_free(op);
-        item_finish(eng, it, ret, msg);
+        item_finish(eng, it, err.code, msg);
         free(msg);
+        return;
     }
+    write_then_finish(eng, op, 0, NULL);
 }
 
 static void apply_done(struct kc_engine *eng, struct kc_op *op, int status)
 {
     struct kc_plan_item *it = op->item;
+    bool cbd = (it->type->flags & KC_KIND_CREATE_BEFORE_DESTROY) != 0;
 
     if (status < 0) {
         char *msg = kc_xasprintf("%s: %s", phase_name(op->phase), op->err.msg);
-        bool made = it->id && op->phase == KC_PHASE_CREATE;
 
+        /* Create-before-destroy: the new object exists even though the old
+         * one could not be deleted: keep the new one. */
+        if (op->new_id)
+            kc_op_set_id(op, op->new_id);
         /* A create that failed after the object got an id is recorded, so
          * the next run finds it instead of making another. */
-        if (made) {
+        if (it->id && op->phase == KC_PHASE_CREATE) {
             struct kc_err err = { 0 };
 
             (void)record_put(eng, it, &err); /* best effort, next run heals */
         }
-        op_free(op);
-        item_finish(eng, it, status, msg);
+        write_then_finish(eng, op, status, msg);
         free(msg);
         return;
     }
@@ -1029,11 +1083,28 @@ static void apply_done(struct kc_engine *eng, struct kc_op *op, int status)
         op->outputs = NULL;
     }
     if (it->action == KC_ACTION_REPLACE && op->step == 0) {
+        struct kc_err err = { 0 };
+
         op->step = 1;
-        apply_step(eng, op);
+        if (cbd) {
+            /* The new object exists: record it, then delete the old one by
+             * its id. */
+            op->new_id = it->id ? kc_xstrdup(it->id) : NULL;
+            (void)record_put(eng, it, &err); /* best effort */
+            kc_op_set_id(op, op->old_id);
+        } else {
+            /* The old object is gone, and so is its record. */
+            kc_state_remove(eng->state, it->res->address);
+        }
+        op->fwrite.data = op;
+        if (kc_state_write_async(eng->state, eng->loop, &op->fwrite,
+                                 on_half_written, &err) < 0)
+            apply_step(eng, op); /* the record lands with the next write */
         return;
     }
-    if (op->phase == KC_PHASE_DELETE) {
+    if (it->action == KC_ACTION_REPLACE && cbd)
+        kc_op_set_id(op, op->new_id);
+    if (op->phase == KC_PHASE_DELETE && it->action == KC_ACTION_DELETE) {
         kc_value_free(it->outputs);
         it->outputs = NULL;
     }
@@ -1066,7 +1137,9 @@ static void apply_step(struct kc_engine *eng, struct kc_op *op)
 
     switch (it->action) {
     case KC_ACTION_CREATE:
+        /* Absent from the world: an id left in the state is stale. */
         op->phase = KC_PHASE_CREATE;
+        kc_op_set_id(op, NULL);
         break;
     case KC_ACTION_UPDATE:
         op->phase = KC_PHASE_UPDATE;
@@ -1082,8 +1155,12 @@ static void apply_step(struct kc_engine *eng, struct kc_op *op)
             op->phase = cbd ? KC_PHASE_CREATE : KC_PHASE_DELETE;
         else
             op->phase = cbd ? KC_PHASE_DELETE : KC_PHASE_CREATE;
-        if (op->step == 1 && !cbd) {
-            /* The old object is gone: the create starts from nothing. */
+        if (op->step == 0 && cbd) {
+            free(op->old_id);
+            op->old_id = it->id ? kc_xstrdup(it->id) : NULL;
+        }
+        if (op->phase == KC_PHASE_CREATE) {
+            /* The create starts from nothing. */
             kc_op_set_id(op, NULL);
             kc_value_free(it->observed);
             it->observed = NULL;

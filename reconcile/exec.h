@@ -44,12 +44,14 @@ struct kc_engine;
 typedef void (*kc_engine_event_cb)(void *data, const struct kc_event *ev);
 typedef void (*kc_engine_cb)(struct kc_engine *eng, int status);
 
-/* Evaluates a manifest node with references resolved by RESOLVE. Set by
- * the caller (expand.c provides kc_expand_eval); NULL: node attributes are
- * refused. */
+/* Resolves reference REF: 0 and *OUT a new value (UNKNOWN when not known
+ * yet), or < 0. */
 typedef int (*kc_resolve_fn)(void *ctx, const char *ref, struct kc_value **out,
                              struct kc_err *err);
-typedef int (*kc_eval_node_fn)(const struct kc_node *node,
+/* Evaluates manifest node NODE with references resolved by RESOLVE. Set by
+ * the caller (reconcile/expand.h: kc_expand_eval, DATA a struct
+ * kc_expand_eval_ctx); NULL: node attributes are refused. */
+typedef int (*kc_eval_node_fn)(void *data, const struct kc_node *node,
                                kc_resolve_fn resolve, void *ctx,
                                struct kc_value **out, struct kc_err *err);
 
@@ -68,6 +70,7 @@ struct kc_engine {
     char *const *targets; /* --target addresses */
     size_t ntargets;
     kc_eval_node_fn eval_node;
+    void *eval_data;
     kc_engine_event_cb on_event;
     void *event_data;
     /* read-only */

@@ -20,12 +20,19 @@
 #define KC_RECONCILE_EXPAND_H
 
 #include "reconcile/kc.h"
+#include "reconcile/log.h"
 #include "reconcile/manifest.h"
 #include "reconcile/value.h"
 
 struct kc_expand;
 struct kc_graph;
 struct kc_resource;
+
+/* What kc_expand_eval needs (the engine's eval_data). */
+struct kc_expand_eval_ctx {
+    const struct kc_doc *doc; /* ${file:} paths, reference checks */
+    struct kc_log *log;       /* learns every secret read; may be NULL */
+};
 
 /* A section function: adds the resources of SECTION (the value node of the
  * manifest's top-level key). */
@@ -39,6 +46,15 @@ typedef int (*kc_expand_section_fn)(struct kc_expand *ex,
  * unknown kind field. */
 int kc_expand_doc(const struct kc_doc *doc, struct kc_graph **out,
                   struct kc_err *err);
+
+/* The engine's evaluator of node attributes (reconcile/exec.h
+ * kc_eval_node_fn) over reconcile/interp: DATA is a struct
+ * kc_expand_eval_ctx. A reference the resolver does not know yet becomes
+ * UNKNOWN. */
+int kc_expand_eval(void *data, const struct kc_node *node,
+                   int (*resolve)(void *ctx, const char *ref,
+                                  struct kc_value **out, struct kc_err *err),
+                   void *ctx, struct kc_value **out, struct kc_err *err);
 
 /* Adds resource KIND.NAME (WHERE, may be NULL, is its manifest node, for
  * messages). KC_EEXIST if the address exists. *OUT is borrowed from the

@@ -206,6 +206,23 @@ void kc_plan_diff(struct kc_plan_item *it, const struct kc_value *prior,
     }
     if (!it->exists) {
         it->action = KC_ACTION_CREATE;
+        for (size_t i = 0; it->desired && i < kc_value_map_len(it->desired);
+             i++) {
+            const char *f = kc_value_map_key(it->desired, i);
+            const struct kc_value *d = kc_value_map_val(it->desired, i);
+            const struct kc_field *fd =
+                it->type ? kc_resource_type_field(it->type, f) : NULL;
+            struct kc_plan_change *c = add_change(it, f);
+
+            c->after = kc_plan_stored_form(d, salt);
+            c->prior = prior ? kc_value_dup(kc_value_map_get(prior, f)) : NULL;
+            c->sensitive = kc_value_is_sensitive(d) ||
+                           (fd && (fd->flags & KC_FIELD_SENSITIVE));
+            c->force_new = fd && (fd->flags & KC_FIELD_FORCE_NEW);
+            c->unknown = kc_value_has_unknown(d);
+            c->differs = true;
+            c->cause = KC_CAUSE_NONE;
+        }
         if (it->in_state) {
             it->cause = KC_CAUSE_EXTERNAL;
             set_str(&it->reason, "deleted outside kmsctl");
@@ -543,28 +560,16 @@ void kc_plan_render(const struct kc_plan *plan, bool color, struct kc_buf *out)
             if (!pc->differs)
                 continue;
             kc_buf_addf(out, "    %s: ", pc->field);
-            render_value(out, pc->before, pc->sensitive);
-            kc_buf_addstr(out, " → ");
+            if (it->action != KC_ACTION_CREATE) {
+                render_value(out, pc->before, pc->sensitive);
+                kc_buf_addstr(out, " → ");
+            }
             render_value(out, pc->after, pc->sensitive);
             if (pc->force_new && it->action == KC_ACTION_REPLACE)
                 kc_buf_addstr(out, " (forces replacement)");
             if (pc->cause == KC_CAUSE_EXTERNAL)
                 kc_buf_addstr(out, " (changed outside kmsctl)");
             kc_buf_addch(out, '\n');
-        }
-        if (it->action == KC_ACTION_CREATE && it->desired) {
-            for (size_t k = 0; k < kc_value_map_len(it->desired); k++) {
-                const char *f = kc_value_map_key(it->desired, k);
-                const struct kc_value *v = kc_value_map_val(it->desired, k);
-                const struct kc_field *fd =
-                    it->type ? kc_resource_type_field(it->type, f) : NULL;
-
-                kc_buf_addf(out, "    %s: ", f);
-                render_value(out, v,
-                             kc_value_is_sensitive(v) ||
-                                 (fd && (fd->flags & KC_FIELD_SENSITIVE)));
-                kc_buf_addch(out, '\n');
-            }
         }
         for (size_t w = 0; w < it->nwarnings; w++)
             kc_buf_addf(out, "    ! %s\n", it->warnings[w]);

@@ -61,6 +61,13 @@
  *                kind's own business: review reads kc_op_desired() and then
  *                does not require consent.
  *
+ * What the state records for a resource after a successful create/update:
+ * the provider id (kc_op_set_id), the desired attributes as applied (the
+ * "last applied" values, kc_op_prior next time; sensitive ones digested)
+ * and the outputs the op set. What observe reports is compared with the
+ * last applied values to tell drift (changed outside kmsctl) from manifest
+ * changes, so observe must report fields in the same form as desired.
+ *
  * When the engine calls create/update/delete, kc_op_desired() holds no
  * UNKNOWN value: every reference was bound from the outputs of dependencies
  * that finished (late binding, DESIGN.md §3). A value that is still unknown
@@ -127,15 +134,25 @@
  * kc_expand_depends_on() for an ordering the references do not show.
  * Dependencies also come from every ${...} reference inside the nodes.
  *
- * References: kc_expand_alias(ex, "kms_vms.dstack-kms",
- * "gcp.instance.dstack-kms") makes `${kms_vms.dstack-kms.external_ip}` mean
- * output `external_ip` of gcp.instance.dstack-kms; likewise
- * ("contracts.kms", "chain.kms") makes `${contracts.kms.address}` output
- * `address` of chain.kms. A reference may also name an address directly
- * (`${chain.kms.address}`). The longest alias that is a prefix (at a '.')
- * wins; the rest of the reference is the output name (an output that the
- * resource does not set falls back to its desired attribute of that name,
- * so `${kms_vms.dstack-kms.domain}` works when domain is an attribute).
+ * References: the forms a manifest may write are the table in
+ * reconcile/interp.c (kms_vms.NAME.ATTR, nitro_hosts.NAME.ATTR,
+ * contracts.kms.ATTR, contracts.apps.NAME.ATTR); kc_manifest_check refuses
+ * others. The section function maps each prefix to the resource that
+ * supplies it: kc_expand_alias(ex, "kms_vms.dstack-kms",
+ * "gcp.instance.dstack-kms") makes `${kms_vms.dstack-kms.external_ip}`
+ * output `external_ip` of gcp.instance.dstack-kms; ("contracts.kms",
+ * "chain.kms") makes `${contracts.kms.address}` output `address` of
+ * chain.kms; ("contracts.apps.nitro-keys", "chain.app.nitro-keys") gives
+ * app_id. The longest alias that is a prefix (at a '.') wins; the rest of
+ * the reference is the output name. An output the resource does not set
+ * falls back to its desired attribute of that name. Every reference inside
+ * a node attribute is also a dependency edge (expand adds it). Inside the
+ * engine (kc_expand_set_ref) a reference may name an address directly.
+ *
+ * Late binding: at plan time a reference to a resource that will be
+ * created or replaced is UNKNOWN ("(known after apply)"); at apply time
+ * the attribute is evaluated again after the dependency finished, from the
+ * outputs it set.
  *
  * ---------------------------------------------------------------------------
  * 4. Write-ahead intents, generated values, persistence

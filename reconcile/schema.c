@@ -29,9 +29,10 @@ struct kc_schema {
 /* Error kinds that the oneOf/anyOf heuristics look at. */
 enum verr_kind {
     VERR_OTHER,
-    VERR_TYPE,    /* wrong type; aux: what was expected */
-    VERR_MISSING, /* missing required property; aux: its name */
-    VERR_UNKNOWN, /* unknown property; aux: the suggested name or NULL */
+    VERR_TYPE,         /* wrong type; aux: what was expected */
+    VERR_MISSING,      /* missing required property; aux: its name */
+    VERR_UNKNOWN,      /* unknown property; aux: the suggested name or NULL */
+    VERR_MISSING_TYPO, /* missing, but an unknown key looks like it: silent */
 };
 
 struct verr {
@@ -500,8 +501,43 @@ static bool fmt_uri(const char *s)
     return rc == CURLUE_OK;
 }
 
+/* RFC 3339 date-time: 2026-11-25T09:39:34Z, with optional fraction and
+ * offset (+01:00). Field ranges are checked, not the calendar. */
+static bool fmt_date_time(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    const char *p = s;
+    int mon, day, hh, mm, ss;
+
+    for (size_t i = 0; shape[i]; i++, p++) {
+        if (shape[i] == 'd' ? (*p < '0' || *p > '9')
+                            : (*p != shape[i] &&
+                               !(shape[i] == 'T' && (*p == 't' || *p == ' '))))
+            return false;
+    }
+    mon = (s[5] - '0') * 10 + (s[6] - '0');
+    day = (s[8] - '0') * 10 + (s[9] - '0');
+    hh = (s[11] - '0') * 10 + (s[12] - '0');
+    mm = (s[14] - '0') * 10 + (s[15] - '0');
+    ss = (s[17] - '0') * 10 + (s[18] - '0');
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 ||
+        ss > 60)
+        return false;
+    if (*p == '.') {
+        if (p[1] < '0' || p[1] > '9')
+            return false;
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
+    }
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+        return true;
+    return (*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '2' &&
+           p[2] >= '0' && p[2] <= '9' && p[3] == ':' && p[4] >= '0' &&
+           p[4] <= '5' && p[5] >= '0' && p[5] <= '9' && p[6] == '\0';
+}
+
 static const char *const known_formats[] = {
-    "uri", "hostname", "email", "ipv4", "ipv6", "cidr", NULL,
+    "uri", "hostname", "email", "ipv4", "ipv6", "cidr", "date-time", NULL,
 };
 
 static bool format_ok(const char *fmt, const char *s)
@@ -518,6 +554,8 @@ static bool format_ok(const char *fmt, const char *s)
         return fmt_ip(s, AF_INET6);
     if (strcmp(fmt, "cidr") == 0)
         return fmt_cidr(s);
+    if (strcmp(fmt, "date-time") == 0)
+        return fmt_date_time(s);
     return true;
 }
 
@@ -533,6 +571,8 @@ static const char *format_words(const char *fmt)
         return "an IPv4 address";
     if (strcmp(fmt, "ipv6") == 0)
         return "an IPv6 address";
+    if (strcmp(fmt, "date-time") == 0)
+        return "an RFC 3339 date-time (e.g. 2026-11-25T09:39:34Z)";
     return "an IPv4 or IPv6 network in CIDR notation (e.g. 203.0.113.7/32)";
 }
 
@@ -614,7 +654,7 @@ static bool equals_node(const struct kc_node *a, const struct kc_node *b)
 
 /* ---- did you mean ----------------------------------------------------- */
 
-static size_t edit_distance(const char *a, const char *b)
+size_t kc_schema_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b), *row, best;
 
@@ -652,7 +692,7 @@ static const char *suggest(struct json_object *props, const char *key)
     if (!json_object_is_type(props, json_type_object))
         return NULL;
     json_object_object_foreach (props, name, sub) {
-        size_t d = edit_distance(key, name);
+        size_t d = kc_schema_edit_distance(key, name);
 
         (void)sub;
         if (d < bestd && d * 3 <= strlen(name)) {
@@ -672,6 +712,7 @@ static bool check_type(struct vctx *cx, struct json_object *sch,
     struct json_object *t = kw(sch, "type");
     unsigned want = 0, have = node_types(node);
     struct kc_buf exp = { 0 };
+    double d;
 
     if (!t)
         return true;
@@ -684,10 +725,12 @@ static bool check_type(struct vctx *cx, struct json_object *sch,
     }
     if (want & T_NUM)
         want |= T_INT;
+    /* JSON Schema: 2.0 is an integer. */
+    if ((want & T_INT) && !(have & T_INT) && (have & T_NUM) &&
+        node_number(node, &d) && isfinite(d) && d == floor(d))
+        return true;
     if (have & want) {
         /* An integer must be integral, also when written 1.0. */
-        double d;
-
         if ((want & (T_INT | T_NUM)) == T_INT && !(have & T_INT) &&
             (have & T_NUM) && !(have & want & ~(T_INT | T_NUM)) &&
             !is_deferred(node) &&
@@ -904,10 +947,23 @@ static void check_object(struct vctx *cx, struct json_object *sch,
     for (size_t i = 0; req && i < json_object_array_length(req); i++) {
         const char *name =
             json_object_get_string(json_object_array_get_idx(req, i));
+        bool typo = false;
 
-        if (!kc_node_pair(node, name))
-            res_add(res, node, mpos, path, VERR_MISSING, name,
-                    "missing required property '%s'", name);
+        if (kc_node_pair(node, name))
+            continue;
+        /* A misspelt key is reported once, as unknown with a suggestion. */
+        for (size_t j = 0; !typo && j < node->n; j++) {
+            const char *k = node->pairs[j].key->str;
+            const char *s = props && !json_object_object_get_ex(props, k, NULL)
+                                ? suggest(props, k)
+                                : NULL;
+
+            typo = s && strcmp(s, name) == 0;
+        }
+        res_add(res, node, mpos, path, VERR_MISSING, name,
+                typo ? "" : "missing required property '%s'", name);
+        if (typo)
+            res->errs[res->n - 1].kind = VERR_MISSING_TYPO;
     }
     if (minp && node->n < (size_t)json_object_get_int64(minp))
         res_add(res, node, mpos, path, VERR_OTHER, NULL,
@@ -928,9 +984,14 @@ static void check_object(struct vctx *cx, struct json_object *sch,
             struct vres kres = { 0 };
 
             validate(cx, pnames, key, path, NULL, &kres);
-            for (size_t j = 0; j < kres.n; j++)
+            if (kres.n) {
+                struct kc_buf exp = { 0 };
+
+                expected_words(cx, pnames, &exp);
                 res_add(res, key, &key->pos, path, VERR_OTHER, NULL,
-                        "invalid key '%s': %s", key->str, kres.errs[j].msg);
+                        "'%s' is not %s", key->str, kc_buf_str(&exp));
+                kc_buf_release(&exp);
+            }
             res_release(&kres);
         }
         if (props && json_object_object_get_ex(props, key->str, &sub)) {
@@ -1052,6 +1113,8 @@ static long branch_score(const struct vres *r, const struct kc_node *node)
             score += 100000;
         else if (e->kind == VERR_MISSING)
             score += 100;
+        else if (e->kind == VERR_MISSING_TYPO)
+            score += 60;
         else if (e->kind == VERR_UNKNOWN && e->aux &&
                  res_has(r, node, VERR_MISSING, e->aux))
             score -= 50;
@@ -1182,6 +1245,7 @@ static void validate(struct vctx *cx, struct json_object *sch,
 {
     const char *ref;
     struct json_object *nt;
+    size_t before;
 
     if (json_object_is_type(sch, json_type_boolean)) {
         if (!json_object_get_boolean(sch))
@@ -1199,8 +1263,7 @@ static void validate(struct vctx *cx, struct json_object *sch,
         res_secret(res, node);
     ref = kw_str(sch, "$ref");
     if (ref) {
-        size_t before = res->n;
-
+        before = res->n;
         validate(cx, resolve_ref(cx->schema, ref), node, path, keypos, res);
         /* A type error under $ref makes the rest of this level noise. */
         if (res->n > before && res->errs[res->n - 1].node == node &&
@@ -1210,8 +1273,11 @@ static void validate(struct vctx *cx, struct json_object *sch,
     if (!check_type(cx, sch, node, path, res))
         goto out;
     check_enum_const(cx, sch, node, path, res);
+    before = res->n;
     check_string(cx, sch, node, path, res);
-    check_number(cx, sch, node, path, res);
+    /* One complaint per value: a bad string is not also out of range. */
+    if (res->n == before)
+        check_number(cx, sch, node, path, res);
     if (node && node->type == KC_NODE_MAP)
         check_object(cx, sch, node, path, keypos, res);
     if (node && node->type == KC_NODE_SEQ)
@@ -1491,12 +1557,16 @@ static size_t run(const struct kc_schema *schema, const struct kc_node *root,
 {
     struct vctx cx = { .schema = schema };
     struct vres res = { 0 };
-    size_t n;
+    size_t n = 0;
 
     validate(&cx, schema->root, root, "", NULL, &res);
-    for (size_t i = 0; i < res.n; i++)
+    for (size_t i = 0; i < res.n; i++) {
+        if (res.errs[i].kind == VERR_MISSING_TYPO)
+            continue;
         kc_diags_add(diags, &res.errs[i].pos, res.errs[i].path, "%s",
                      res.errs[i].msg);
+        n++;
+    }
     if (secrets) {
         for (size_t i = 0; i < res.nsec; i++) {
             bool dup = false;
@@ -1510,7 +1580,6 @@ static size_t run(const struct kc_schema *schema, const struct kc_node *root,
             secrets->nodes[secrets->n++] = res.sec[i];
         }
     }
-    n = res.n;
     res_release(&res);
     kc_diags_sort(diags);
     return n;

@@ -17,7 +17,8 @@
  *   unanchored as in JSON Schema: use ^ and $. No \d, \w, lookaround or
  *   lazy quantifiers; every pattern is compiled when the schema is loaded.
  * - format: uri (parsed by libcurl's URL API), hostname (RFC 1123), email,
- *   ipv4, ipv6, and cidr (an IPv4 or IPv6 network, prefix in range).
+ *   ipv4, ipv6, date-time (RFC 3339), and cidr (an IPv4 or IPv6 network,
+ *   prefix in range).
  *   Unknown formats are schema errors.
  * - title, when present, names the expected value in messages ("'0x12' is
  *   not a 32-byte hex hash (0x and 64 hex digits)").
@@ -91,6 +92,10 @@ int kc_schema_check_json(const char *name, struct json_object *obj,
                          struct kc_err *err);
 
 void kc_schema_secrets_release(struct kc_schema_secrets *secrets);
+
+/* Levenshtein distance of A and B (99 when either is over 64 bytes), for
+ * "did you mean" suggestions. */
+size_t kc_schema_edit_distance(const char *a, const char *b);
 
 /* True when the scalar text S (LEN bytes) holds an unescaped ${...}. */
 bool kc_schema_has_interp(const char *s, size_t len);

@@ -769,3 +769,119 @@ Test(engine, a_data_source_with_unknown_input_is_read_at_apply)
         "data-of-id-1");
     run_fini(&r);
 }
+
+Test(engine, a_kind_limit_bounds_its_ops_below_parallelism)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct run r;
+
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+
+        kc_snprintf(name, sizeof(name), "f%d", i);
+        thing(g, "fake.frozen", name, "x");
+    }
+    thing(g, "fake.thing", "free", "x");
+    run_init(&r, 50, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    fake_world_reset_counters(world);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    /* Two frozen ones and the free one at once, never more. */
+    cr_assert_eq(fake_world_counter(world, "max_running"), 3);
+    run_fini(&r);
+}
+
+Test(engine, create_before_destroy_replaces_then_deletes_the_old_object)
+{
+    struct kc_graph *g;
+    struct run r;
+    struct json_object *w, *objs;
+    const char *old_id;
+    char *old = NULL;
+
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.cbd", "x", "X"), "size",
+                          kc_value_new_int(1));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    old_id = kc_state_get(r.st, "fake.cbd.x")->provider_id;
+    old = kc_xstrdup(old_id);
+    run_fini(&r);
+
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.cbd", "x", "X"), "size",
+                          kc_value_new_int(2));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.cbd.x")->action, KC_ACTION_REPLACE);
+    fake_world_reset_counters(world);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("create fake.cbd.x"), log_at("delete fake.cbd.x"));
+    cr_assert_str_neq(kc_state_get(r.st, "fake.cbd.x")->provider_id, old);
+    w = fake_world_load(world);
+    json_object_object_get_ex(w, "objects", &objs);
+    cr_assert_eq(json_object_object_length(objs), 1);
+    json_object_put(w);
+    free(old);
+    run_fini(&r);
+}
+
+static bool state_has_intent(void)
+{
+    char *text = state_test_slurp(spath);
+    bool has = text && strstr(text, "\"deploy\"") != NULL;
+
+    free(text);
+    return has;
+}
+
+Test(engine, an_intent_and_a_generated_value_are_on_disk_before_the_call)
+{
+    struct kc_graph *g;
+    pid_t pid;
+    struct run r;
+    const struct kc_value *seed;
+    int64_t seed1;
+
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        g = kc_graph_new();
+        thing(g, "fake.deploy", "k", "K");
+        run_init(&r, 5000, 10);
+        if (run_plan(&r, g, false) < 0)
+            _exit(2);
+        run_apply(&r);
+        _exit(3);
+    }
+    for (int i = 0; i < 200 && !state_has_intent(); i++)
+        state_test_msleep(20);
+    cr_assert(state_has_intent(), "no intent was written");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    state_test_wait(pid);
+    cr_assert_not(fake_world_has(world, "fake.deploy.k"));
+
+    run_init(&r, 0, 10);
+    cr_assert_not_null(kc_state_intent_get(r.st, "fake.deploy.k"));
+    seed = kc_state_generated_get(r.st, "fake.deploy.k.seed");
+    cr_assert_not_null(seed);
+    seed1 = kc_value_int(seed, -1);
+    cr_assert_eq(
+        kc_value_int(
+            kc_value_map_get(kc_state_intent_get(r.st, "fake.deploy.k")->data,
+                             "seed"),
+            -2),
+        seed1);
+    g = kc_graph_new();
+    thing(g, "fake.deploy", "k", "K");
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert(fake_world_has(world, "fake.deploy.k"));
+    cr_assert_null(kc_state_intent_get(r.st, "fake.deploy.k"));
+    /* The generated value stayed what it was. */
+    cr_assert_eq(
+        kc_value_int(kc_state_generated_get(r.st, "fake.deploy.k.seed"), -1),
+        seed1);
+    run_fini(&r);
+}

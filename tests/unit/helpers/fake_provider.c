@@ -1,6 +1,7 @@
 /* tests/unit/helpers/fake_provider.c: the "fake" provider (see the header). */
 #include "tests/unit/helpers/fake_provider.h"
 
+#include "reconcile/expand.h"
 #include "reconcile/file.h"
 #include "reconcile/json.h"
 
@@ -271,6 +272,13 @@ static int fake_work(struct kc_op *op)
     json_object_object_get_ex(objs, addr, &obj);
     switch (phase) {
     case KC_PHASE_OBSERVE:
+        /* The engine must refuse every write at observe time (drift). */
+        if (kc_op_intent_put(op, "x", NULL, NULL) != KC_EPERM ||
+            kc_op_generated_put(op, "x", NULL, NULL) != KC_EPERM) {
+            ret = kc_err_set(kc_op_err(op), KC_EPERM,
+                             "fake: observe was allowed to write the state");
+            goto out;
+        }
         if (obj)
             report(op, obj);
         break;
@@ -288,6 +296,18 @@ static int fake_work(struct kc_op *op)
         const struct kc_value *d = kc_op_desired_all(op);
         char *id;
 
+        if (phase == KC_PHASE_CREATE && obj &&
+            (kc_op_type(op)->flags & KC_KIND_CREATE_BEFORE_DESTROY)) {
+            /* Create before destroy: the old object lives on beside the
+             * new one until it is deleted by its id. */
+            struct json_object *oid = json_object_object_get(obj, "id");
+            char *key =
+                kc_xasprintf("%s~%s", addr, json_object_get_string(oid));
+
+            json_object_object_add(objs, key, json_object_get(obj));
+            free(key);
+            obj = NULL;
+        }
         if (phase == KC_PHASE_CREATE && obj) {
             ret = kc_err_set(kc_op_err(op), KC_EEXIST,
                              "fake: '%s' already exists", addr);
@@ -337,9 +357,24 @@ static int fake_work(struct kc_op *op)
         json_object_object_add(objs, addr, obj);
         free(id);
         report(op, obj);
+        kc_op_intent_clear(op);
         break;
     }
     case KC_PHASE_DELETE:
+        if (kc_op_id(op) && obj &&
+            strcmp(json_object_get_string(json_object_object_get(obj, "id")),
+                   kc_op_id(op)) != 0) {
+            /* Not the current object: an old one kept by create before
+             * destroy. */
+            char *key = kc_xasprintf("%s~%s", addr, kc_op_id(op));
+
+            if (!json_object_object_get_ex(objs, key, NULL))
+                ret = kc_err_set(kc_op_err(op), KC_ENOENT,
+                                 "fake: no object '%s'", key);
+            json_object_object_del(objs, key);
+            free(key);
+            goto out;
+        }
         if (!obj) {
             ret = kc_err_set(kc_op_err(op), KC_ENOENT,
                              "fake: '%s' does not exist", addr);
@@ -372,6 +407,47 @@ static void on_delay(uv_timer_t *t)
 
     call->status = fake_work(call->op);
     uv_close((uv_handle_t *)&call->timer, on_timer_closed);
+}
+
+static int fake_start(struct kc_op *op);
+
+static void on_intent_written(struct kc_op *op, int status)
+{
+    if (status < 0) {
+        kc_op_done(op, status);
+        return;
+    }
+    if (fake_start(op) < 0)
+        kc_op_done(op, kc_op_err(op)->code);
+}
+
+/* fake.deploy: a non-idempotent create, announced by a write-ahead intent
+ * and a generated seed kept in the state, both on disk before the call. */
+static int deploy_create(struct kc_op *op)
+{
+    char key[256];
+    const struct kc_value *seed;
+    struct kc_value *data;
+    int ret;
+
+    kc_snprintf(key, sizeof(key), "%s.seed", kc_op_address(op));
+    seed = kc_op_generated(op, key);
+    if (!seed) {
+        struct kc_value *v = kc_value_new_int((int64_t)uv_hrtime() % 1000000);
+
+        ret = kc_op_generated_put(op, key, v, kc_op_err(op));
+        kc_value_free(v);
+        if (ret < 0)
+            return ret;
+        seed = kc_op_generated(op, key);
+    }
+    data = kc_value_new_map();
+    kc_value_map_set(data, "seed", kc_value_dup(seed));
+    ret = kc_op_intent_put(op, "deploy", data, kc_op_err(op));
+    kc_value_free(data);
+    if (ret == 0)
+        ret = kc_op_persist(op, on_intent_written);
+    return ret;
 }
 
 static int fake_start(struct kc_op *op)
@@ -443,6 +519,7 @@ static const struct kc_resource_type fake_thing = {
 static const struct kc_resource_type fake_frozen = {
     .kind = "fake.frozen",
     .fields = thing_fields,
+    .concurrency = 2,
     .observe = fake_start,
     .create = fake_start,
     .delete = fake_start,
@@ -474,8 +551,26 @@ static const struct kc_resource_type fake_data = {
     .read = fake_start,
 };
 
+static const struct kc_resource_type fake_cbd = {
+    .kind = "fake.cbd",
+    .fields = thing_fields,
+    .flags = KC_KIND_CREATE_BEFORE_DESTROY,
+    .observe = fake_start,
+    .create = fake_start,
+    .delete = fake_start,
+};
+
+static const struct kc_resource_type fake_deploy = {
+    .kind = "fake.deploy",
+    .fields = value_fields,
+    .observe = fake_start,
+    .create = deploy_create,
+    .delete = fake_start,
+};
+
 static const struct kc_resource_type *const fake_kinds[] = {
-    &fake_thing, &fake_frozen, &fake_identity, &fake_contract, &fake_data, NULL,
+    &fake_thing, &fake_frozen, &fake_identity, &fake_contract,
+    &fake_data,  &fake_cbd,    &fake_deploy,   NULL,
 };
 
 const struct kc_provider_type kc_provider_fake = {
@@ -484,3 +579,61 @@ const struct kc_provider_type kc_provider_fake = {
     .init = fake_init,
     .cleanup = fake_cleanup,
 };
+
+/* The `fake:` manifest section (test executables only): NAME: {kind: thing,
+ * FIELD: VALUE..., ref_from: ADDRESS.OUTPUT, after: [ADDRESS...]}. */
+int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
+                           struct kc_err *err)
+{
+    if (section->type != KC_NODE_MAP)
+        return kc_err_set(err, KC_EINVAL, "%s:%d:%d: fake: expected a map",
+                          section->pos.file, section->pos.line,
+                          section->pos.col);
+    for (size_t i = 0; i < section->n; i++) {
+        const struct kc_node *name = section->pairs[i].key;
+        const struct kc_node *body = section->pairs[i].val;
+        const struct kc_node *kind = kc_node_get(body, "kind");
+        struct kc_resource *res;
+        char *k;
+        int ret;
+
+        if (body->type != KC_NODE_MAP)
+            return kc_err_set(
+                err, KC_EINVAL, "%s:%d:%d: fake.%s: expected a map",
+                body->pos.file, body->pos.line, body->pos.col, name->str);
+        k = kc_xasprintf("fake.%s", kind ? kind->str : "thing");
+        ret = kc_expand_add(ex, k, name->str, body, &res, err);
+        free(k);
+        if (ret < 0)
+            return ret;
+        for (size_t f = 0; f < body->n; f++) {
+            const char *key = body->pairs[f].key->str;
+            const struct kc_node *val = body->pairs[f].val;
+
+            if (strcmp(key, "kind") == 0)
+                continue;
+            if (strcmp(key, "after") == 0) {
+                for (size_t d = 0; d < val->n; d++)
+                    kc_expand_depends_on(res, val->items[d]->str);
+            } else if (strcmp(key, "ref_from") == 0) {
+                const char *dot = strrchr(val->str, '.');
+                char *addr;
+
+                if (!dot)
+                    return kc_err_set(err, KC_EINVAL,
+                                      "%s:%d:%d: ref_from: expected "
+                                      "ADDRESS.OUTPUT",
+                                      val->pos.file, val->pos.line,
+                                      val->pos.col);
+                addr = kc_xstrndup(val->str, (size_t)(dot - val->str));
+                kc_expand_set_ref(res, "ref", addr, dot + 1);
+                free(addr);
+            } else {
+                ret = kc_expand_set_node(ex, res, key, val, err);
+                if (ret < 0)
+                    return ret;
+            }
+        }
+    }
+    return 0;
+}

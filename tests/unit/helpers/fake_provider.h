@@ -17,6 +17,13 @@
  *   fake.identity field value; review requires consent to replace/delete.
  *   fake.contract field value; KC_KIND_RETAIN (destroy only forgets it).
  *   fake.data     data source: field key; output result = "data-of-<key>".
+ *   fake.cbd      like fake.frozen, KC_KIND_CREATE_BEFORE_DESTROY (the old
+ *                 object stays as "<address>~<id>" until deleted by id).
+ *   fake.deploy   field value; create keeps a generated seed
+ *                 ("<address>.seed") and records an intent {seed}, persists
+ *                 the state, then creates (and clears the intent).
+ * fake.frozen allows 2 ops at once (a per-kind limit). Every observe checks
+ * that the engine refuses it any write to the state.
  *
  * World file: {"objects": {ADDRESS: {"id", "attrs"}}, "fail": {ADDRESS:
  * PHASE}, "counters": {"observe", "create", "update", "delete", "read",
@@ -30,7 +37,15 @@
 
 #include <json-c/json.h>
 
+#include "reconcile/expand.h"
+
 extern const struct kc_provider_type kc_provider_fake;
+
+/* The `fake:` manifest section, found by reconcile/expand.c through a weak
+ * symbol: NAME: {kind: thing|frozen|identity|contract|data, FIELD: VALUE...,
+ * ref_from: ADDRESS.OUTPUT (sets field ref, late bound), after: [ADDRESS]}. */
+int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
+                           struct kc_err *err);
 
 /* Creates an empty world file at PATH. */
 void fake_world_init(const char *path);
