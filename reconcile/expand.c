@@ -287,7 +287,7 @@ static int expand_hashes(struct kc_expand *ex, const struct kc_node *section,
                          const struct kc_node *list, const char *kind,
                          const char *prefix, const char *field,
                          const char *parent_field, const char *parent,
-                         struct kc_err *err)
+                         struct kc_resource *unmanaged, struct kc_err *err)
 {
     for (size_t i = 0; list && list->type == KC_NODE_SEQ && i < list->n; i++) {
         const struct kc_node *item = list->items[i];
@@ -306,7 +306,29 @@ static int expand_hashes(struct kc_expand *ex, const struct kc_node *section,
             return ret;
         kc_expand_set_value(res, field, kc_value_new_str(hs));
         kc_expand_set_ref(res, parent_field, parent, "address");
+        /* The unmanaged-entry scan runs after every managed entry. */
+        kc_expand_depends_on(unmanaged, res->address);
     }
+    return 0;
+}
+
+/* The resource that finds entries of CONTRACT (an address) on chain that
+ * the manifest does not list; PRUNE is the section's prune node. */
+static int add_unmanaged(struct kc_expand *ex, const char *kind,
+                         const char *name, const char *contract,
+                         const struct kc_node *prune,
+                         const struct kc_node *where,
+                         struct kc_resource **out, struct kc_err *err)
+{
+    int ret = kc_expand_add(ex, kind, name, where, out, err);
+
+    if (ret < 0)
+        return ret;
+    kc_expand_set_ref(*out, "contract", contract, "address");
+    kc_expand_set_ref(*out, "from_block", contract, "deploy_block");
+    kc_expand_set_value(*out, "entries", kc_value_new_list());
+    if (prune)
+        kc_expand_set_node(ex, *out, "prune", prune, err);
     return 0;
 }
 
@@ -318,7 +340,7 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
     const struct kc_node *allow = kc_node_get(section, "kms_allowlist");
     const struct kc_node *gw = kc_node_get(section, "gateway_app_id");
     const struct kc_node *apps = kc_node_get(section, "apps");
-    struct kc_resource *res;
+    struct kc_resource *res, *um = NULL;
     int ret;
 
     if (section->type != KC_NODE_MAP)
@@ -340,18 +362,20 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
                            kc_node_get(kms, "app_implementation"), err);
     }
     kc_expand_alias(ex, "contracts.kms", CONTRACTS_KMS);
-
-    ret = expand_hashes(ex, section, kc_node_get(section, "os_images"),
-                        "chain.kms_os_image", "", "hash", "kms",
-                        CONTRACTS_KMS, err);
+    ret = add_unmanaged(ex, "chain.kms_unmanaged", "main", CONTRACTS_KMS,
+                        kc_node_get(section, "prune"), section, &um, err);
+    if (ret == 0)
+        ret = expand_hashes(ex, section, kc_node_get(section, "os_images"),
+                            "chain.kms_os_image", "", "hash", "kms",
+                            CONTRACTS_KMS, um, err);
     if (ret == 0 && allow)
         ret = expand_hashes(ex, section, kc_node_get(allow, "aggregated_mrs"),
                             "chain.kms_aggregated_mr", "", "mr", "kms",
-                            CONTRACTS_KMS, err);
+                            CONTRACTS_KMS, um, err);
     if (ret == 0 && allow)
         ret = expand_hashes(ex, section, kc_node_get(allow, "device_ids"),
                             "chain.kms_device", "", "device", "kms",
-                            CONTRACTS_KMS, err);
+                            CONTRACTS_KMS, um, err);
     if (ret < 0)
         return ret;
     if (gw) {
@@ -378,6 +402,8 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
             kc_expand_set_node(ex, res, "disable_upgrades",
                                kc_node_get(app, "disable_upgrades"), err);
             kc_expand_alias(ex, alias, addr);
+            ret = add_unmanaged(ex, "chain.app_unmanaged", name, addr,
+                                kc_node_get(app, "prune"), app, &um, err);
         }
         if (ret == 0 && kc_node_get(app, "allow_any_device")) {
             ret = kc_expand_add(ex, "chain.app_allow_any_device", name,
@@ -393,11 +419,11 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
             ret = expand_hashes(ex, section,
                                 kc_node_get(app, "compose_hashes"),
                                 "chain.app_compose_hash", prefix, "hash",
-                                "app", addr, err);
+                                "app", addr, um, err);
         if (ret == 0)
             ret = expand_hashes(ex, section, kc_node_get(app, "devices"),
                                 "chain.app_device", prefix, "device", "app",
-                                addr, err);
+                                addr, um, err);
         free(addr);
         free(alias);
         free(prefix);

@@ -11,23 +11,34 @@
 struct allow_kind {
     const char *parent; /* field holding the contract: "kms" or "app" */
     const char *field;  /* field holding the bytes32 */
-    enum chain_fn get, add, remove;
+    enum chain_fn get, add, remove, event;
 };
 
-static const struct allow_kind k_os_image = {
-    "kms", "hash", FN_ALLOWED_OS_IMAGES, FN_ADD_OS_IMAGE, FN_REMOVE_OS_IMAGE
+static const struct allow_kind k_os_image = { "kms",
+                                              "hash",
+                                              FN_ALLOWED_OS_IMAGES,
+                                              FN_ADD_OS_IMAGE,
+                                              FN_REMOVE_OS_IMAGE,
+                                              EV_OS_IMAGE_ADDED };
+static const struct allow_kind k_kms_mr = {
+    "kms", "mr", FN_KMS_MRS, FN_ADD_KMS_MR, FN_REMOVE_KMS_MR, EV_KMS_MR_ADDED
 };
-static const struct allow_kind k_kms_mr = { "kms", "mr", FN_KMS_MRS,
-                                            FN_ADD_KMS_MR, FN_REMOVE_KMS_MR };
-static const struct allow_kind k_kms_device = { "kms", "device", FN_KMS_DEVICES,
+static const struct allow_kind k_kms_device = { "kms",
+                                                "device",
+                                                FN_KMS_DEVICES,
                                                 FN_ADD_KMS_DEVICE,
-                                                FN_REMOVE_KMS_DEVICE };
-static const struct allow_kind k_compose = { "app", "hash", FN_COMPOSE_HASHES,
+                                                FN_REMOVE_KMS_DEVICE,
+                                                EV_KMS_DEVICE_ADDED };
+static const struct allow_kind k_compose = { "app",
+                                             "hash",
+                                             FN_COMPOSE_HASHES,
                                              FN_ADD_COMPOSE_HASH,
-                                             FN_REMOVE_COMPOSE_HASH };
-static const struct allow_kind k_app_device = { "app", "device", FN_APP_DEVICES,
-                                                FN_ADD_DEVICE,
-                                                FN_REMOVE_DEVICE };
+                                             FN_REMOVE_COMPOSE_HASH,
+                                             EV_COMPOSE_HASH_ADDED };
+static const struct allow_kind k_app_device = {
+    "app",         "device",         FN_APP_DEVICES,
+    FN_ADD_DEVICE, FN_REMOVE_DEVICE, EV_DEVICE_ADDED
+};
 
 struct allow_op {
     struct kc_op *op;
@@ -107,6 +118,9 @@ static int allow_new(struct kc_op *op, struct allow_op **out)
         free(a);
         return ret;
     }
+    /* The manifest manages it (unless it is being destroyed). */
+    if (kc_op_phase(op) != KC_PHASE_DELETE)
+        chain_prov_manage(chain_prov_of(op), a->parent, k->event, a->value);
     *out = a;
     return 0;
 }

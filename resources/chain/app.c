@@ -152,12 +152,38 @@ static void on_setting_written(struct chain_tx_req *req, int status)
     setting_done(s, 0);
 }
 
+static int setting_send(struct setting_op *s);
+
+/* Create: the contract may already hold the value (a new app has
+ * allowAnyDevice false): then nothing is sent. */
+static void on_create_read(struct chain_read *r, int status)
+{
+    struct setting_op *s = r->data;
+    bool same = false;
+
+    if (status == 0)
+        same = s->k->is_bool
+                   ? (r->out[0].word[31] != 0) == kc_value_bool(s->value, false)
+                   : strlen(kc_value_str(s->value)) == r->out[0].len &&
+                         memcmp(kc_value_str(s->value), r->out[0].bytes,
+                                r->out[0].len) == 0;
+    chain_read_release(&s->rd);
+    if (same) {
+        setting_observed(s, s->value);
+        s->value = NULL;
+        setting_done(s, 0);
+        return;
+    }
+    status = setting_send(s);
+    if (status < 0)
+        setting_done(s, status);
+}
+
 static int setting_write(struct kc_op *op)
 {
     struct chain_prov *cp = chain_prov_of(op);
     struct setting_op *s = NULL;
     const struct kc_value *v;
-    struct chain_abi_value arg;
     int ret = setting_new(op, &s);
 
     if (ret == KC_EAGAIN)
@@ -181,6 +207,27 @@ static int setting_write(struct kc_op *op)
         }
         s->value = kc_value_dup(v);
     }
+    if (kc_op_phase(op) == KC_PHASE_CREATE) {
+        s->rd.data = s;
+        ret = chain_read_start(cp, &s->rd, s->parent, cp->fn[s->k->get], NULL,
+                               0, on_create_read, kc_op_err(op));
+        if (ret < 0)
+            setting_done(s, ret);
+        return 0;
+    }
+    ret = setting_send(s);
+    if (ret < 0)
+        setting_done(s, ret);
+    return 0;
+}
+
+static int setting_send(struct setting_op *s)
+{
+    struct kc_op *op = s->op;
+    struct chain_prov *cp = chain_prov_of(op);
+    struct chain_abi_value arg;
+    int ret;
+
     if (s->k->is_bool) {
         chain_abi_val_bool(&arg, kc_value_bool(s->value, false));
         snprintf(s->what, sizeof(s->what), "%s(%s)", cp->fn[s->k->set]->name,
@@ -193,10 +240,8 @@ static int setting_write(struct kc_op *op)
     ret = chain_abi_encode_call(cp->fn[s->k->set], &arg, 1, &s->calldata,
                                 kc_op_err(op));
     chain_abi_value_release(&arg);
-    if (ret < 0) {
-        setting_done(s, ret);
-        return 0;
-    }
+    if (ret < 0)
+        return ret;
     s->tx.data = s;
     s->tx.what = s->what;
     s->tx.has_to = true;
@@ -204,10 +249,7 @@ static int setting_write(struct kc_op *op)
     s->tx.input = (const uint8_t *)s->calldata.data;
     s->tx.input_len = s->calldata.len;
     kc_op_progress(op, "%s", s->what);
-    ret = chain_txm_send(cp->txm, &s->tx, on_setting_written, kc_op_err(op));
-    if (ret < 0)
-        setting_done(s, ret);
-    return 0;
+    return chain_txm_send(cp->txm, &s->tx, on_setting_written, kc_op_err(op));
 }
 
 static const struct kc_field allow_any_fields[] = {
@@ -389,7 +431,10 @@ static int app_check(struct app_op *a, int status, bool *exists)
     if (status < 0)
         return status;
     owner = a->rd_owner.out[0].word + 12;
-    if (memcmp(owner, chain_signer_address(a->cp->signer), 20) != 0) {
+    /* Adopting: the signer must own it (see kms.c). */
+    if (kc_op_desired(a->op, "address") &&
+        kc_op_desired(a->op, "address")->type == KC_VALUE_STRING &&
+        memcmp(owner, chain_signer_address(a->cp->signer), 20) != 0) {
         chain_address_format(owner, o);
         chain_address_format(chain_signer_address(a->cp->signer), s);
         return kc_err_set(kc_op_err(a->op), KC_ECONFLICT,

@@ -59,8 +59,18 @@ struct chain_op_link {
     struct chain_op_link *next;
 };
 
+/* An allowlist entry the manifest manages (registered by the entry kinds
+ * as they run, read by the unmanaged-entry kinds that run after them). */
+struct chain_managed {
+    uint8_t contract[20];
+    enum chain_fn event; /* its Added event */
+    uint8_t value[32];
+    struct chain_managed *next;
+};
+
 struct chain_prov {
     struct chain_op_link *links;
+    struct chain_managed *managed;
     struct kc_provider *p;
     struct chain_rpc *rpc;
     struct chain_txm *txm;
@@ -79,6 +89,12 @@ struct chain_prov *chain_prov_of(struct kc_op *op);
 void chain_op_link(struct kc_op *op, void *ctx);
 void *chain_op_ctx(struct kc_op *op);
 void chain_op_unlink(struct kc_op *op);
+
+void chain_prov_manage(struct chain_prov *cp, const uint8_t contract[20],
+                       enum chain_fn event, const uint8_t value[32]);
+bool chain_prov_is_managed(const struct chain_prov *cp,
+                           const uint8_t contract[20], enum chain_fn event,
+                           const uint8_t value[32]);
 
 /* ---- reads ---------------------------------------------------------- */
 
@@ -131,5 +147,7 @@ extern const struct kc_resource_type kc_chain_app;
 extern const struct kc_resource_type kc_chain_app_compose_hash;
 extern const struct kc_resource_type kc_chain_app_device;
 extern const struct kc_resource_type kc_chain_app_allow_any_device;
+extern const struct kc_resource_type kc_chain_kms_unmanaged;
+extern const struct kc_resource_type kc_chain_app_unmanaged;
 
 #endif

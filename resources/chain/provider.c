@@ -127,6 +127,32 @@ void chain_op_unlink(struct kc_op *op)
     }
 }
 
+void chain_prov_manage(struct chain_prov *cp, const uint8_t contract[20],
+                       enum chain_fn event, const uint8_t value[32])
+{
+    struct chain_managed *m;
+
+    if (chain_prov_is_managed(cp, contract, event, value))
+        return;
+    m = kc_xcalloc(1, sizeof(*m));
+    memcpy(m->contract, contract, 20);
+    m->event = event;
+    memcpy(m->value, value, 32);
+    m->next = cp->managed;
+    cp->managed = m;
+}
+
+bool chain_prov_is_managed(const struct chain_prov *cp,
+                           const uint8_t contract[20], enum chain_fn event,
+                           const uint8_t value[32])
+{
+    for (const struct chain_managed *m = cp->managed; m; m = m->next)
+        if (m->event == event && memcmp(m->contract, contract, 20) == 0 &&
+            memcmp(m->value, value, 32) == 0)
+            return true;
+    return false;
+}
+
 /* ---- configuration -------------------------------------------------- */
 
 static const struct kc_value *cfg_get(const struct kc_value *cfg,
@@ -373,6 +399,11 @@ static void chain_cleanup(struct kc_provider *p)
 
     if (!cp)
         return;
+    while (cp->managed) {
+        struct chain_managed *m = cp->managed;
+        cp->managed = m->next;
+        free(m);
+    }
     while (cp->links) {
         struct chain_op_link *l = cp->links;
         cp->links = l->next;
@@ -592,6 +623,8 @@ static const struct kc_resource_type *const chain_kinds[] = {
     &kc_chain_app_compose_hash,
     &kc_chain_app_device,
     &kc_chain_app_allow_any_device,
+    &kc_chain_kms_unmanaged,
+    &kc_chain_app_unmanaged,
     NULL,
 };
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# tests/e2e/chain_apply.sh: the contracts section against a real EVM node
+# (anvil): full apply from nothing, a second apply sends zero transactions,
+# drift of an entry removed outside (exit 2, named in the JSON) and its
+# repair, an entry added outside reported as unmanaged and pruned on
+# request, a non-owner write failing with the decoded custom error and the
+# resource's address, destroy revoking every entry. Chain state is checked
+# with our own eth_call/eth_getTransactionCount, not through kmsctl.
+set -euo pipefail
+: "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
+. "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
+
+work="$(mktemp -d)"
+cleanup() { anvil_stop; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "not ok - $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+H1=0x1111111111111111111111111111111111111111111111111111111111111111
+H2=0x2222222222222222222222222222222222222222222222222222222222222222
+MR=0x3333333333333333333333333333333333333333333333333333333333333333
+DEV=0x4444444444444444444444444444444444444444444444444444444444444444
+C1=0x5555555555555555555555555555555555555555555555555555555555555555
+C2=0x6666666666666666666666666666666666666666666666666666666666666666
+EXTRA=0x7777777777777777777777777777777777777777777777777777777777777777
+
+manifest() { # manifest FILE PRUNE [EXTRA_OS_IMAGE]
+  cat > "$1" <<YAML
+version: 1
+name: chaine2e
+providers:
+  chain:
+    rpc_url: "\${env:E2E_RPC}"
+    chain_id: 31337
+    private_key: "\${env:E2E_KEY}"
+    tx_timeout: 10s
+contracts:
+  artifacts: $KC_BUILD_DIR/artifacts
+  kms: {}
+  os_images: [$H1, $H2${3:+, $3}]
+  kms_allowlist:
+    aggregated_mrs: [$MR]
+    device_ids: [$DEV]
+  gateway_app_id: "0x00000000000000000000000000000000000000aa"
+  prune: $2
+  apps:
+    keys:
+      allow_any_device: true
+      compose_hashes: [$C1, $C2]
+YAML
+}
+
+call() { anvil_rpc eth_call "[{\"to\":\"$1\",\"data\":\"$2\"},\"latest\"]"; }
+allowed() { # allowed CONTRACT SELECTOR HASH -> exit 0 if true
+  local r; r="$(call "$1" "0x$2${3#0x}")"; [ "${r: -1}" = 1 ]
+}
+nonce() { anvil_rpc eth_getTransactionCount "[\"$1\",\"latest\"]"; }
+send_as() { anvil_rpc eth_sendTransaction "[{\"from\":\"$1\",\"to\":\"$2\",\"data\":\"$3\"}]" >/dev/null; }
+out() { "$KMSCTL" output -f "$work/m.yaml" | awk -v k="$1" '$1 == k {print $3}'; }
+
+anvil_start
+export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+manifest "$work/m.yaml" false
+
+# 1. full apply from nothing
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply1.log" 2>&1 ||
+  { cat "$work/apply1.log"; fail "first apply"; }
+KMS="$(out chain.kms.main.address)"; APP="$(out chain.app.keys.address)"
+[ -n "$KMS" ] && [ -n "$APP" ] || fail "no kms/app address in the outputs"
+for h in $H1 $H2; do allowed "$KMS" 9a4e1d18 "$h" || fail "os image $h not allowed on chain"; done
+allowed "$KMS" f6fe4f40 "$MR" || fail "aggregated MR not allowed"
+allowed "$KMS" 13eb9770 "$DEV" || fail "KMS device not allowed"
+for h in $C1 $C2; do allowed "$APP" 2f6622e5 "$h" || fail "compose hash $h not allowed"; done
+r="$(call "$APP" 0x3440a16a)"; [ "${r: -1}" = 1 ] || fail "allowAnyDevice not set"
+r="$(call "$KMS" "0xa6c4cce9000000000000000000000000${APP#0x}")"; [ "${r: -1}" = 1 ] || fail "app not registered"
+r="$(call "$KMS" 0x8da5cb5b)"; [ "${r: -40}" = "$(echo "${ANVIL_ADDR0#0x}" | tr A-F a-f)" ] || fail "owner is not the signer"
+ok "apply from nothing: KMS proxy, app, every allowlist entry on chain"
+
+# 2. a second apply sends nothing
+n1="$(nonce "$ANVIL_ADDR0")"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply2.log" 2>&1 || fail "second apply"
+grep -q "No changes" "$work/apply2.log" || { cat "$work/apply2.log"; fail "second apply planned changes"; }
+[ "$(nonce "$ANVIL_ADDR0")" = "$n1" ] || fail "second apply sent transactions ($n1 -> $(nonce "$ANVIL_ADDR0"))"
+"$KMSCTL" drift -f "$work/m.yaml" >/dev/null || fail "drift right after apply"
+ok "second apply: zero transactions (nonce $n1 unchanged), drift in sync"
+
+# 3. an entry removed outside kmsctl: drift exit 2 names it, apply restores
+send_as "$ANVIL_ADDR0" "$KMS" "0x9425bac6${H2#0x}"
+allowed "$KMS" 9a4e1d18 "$H2" && fail "removal outside did not happen"
+set +e; "$KMSCTL" drift --json -f "$work/m.yaml" > "$work/drift.json"; rc=$?; set -e
+[ "$rc" = 2 ] || fail "drift exit $rc, expected 2"
+grep -q "\"chain.kms_os_image.$H2\"" "$work/drift.json" || { cat "$work/drift.json"; fail "drift JSON does not name the entry"; }
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply3.log" 2>&1 || fail "repair apply"
+allowed "$KMS" 9a4e1d18 "$H2" || fail "apply did not restore $H2"
+"$KMSCTL" drift -f "$work/m.yaml" >/dev/null || fail "drift after repair"
+ok "entry removed outside: drift exit 2 naming it, apply restored it"
+
+# 4. an entry added outside: unmanaged (drift exit 2), kept without prune,
+#    revoked with prune: true
+send_as "$ANVIL_ADDR0" "$KMS" "0x06a3ae96${EXTRA#0x}"
+set +e; "$KMSCTL" drift --json -f "$work/m.yaml" > "$work/drift2.json"; rc=$?; set -e
+[ "$rc" = 2 ] || fail "drift exit $rc with an unmanaged entry, expected 2"
+grep -q "os_image:$EXTRA" "$work/drift2.json" || { cat "$work/drift2.json"; fail "unmanaged entry not listed"; }
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply4.log" 2>&1 || fail "apply without prune"
+allowed "$KMS" 9a4e1d18 "$EXTRA" || fail "revoked without prune"
+grep -q "prune: true" "$work/apply4.log" || fail "no warning about the unmanaged entry"
+manifest "$work/m.yaml" true
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply5.log" 2>&1 || { cat "$work/apply5.log"; fail "apply with prune"; }
+allowed "$KMS" 9a4e1d18 "$EXTRA" && fail "prune did not revoke $EXTRA"
+"$KMSCTL" drift -f "$work/m.yaml" >/dev/null || fail "drift after prune"
+ok "entry added outside: reported as unmanaged, left without prune, revoked with prune: true"
+
+# 5. a signer that is not the owner: the write fails with the decoded custom
+#    error and the resource's address, and sends nothing
+manifest "$work/m.yaml" true "$EXTRA"
+n1="$(nonce "$ANVIL_ADDR1")"
+set +e; E2E_KEY="$ANVIL_KEY1" "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply6.log" 2>&1; rc=$?; set -e
+[ "$rc" = 1 ] || { cat "$work/apply6.log"; fail "non-owner apply exit $rc, expected 1"; }
+grep -q "OwnableUnauthorizedAccount($ANVIL_ADDR1)" "$work/apply6.log" || { cat "$work/apply6.log"; fail "custom error not decoded"; }
+grep -q "chain.kms_os_image.$EXTRA" "$work/apply6.log" || fail "error does not name the resource"
+[ "$(nonce "$ANVIL_ADDR1")" = "$n1" ] || fail "the non-owner sent a transaction"
+allowed "$KMS" 9a4e1d18 "$EXTRA" && fail "non-owner write landed"
+ok "non-owner write: OwnableUnauthorizedAccount($ANVIL_ADDR1) on chain.kms_os_image.$EXTRA, nothing sent"
+
+# 6. destroy revokes every entry, leaves the contracts
+manifest "$work/m.yaml" true
+"$KMSCTL" destroy --auto-approve -f "$work/m.yaml" > "$work/destroy.log" 2>&1 || { cat "$work/destroy.log"; fail "destroy"; }
+for h in $H1 $H2; do allowed "$KMS" 9a4e1d18 "$h" && fail "os image $h still allowed"; done
+allowed "$KMS" f6fe4f40 "$MR" && fail "aggregated MR still allowed"
+allowed "$KMS" 13eb9770 "$DEV" && fail "KMS device still allowed"
+for h in $C1 $C2; do allowed "$APP" 2f6622e5 "$h" && fail "compose hash $h still allowed"; done
+r="$(call "$APP" 0x3440a16a)"; [ "${r: -1}" = 0 ] || fail "allowAnyDevice still set"
+r="$(anvil_rpc eth_getCode "[\"$KMS\",\"latest\"]")"; [ ${#r} -gt 4 ] || fail "the KMS contract is gone?"
+ok "destroy revoked every entry and left the contracts"
