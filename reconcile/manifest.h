@@ -5,7 +5,9 @@
  * KC_MANIFEST_MAX_BYTES, invalid UTF-8, tabs in indentation, more than one
  * document, duplicate keys, non-scalar keys, nesting deeper than
  * KC_MANIFEST_MAX_DEPTH, and alias expansion past KC_MANIFEST_MAX_NODES
- * nodes in all (billion laughs). Aliases are expanded into copies.
+ * nodes in all or past KC_MANIFEST_MAX_BYTES of copied scalar text
+ * (billion laughs, checked before each copy). Aliases are expanded into
+ * copies.
  *
  * Tags: only !!str (and the non-specific "!") on scalars, which then count
  * as quoted, and !!seq / !!map on their own kind; any other tag is refused.
@@ -13,6 +15,14 @@
  * 1.2 has no merge keys and a manifest has no need for them. An alias is a
  * copy of its anchored node, positioned at the alias (its insides keep the
  * positions of the anchor's text).
+ *
+ * Also refused: control characters (what libyaml's reader refuses, named
+ * with their code point), aliases to no anchor (or to a node that contains
+ * them). Depth counts collections: the root map is level 1. Columns count
+ * characters, not bytes, and line breaks are libyaml's (LF, CR, CRLF, NEL,
+ * LS, PS), so positions match libyaml's own messages. An empty value
+ * ("key:") is a null scalar placed just after the colon. Key equality is on
+ * the text: `1` and "1" are the same key here.
  *
  * Scalars keep their text and whether they were quoted: a plain scalar
  * `true`, `12001` or `null` is typed (YAML 1.2 core schema) by
