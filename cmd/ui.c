@@ -3,6 +3,7 @@
 #include "cmd/ui.h"
 
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -273,6 +274,23 @@ static const char *past(const char *what)
     return what;
 }
 
+static const char *gerund(const char *what)
+{
+    static const struct {
+        const char *a, *b;
+    } t[] = {
+        { "create", "creating" },   { "update", "updating" },
+        { "replace", "replacing" }, { "delete", "deleting" },
+        { "read", "reading" },      { "observe", "observing" },
+        { "forget", "forgetting" },
+    };
+
+    for (size_t i = 0; i < KC_ARRAY_SIZE(t); i++)
+        if (strcmp(t[i].a, what) == 0)
+            return t[i].b;
+    return what;
+}
+
 static void live_clear(struct ui_session *s)
 {
     if (!s->tty)
@@ -288,18 +306,23 @@ static void live_draw(struct ui_session *s)
 
     if (!s->tty)
         return;
+    struct winsize ws;
+    int cols = 80;
+
+    /* A line wider than the terminal wraps, and the cursor moves of
+     * live_clear would then miss it: cut lines to the width. */
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
+        cols = ws.ws_col;
     for (size_t i = 0; i < s->nlive; i++) {
         struct ui_live *l = &s->live[i];
+        char line[1024];
 
-        printf("  %s: %sing... (%.0fs)%s%s\n", l->address,
-               strcmp(l->what, "create") == 0    ? "creat"
-               : strcmp(l->what, "update") == 0  ? "updat"
-               : strcmp(l->what, "replace") == 0 ? "replac"
-               : strcmp(l->what, "delete") == 0  ? "delet"
-               : strcmp(l->what, "forget") == 0  ? "forgett"
-                                                 : l->what,
-               (double)(now - l->start_ms) / 1000.0, l->note ? ": " : "",
-               l->note ? l->note : "");
+        (void)kc_snprintf(line, sizeof(line), "  %s: %s... (%.0fs)%s%s",
+                          l->address, gerund(l->what),
+                          (double)(now - l->start_ms) / 1000.0,
+                          l->note ? ": " : "", l->note ? l->note : "");
+        /* Truncation is fine: the line is cut to the width anyway. */
+        printf("%.*s\n", cols - 1, line);
     }
     s->drawn = s->nlive;
     fflush(stdout);
@@ -332,6 +355,20 @@ static void on_event(void *data, const struct kc_event *ev)
 {
     struct ui_session *s = data;
     char ts[32];
+
+    if (s->refreshing) {
+        /* Observing: live lines on a terminal, lines with -v, else quiet;
+         * failures are reported once the refresh ended. */
+        if (!s->tty && (s->opts->verbose == 0 || ev->type == KC_EVENT_FAILED))
+            return;
+        if (s->tty && ev->type != KC_EVENT_STARTED &&
+            ev->type != KC_EVENT_PROGRESS) {
+            live_clear(s);
+            live_remove(s, ev->address);
+            live_draw(s);
+            return;
+        }
+    }
 
     if (s->opts->json) {
         struct json_object *o = json_object_new_object();
@@ -441,14 +478,19 @@ int ui_plan(struct ui_session *s, bool destroy, struct kc_err *err)
         return ret;
     s->plan->manifest = kc_xstrdup(s->opts->file);
     s->plan->manifest_digest = kc_xstrdup(s->manifest_digest);
-    if (s->opts->verbose > 0 && !s->opts->json) {
+    if (!s->opts->json) {
         s->eng.on_event = on_event;
         s->eng.event_data = s;
     }
+    s->refreshing = true;
     ret = kc_engine_refresh(&s->eng, s->plan, on_engine_done, err);
-    if (ret < 0)
+    if (ret < 0) {
+        s->refreshing = false;
         return ret;
+    }
     ret = run_until_done(s);
+    s->refreshing = false;
+    live_clear(s);
     s->eng.on_event = NULL;
     if (ret < 0) {
         /* Name every resource that could not be observed. */

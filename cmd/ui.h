@@ -49,6 +49,7 @@ struct ui_session {
     int nsignals;
     bool done;
     int status;
+    bool refreshing; /* observing: progress is quieter */
 };
 
 /* Loads the manifest (opts->file), checks it, loads the state; LOCK takes

@@ -82,7 +82,8 @@ struct kc_engine {
     struct kc_provider **provs;
     size_t nprovs;
     size_t running;
-    int phase; /* 1 refresh, 2 apply */
+    size_t nlisting; /* list ops in flight */
+    int phase;       /* 1 refresh, 2 apply */
     bool destroy, readonly;
     int status;
     kc_engine_cb cb;

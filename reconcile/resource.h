@@ -52,6 +52,13 @@
  *   read(op)     Data sources (KC_KIND_DATA): look something up, set
  *                outputs. Run at plan time when the inputs are known, else at
  *                apply time once they are; never mutates.
+ *   list(op)     Optional, at plan and drift time, once per kind: finds
+ *                every object of the kind that carries this deployment's
+ *                ownership label (kmsctl-deployment=<p->deployment>) and
+ *                calls kc_op_found(op, name, id) for each. Objects that are
+ *                in neither the manifest nor the state are reported as not
+ *                managed (drift: external). kc_op_address() is the kind;
+ *                never mutates.
  *   review(op)   Optional, synchronous, at plan time, for a resource whose
  *                action is not noop: may call kc_op_warn() to annotate the
  *                plan and kc_op_require_consent() to refuse the change unless
@@ -232,7 +239,8 @@ enum kc_action {
     KC_ACTION_READ,
 };
 
-/* What an op is doing when its callback runs. */
+/* What an op is doing when its callback runs. More may be added: a switch
+ * over it needs a default. */
 enum kc_op_phase {
     KC_PHASE_OBSERVE = 0,
     KC_PHASE_READ,
@@ -240,6 +248,7 @@ enum kc_op_phase {
     KC_PHASE_CREATE,
     KC_PHASE_UPDATE,
     KC_PHASE_DELETE,
+    KC_PHASE_LIST,
 };
 
 /* Starts the work of OP. See the callback contract above. */
@@ -260,6 +269,7 @@ struct kc_resource_type {
     kc_op_fn delete;
     kc_op_fn read; /* data sources */
     kc_op_review_fn review;
+    kc_op_fn list; /* optional: the objects carrying the ownership label */
 };
 
 struct kc_provider_type {
@@ -336,6 +346,13 @@ void kc_op_fail(struct kc_op *op, int code, const char *fmt, ...)
     KC_PRINTF(3, 4);
 /* A progress note for the live display ("waiting for operation-123"). */
 void kc_op_progress(struct kc_op *op, const char *fmt, ...) KC_PRINTF(2, 3);
+
+/* --- list only --- */
+
+/* An object of the op's kind carrying the ownership label: NAME is the part
+ * of its address after the kind (the address is "<kind>.<NAME>"), ID the
+ * provider's id (may be NULL). Both copied. */
+void kc_op_found(struct kc_op *op, const char *name, const char *id);
 
 /* --- plan-time review only --- */
 

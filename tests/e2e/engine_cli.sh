@@ -43,7 +43,7 @@ name: demo
 providers:
   fake: {world: ./world.json, delay_ms: $1}
 fake:
-  a: {kind: thing, value: "A", size: 1}
+  a: {kind: thing, value: "A", size: 1, alias: kms_vms.x}
   b: {kind: thing, value: "B", ref_from: fake.thing.a.ip}
   c: {kind: thing, value: "C", after: [fake.thing.b], secret: "\${env:SEC}"}
   d: {kind: identity, value: "D"}
@@ -98,6 +98,9 @@ run 0 "$K" output -f m.yaml fake.thing.a.ip
     fail "output a.ip: $out"
 run 0 "$K" output -f m.yaml --json
 [ "$(jq -r '.["fake.thing.b"].value' <<<"$out")" = B ] || fail "output: $out"
+run 0 "$K" output -f m.yaml kms_vms.x.external_ip
+[ "$out" = "$(jq -r '.objects["fake.thing.a"].attrs.ip' world.json)" ] ||
+    fail "output by reference: $out"
 run 1 "$K" output -f m.yaml fake.thing.zz.ip
 has "no output 'fake.thing.zz.ip'" "$errout"
 
@@ -205,6 +208,33 @@ jq -e '.resources["fake.thing.g"] == null' .kmsctl/demo.state.json \
     >/dev/null || fail "g is in the state"
 [ "$(jq -r '.objects["fake.thing.g"] // "none"' world.json)" = none ] ||
     fail "g was created after SIGINT"
+
+# --- SIGTERM twice: the second aborts at once, the lock is left stale ------
+manifest 3000 "  t: {kind: thing, value: T}"
+"$K" apply -f m.yaml --auto-approve >term.log 2>&1 </dev/null &
+bg=$!
+for _ in $(seq 1 100); do
+    grep -q "fake.thing.t: create started" term.log && break
+    sleep 0.05
+done
+start=$(date +%s%N)
+kill -TERM "$bg"
+sleep 0.2
+kill -TERM "$bg"
+rc=0
+wait "$bg" || rc=$?
+bg=
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$rc" = 130 ] || fail "SIGTERM twice: exit $rc: $(cat term.log)"
+[ "$elapsed_ms" -lt 2500 ] || fail "the second signal did not abort at once"
+has "aborted by a second signal" "$(cat term.log)"
+# plan only reads: a stale lock does not stop it
+run 2 "$K" plan -f m.yaml --detailed-exitcode
+run 3 "$K" apply -f m.yaml --auto-approve
+has "stale lock" "$errout"
+run 0 "$KC_BUILD_DIR/kmsctl" state unlock --state .kmsctl/demo.state.json
+run 0 "$K" apply -f m.yaml --auto-approve
+has "fake.thing.t: created" "$out"
 
 # --- on a terminal: y/N, then live lines with elapsed time -----------------
 if command -v script >/dev/null; then
