@@ -62,9 +62,10 @@ anvil_start
 export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
 manifest "$work/m.yaml" false
 
-# 1. full apply from nothing
-"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply1.log" 2>&1 ||
+# 1. full apply from nothing (traced: the key must not show)
+"$KMSCTL" apply --auto-approve --debug -f "$work/m.yaml" > "$work/apply1.log" 2>&1 ||
   { cat "$work/apply1.log"; fail "first apply"; }
+grep -q 'eth_sendRawTransaction' "$work/apply1.log" || fail "no HTTP trace with --debug"
 KMS="$(out chain.kms.main.address)"; APP="$(out chain.app.keys.address)"
 [ -n "$KMS" ] && [ -n "$APP" ] || fail "no kms/app address in the outputs"
 for h in $H1 $H2; do allowed "$KMS" 9a4e1d18 "$h" || fail "os image $h not allowed on chain"; done
@@ -83,6 +84,46 @@ grep -q "No changes" "$work/apply2.log" || { cat "$work/apply2.log"; fail "secon
 [ "$(nonce "$ANVIL_ADDR0")" = "$n1" ] || fail "second apply sent transactions ($n1 -> $(nonce "$ANVIL_ADDR0"))"
 "$KMSCTL" drift -f "$work/m.yaml" >/dev/null || fail "drift right after apply"
 ok "second apply: zero transactions (nonce $n1 unchanged), drift in sync"
+
+# 2b. the signer from a keystore v3 file (made here with node's crypto and
+#     js-sha3, not with kmsctl's code); an entry added that way, then
+#     dropped from the manifest (revoked as an orphan)
+KS_PW=e2e-keystore-password-42
+node - "$KC_SRC_DIR" "${ANVIL_KEY0#0x}" "$KS_PW" > "$work/ks.json" <<'JS'
+const [root, keyhex, pw] = process.argv.slice(2);
+const crypto = require('crypto');
+const { keccak256 } = require(root + '/node_modules/js-sha3');
+const salt = crypto.randomBytes(32), iv = crypto.randomBytes(16);
+const dk = crypto.pbkdf2Sync(pw, salt, 4096, 32, 'sha256');
+const c = crypto.createCipheriv('aes-128-ctr', dk.subarray(0, 16), iv);
+const ct = Buffer.concat([c.update(Buffer.from(keyhex, 'hex')), c.final()]);
+const mac = keccak256(Buffer.concat([dk.subarray(16, 32), ct]));
+process.stdout.write(JSON.stringify({ version: 3, id: crypto.randomUUID(), crypto: {
+  cipher: 'aes-128-ctr', cipherparams: { iv: iv.toString('hex') }, ciphertext: ct.toString('hex'),
+  kdf: 'pbkdf2', kdfparams: { c: 4096, dklen: 32, prf: 'hmac-sha256', salt: salt.toString('hex') }, mac } }));
+JS
+manifest "$work/m.yaml" false "$EXTRA"
+python3 - "$work/m.yaml" "$work/ks.json" <<'PY'
+import sys
+p, ks = sys.argv[1], sys.argv[2]
+s = open(p).read().replace('    private_key: "${env:E2E_KEY}"\n',
+    '    keystore: {file: "%s", password: "${env:E2E_KS_PW}"}\n' % ks)
+open(p, "w").write(s)
+PY
+grep -q keystore "$work/m.yaml" || fail "keystore manifest not written"
+E2E_KS_PW="$KS_PW" "$KMSCTL" apply --auto-approve --debug -f "$work/m.yaml" > "$work/apply_ks.log" 2>&1 ||
+  { cat "$work/apply_ks.log"; fail "apply with a keystore signer"; }
+allowed "$KMS" 9a4e1d18 "$EXTRA" || fail "entry added with the keystore signer not on chain"
+E2E_KS_PW="$KS_PW" "$KMSCTL" plan --json -f "$work/m.yaml" > "$work/plan_ks.json" 2>&1 || fail "plan --json"
+for f in "$work/apply1.log" "$work/apply_ks.log" "$work/plan_ks.json" "$work/.kmsctl/chaine2e.state.json"; do
+  k="${ANVIL_KEY0#0x}"
+  grep -qi "$k" "$f" && fail "the private key appears in $f"
+  grep -q "$KS_PW" "$f" && fail "the keystore password appears in $f"
+done
+manifest "$work/m.yaml" false
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply_orphan.log" 2>&1 || fail "apply dropping an entry"
+allowed "$KMS" 9a4e1d18 "$EXTRA" && fail "the entry dropped from the manifest was not revoked"
+ok "keystore v3 signer (pbkdf2) works; key and password in no log, plan or state; dropped entry revoked"
 
 # 3. an entry removed outside kmsctl: drift exit 2 names it, apply restores
 send_as "$ANVIL_ADDR0" "$KMS" "0x9425bac6${H2#0x}"

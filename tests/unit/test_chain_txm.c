@@ -520,3 +520,75 @@ Test(chain_txm, dropped_transaction_is_rebroadcast_with_bumped_fees,
                   (unsigned long long)d.dropped_fee);
     chain_tx_req_release(&w.req);
 }
+
+Test(chain_txm, fee_cap_below_the_base_fee_sends_nothing, .init = setup,
+     .fini = teardown)
+{
+    struct chain_txm_config tc = { 0 };
+    struct waiter w = { 0 };
+    struct kc_err err = { 0 };
+    uint8_t self[20];
+    uint64_t n0;
+
+    E.signer = signer_of(CHAIN_ANVIL_KEY0);
+    tc.loop = &E.loop;
+    tc.rpc = E.rpc;
+    tc.signer = E.signer;
+    tc.chain_id = 31337;
+    tc.max_fee_wei = 1000; /* far below anvil's 1 gwei base fee */
+    cr_assert_eq(chain_txm_new(&tc, &E.txm, &err), 0);
+    memcpy(self, chain_signer_address(E.signer), 20);
+    n0 = nonce_of(self, "pending");
+    w.req.what = "transfer";
+    w.req.has_to = true;
+    memcpy(w.req.to, self, 20);
+    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    run_until(&w.done);
+    cr_expect_eq(w.status, KC_EPERM);
+    cr_expect_not_null(strstr(w.req.err.msg, "max_fee_gwei"), "%s",
+                       w.req.err.msg);
+    cr_expect_eq(nonce_of(self, "pending"), n0);
+}
+
+Test(chain_txm, legacy_transactions_are_eip155_and_mined, .init = setup,
+     .fini = teardown)
+{
+    struct chain_txm_config tc = { 0 };
+    struct waiter w = { 0 };
+    struct kc_err err = { 0 };
+    struct json_object *tx;
+    char hash[67], p[96];
+    uint8_t self[20];
+
+    E.signer = signer_of(CHAIN_ANVIL_KEY0);
+    tc.loop = &E.loop;
+    tc.rpc = E.rpc;
+    tc.signer = E.signer;
+    tc.chain_id = 31337;
+    tc.legacy = true;
+    tc.max_fee_wei = 50000000000ULL;
+    cr_assert_eq(chain_txm_new(&tc, &E.txm, &err), 0);
+    memcpy(self, chain_signer_address(E.signer), 20);
+    w.req.what = "transfer";
+    w.req.has_to = true;
+    memcpy(w.req.to, self, 20);
+    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    run_until(&w.done);
+    cr_assert_eq(w.status, 0, "%s", w.req.err.msg);
+    chain_hex_encode(w.req.hash, 32, true, hash, sizeof(hash));
+    snprintf(p, sizeof(p), "[\"%s\"]", hash);
+    tx = chain_anvil_rpc(E.anvil.url, "eth_getTransactionByHash", p, NULL);
+    cr_assert_not_null(tx);
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(tx, "type")),
+                     "0x0");
+    /* EIP-155: v = recid + 31337 * 2 + 35 */
+    {
+        uint64_t v = strtoull(
+            json_object_get_string(json_object_object_get(tx, "v")) + 2, NULL,
+            16);
+        cr_expect(v == 31337 * 2 + 35 || v == 31337 * 2 + 36, "v = %llu",
+                  (unsigned long long)v);
+    }
+    json_object_put(tx);
+    chain_tx_req_release(&w.req);
+}
