@@ -287,7 +287,8 @@ static int expand_hashes(struct kc_expand *ex, const struct kc_node *section,
                          const struct kc_node *list, const char *kind,
                          const char *prefix, const char *field,
                          const char *parent_field, const char *parent,
-                         struct kc_resource *unmanaged, struct kc_err *err)
+                         struct kc_resource *unmanaged, const char *category,
+                         struct kc_value *managed, struct kc_err *err)
 {
     for (size_t i = 0; list && list->type == KC_NODE_SEQ && i < list->n; i++) {
         const struct kc_node *item = list->items[i];
@@ -306,8 +307,11 @@ static int expand_hashes(struct kc_expand *ex, const struct kc_node *section,
             return ret;
         kc_expand_set_value(res, field, kc_value_new_str(hs));
         kc_expand_set_ref(res, parent_field, parent, "address");
-        /* The unmanaged-entry scan runs after every managed entry. */
+        /* The unmanaged-entry scan knows the entries and runs after them. */
         kc_expand_depends_on(unmanaged, res->address);
+        name = kc_xasprintf("%s:%s", category, hs);
+        kc_value_list_push(managed, kc_value_new_str(name));
+        free(name);
     }
     return 0;
 }
@@ -325,7 +329,6 @@ static int add_unmanaged(struct kc_expand *ex, const char *kind,
     if (ret < 0)
         return ret;
     kc_expand_set_ref(*out, "contract", contract, "address");
-    kc_expand_set_ref(*out, "from_block", contract, "deploy_block");
     kc_expand_set_value(*out, "entries", kc_value_new_list());
     if (prune)
         kc_expand_set_node(ex, *out, "prune", prune, err);
@@ -341,6 +344,7 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
     const struct kc_node *gw = kc_node_get(section, "gateway_app_id");
     const struct kc_node *apps = kc_node_get(section, "apps");
     struct kc_resource *res, *um = NULL;
+    struct kc_value *managed;
     int ret;
 
     if (section->type != KC_NODE_MAP)
@@ -364,18 +368,23 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
     kc_expand_alias(ex, "contracts.kms", CONTRACTS_KMS);
     ret = add_unmanaged(ex, "chain.kms_unmanaged", "main", CONTRACTS_KMS,
                         kc_node_get(section, "prune"), section, &um, err);
+    managed = kc_value_new_list();
     if (ret == 0)
         ret = expand_hashes(ex, section, kc_node_get(section, "os_images"),
                             "chain.kms_os_image", "", "hash", "kms",
-                            CONTRACTS_KMS, um, err);
+                            CONTRACTS_KMS, um, "os_image", managed, err);
     if (ret == 0 && allow)
         ret = expand_hashes(ex, section, kc_node_get(allow, "aggregated_mrs"),
                             "chain.kms_aggregated_mr", "", "mr", "kms",
-                            CONTRACTS_KMS, um, err);
+                            CONTRACTS_KMS, um, "aggregated_mr", managed, err);
     if (ret == 0 && allow)
         ret = expand_hashes(ex, section, kc_node_get(allow, "device_ids"),
                             "chain.kms_device", "", "device", "kms",
-                            CONTRACTS_KMS, um, err);
+                            CONTRACTS_KMS, um, "device", managed, err);
+    if (ret == 0)
+        kc_expand_set_value(um, "managed", managed);
+    else
+        kc_value_free(managed);
     if (ret < 0)
         return ret;
     if (gw) {
@@ -415,15 +424,20 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
                                    kc_node_get(app, "allow_any_device"), err);
             }
         }
+        managed = kc_value_new_list();
         if (ret == 0)
             ret = expand_hashes(ex, section,
                                 kc_node_get(app, "compose_hashes"),
                                 "chain.app_compose_hash", prefix, "hash",
-                                "app", addr, um, err);
+                                "app", addr, um, "compose_hash", managed, err);
         if (ret == 0)
             ret = expand_hashes(ex, section, kc_node_get(app, "devices"),
                                 "chain.app_device", prefix, "device", "app",
-                                addr, um, err);
+                                addr, um, "device", managed, err);
+        if (ret == 0)
+            kc_expand_set_value(um, "managed", managed);
+        else
+            kc_value_free(managed);
         free(addr);
         free(alias);
         free(prefix);

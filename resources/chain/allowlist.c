@@ -93,8 +93,9 @@ static void set_observed(struct allow_op *a)
 }
 
 /* Reads the contract and the bytes32 from the desired attributes (the
- * prior ones when deleting). KC_EAGAIN: the contract is not known yet. */
-static int allow_new(struct kc_op *op, struct allow_op **out)
+ * prior ones when deleting). *KNOWN is false when the contract address is
+ * not known yet (observe: a reference not bound). */
+static int allow_new(struct kc_op *op, struct allow_op **out, bool *known)
 {
     const struct allow_kind *k = kind_of(op);
     struct allow_op *a = kc_xcalloc(1, sizeof(*a));
@@ -111,15 +112,19 @@ static int allow_new(struct kc_op *op, struct allow_op **out)
         if (kc_op_prior(op, k->field))
             vv = kc_op_prior(op, k->field);
     }
-    ret = chain_value_addr(pv, k->parent, a->parent, kc_op_err(op));
-    if (ret == 0)
-        ret = chain_value_b32(vv, k->field, a->value, kc_op_err(op));
+    ret = chain_value_b32(vv, k->field, a->value, kc_op_err(op));
+    if (ret == 0) {
+        ret = chain_value_addr(pv, k->parent, a->parent, kc_op_err(op));
+        *known = ret == 0;
+        if (ret == KC_EAGAIN)
+            ret = 0;
+    }
     if (ret < 0) {
         free(a);
         return ret;
     }
     /* The manifest manages it (unless it is being destroyed). */
-    if (kc_op_phase(op) != KC_PHASE_DELETE)
+    if (kc_op_phase(op) != KC_PHASE_DELETE && *known)
         chain_prov_manage(chain_prov_of(op), a->parent, k->event, a->value);
     *out = a;
     return 0;
@@ -144,27 +149,53 @@ static void on_observe_read(struct chain_read *r, int status)
     allow_done(a, 0);
 }
 
-static int allow_observe(struct kc_op *op)
+static void observe_read(struct allow_op *a)
 {
-    struct chain_prov *cp = chain_prov_of(op);
-    struct allow_op *a = NULL;
+    struct chain_prov *cp = chain_prov_of(a->op);
     struct chain_abi_value arg;
-    int ret = allow_new(op, &a);
 
-    if (ret == KC_EAGAIN) {
-        /* The contract does not exist yet: neither does the entry. */
-        kc_op_done(op, 0);
-        return 0;
-    }
-    if (ret < 0)
-        return ret;
     chain_abi_val_bytes32(&arg, a->value);
     a->rd.data = a;
-    ret = chain_read_start(cp, &a->rd, a->parent, cp->fn[a->k->get], &arg, 1,
-                           on_observe_read, kc_op_err(op));
+    if (chain_read_start(cp, &a->rd, a->parent, cp->fn[a->k->get], &arg, 1,
+                         on_observe_read, kc_op_err(a->op)) < 0)
+        allow_done(a, kc_op_err(a->op)->code);
+}
+
+static void on_parent(void *arg, const uint8_t *addr)
+{
+    struct allow_op *a = arg;
+
+    if (!addr) {
+        allow_done(a, 0); /* no contract: no entry */
+        return;
+    }
+    memcpy(a->parent, addr, 20);
+    chain_prov_manage(chain_prov_of(a->op), a->parent, a->k->event, a->value);
+    observe_read(a);
+}
+
+static int allow_observe(struct kc_op *op)
+{
+    struct allow_op *a = NULL;
+    bool known = false;
+    char *parent;
+    int ret = allow_new(op, &a, &known);
+
     if (ret < 0)
-        allow_free(a);
-    return ret;
+        return ret;
+    if (known) {
+        observe_read(a);
+        return 0;
+    }
+    /* The contract's address is not bound yet: wait for its observe. */
+    parent = chain_parent_of(op);
+    if (!parent) {
+        allow_done(a, 0);
+        return 0;
+    }
+    chain_parent_wait(chain_prov_of(op), parent, on_parent, a);
+    free(parent);
+    return 0;
 }
 
 static void on_write(struct chain_tx_req *req, int status)
@@ -188,14 +219,17 @@ static int allow_write(struct kc_op *op, bool add)
     const struct chain_abi_entry *fn;
     struct chain_abi_value arg;
     char hex[67];
-    int ret = allow_new(op, &a);
+    bool known = false;
+    int ret = allow_new(op, &a, &known);
 
-    if (ret == KC_EAGAIN)
+    if (ret < 0)
+        return ret;
+    if (!known) {
+        free(a);
         return kc_err_set(kc_op_err(op), KC_EINVAL,
                           "the %s contract address is not known",
                           kind_of(op)->parent);
-    if (ret < 0)
-        return ret;
+    }
     fn = cp->fn[add ? a->k->add : a->k->remove];
     chain_abi_val_bytes32(&arg, a->value);
     ret = chain_abi_encode_call(fn, &arg, 1, &a->calldata, kc_op_err(op));

@@ -116,23 +116,51 @@ static void on_setting_read(struct chain_read *r, int status)
     setting_done(s, 0);
 }
 
+static void setting_read(struct setting_op *s)
+{
+    struct chain_prov *cp = chain_prov_of(s->op);
+
+    s->rd.data = s;
+    if (chain_read_start(cp, &s->rd, s->parent, cp->fn[s->k->get], NULL, 0,
+                         on_setting_read, kc_op_err(s->op)) < 0)
+        setting_done(s, kc_op_err(s->op)->code);
+}
+
+static void on_setting_parent(void *arg, const uint8_t *addr)
+{
+    struct setting_op *s = arg;
+
+    if (!addr) {
+        setting_done(s, 0);
+        return;
+    }
+    memcpy(s->parent, addr, 20);
+    setting_read(s);
+}
+
 static int setting_observe(struct kc_op *op)
 {
-    struct chain_prov *cp = chain_prov_of(op);
     struct setting_op *s = NULL;
+    char *parent;
     int ret = setting_new(op, &s);
 
     if (ret == KC_EAGAIN) {
-        kc_op_done(op, 0);
+        /* Not bound yet: wait for the contract's observe. */
+        parent = chain_parent_of(op);
+        if (!parent) {
+            kc_op_done(op, 0);
+            return 0;
+        }
+        s = kc_xcalloc(1, sizeof(*s));
+        s->op = op;
+        s->k = setting_of(op);
+        chain_parent_wait(chain_prov_of(op), parent, on_setting_parent, s);
+        free(parent);
         return 0;
     }
     if (ret < 0)
         return ret;
-    s->rd.data = s;
-    ret = chain_read_start(cp, &s->rd, s->parent, cp->fn[s->k->get], NULL, 0,
-                           on_setting_read, kc_op_err(op));
-    if (ret < 0)
-        setting_done(s, ret);
+    setting_read(s);
     return 0;
 }
 
@@ -299,6 +327,7 @@ struct app_op {
     struct chain_tx_req tx;
     struct kc_buf calldata;
     bool persisting;
+    bool exists; /* observed */
     int64_t block;
     void (*after)(struct app_op *a, int status);
 };
@@ -316,6 +345,14 @@ static void app_done(struct app_op *a, int status)
 {
     struct kc_op *op = a->op;
 
+    if (kc_op_phase(op) == KC_PHASE_OBSERVE || (a->exists && status == 0)) {
+        const struct kc_value *b = kc_op_prior_output(op, "deploy_block");
+        chain_parent_publish(
+            a->cp, kc_op_address(op), a->exists && status == 0 ? a->addr : NULL,
+            a->block >= 0                  ? a->block
+            : b && b->type == KC_VALUE_INT ? kc_value_int(b, -1)
+                                           : -1);
+    }
     chain_op_unlink(op);
     app_free(a);
     kc_op_done(op, status);
@@ -343,10 +380,12 @@ static void app_set_observed(struct app_op *a, const uint8_t owner[20],
     const struct kc_value *du = kc_op_desired(a->op, "disable_upgrades");
     char s[43];
 
-    kc_value_map_set(m, "kms", chain_addr_value(a->kms));
+    if (a->have_kms) {
+        kc_value_map_set(m, "kms", chain_addr_value(a->kms));
+        kc_value_map_set(m, "registered", kc_value_new_bool(registered));
+    }
     kc_value_map_set(m, "address", chain_addr_value(a->addr));
     kc_value_map_set(m, "owner", chain_addr_value(owner));
-    kc_value_map_set(m, "registered", kc_value_new_bool(registered));
     (void)du; /* write-only: compared with the last applied value */
     kc_op_set_observed(a->op, m);
     chain_hex_encode(a->addr, 20, true, s, sizeof(s));
@@ -358,6 +397,8 @@ static void app_set_observed(struct app_op *a, const uint8_t owner[20],
         kc_op_set_output(
             a->op, "deploy_block",
             kc_value_dup(kc_op_prior_output(a->op, "deploy_block")));
+    else /* adopted: unknown, event scans start at 0 */
+        kc_op_set_output(a->op, "deploy_block", kc_value_new_int(0));
 }
 
 static void app_read_one(struct app_op *a, int status, const char *msg)
@@ -443,6 +484,7 @@ static int app_check(struct app_op *a, int status, bool *exists)
                           o, s);
     }
     *exists = true;
+    a->exists = true;
     app_set_observed(a, owner,
                      a->have_kms && a->rd_reg.out && a->rd_reg.out[0].word[31]);
     return 0;
@@ -540,6 +582,17 @@ static int app_recover(struct app_op *a)
                           p, on_intent_receipt, kc_op_err(a->op));
 }
 
+static void on_kms_observed(void *arg, const uint8_t *addr)
+{
+    struct app_op *a = arg;
+
+    if (addr) {
+        memcpy(a->kms, addr, 20);
+        a->have_kms = true;
+    }
+    app_read(a, app_observe_after);
+}
+
 static int app_observe(struct kc_op *op)
 {
     const struct kc_value *adopt = kc_op_desired(op, "address");
@@ -563,6 +616,11 @@ static int app_observe(struct kc_op *op)
     }
     if (ret < 0) {
         app_done(a, kc_op_err(op)->code ? kc_op_err(op)->code : KC_EINVAL);
+        return 0;
+    }
+    if (!a->have_kms) {
+        /* The KMS address is not bound yet: wait for its observe. */
+        chain_parent_wait(a->cp, "chain.kms.main", on_kms_observed, a);
         return 0;
     }
     app_read(a, app_observe_after);

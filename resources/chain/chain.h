@@ -68,7 +68,27 @@ struct chain_managed {
     struct chain_managed *next;
 };
 
+/* Observations of contracts published for dependents observed at the same
+ * time (the engine observes everything at once, so a reference to a
+ * contract's address is still unknown then). */
+struct chain_parent_wait {
+    void (*cb)(void *arg, const uint8_t *addr);
+    void *arg;
+    struct chain_parent_wait *next;
+};
+
+struct chain_parent {
+    char *address; /* "chain.kms.main", "chain.app.<name>" */
+    bool published;
+    bool exists;
+    uint8_t addr[20];
+    int64_t block; /* deploy block, -1 when unknown */
+    struct chain_parent_wait *waiters;
+    struct chain_parent *next;
+};
+
 struct chain_prov {
+    struct chain_parent *parents;
     struct chain_op_link *links;
     struct chain_managed *managed;
     struct kc_provider *p;
@@ -90,6 +110,21 @@ void chain_op_link(struct kc_op *op, void *ctx);
 void *chain_op_ctx(struct kc_op *op);
 void chain_op_unlink(struct kc_op *op);
 
+/* Publishes the observation of contract resource ADDRESS: its address, or
+ * NULL when it does not exist. Waiters are called now. */
+void chain_parent_publish(struct chain_prov *cp, const char *address,
+                          const uint8_t *addr, int64_t block);
+/* The deploy block published for ADDRESS, or -1. */
+int64_t chain_parent_block(struct chain_prov *cp, const char *address);
+/* Calls CB(ARG, addr or NULL) once the contract resource ADDRESS was
+ * observed (now if it already was). */
+void chain_parent_wait(struct chain_prov *cp, const char *address,
+                       void (*cb)(void *arg, const uint8_t *addr), void *arg);
+
+/* The address of the contract resource OP's kind refers to ("chain.kms.main"
+ * or "chain.app.<app>"); caller frees; NULL if the name is malformed. */
+char *chain_parent_of(struct kc_op *op);
+
 void chain_prov_manage(struct chain_prov *cp, const uint8_t contract[20],
                        enum chain_fn event, const uint8_t value[32]);
 bool chain_prov_is_managed(const struct chain_prov *cp,
@@ -105,7 +140,8 @@ typedef void (*chain_read_cb)(struct chain_read *r, int status);
 struct chain_read {
     void *data;
     /* read-only in the callback */
-    struct chain_abi_value *out; /* fn->nout values (freed by release) */
+    struct chain_abi_value *out; /* nout values (freed by release) */
+    size_t nout;
     struct kc_err err;
     /* private */
     struct chain_rpc_call call;

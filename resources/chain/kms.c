@@ -72,6 +72,7 @@ struct kms_op {
     int reads;
     int read_status;
     bool code_empty;
+    bool exists; /* observed */
     void (*after_reads)(struct kms_op *k, int status);
     /* update */
     struct chain_tx_req tx_impl;
@@ -79,6 +80,7 @@ struct kms_op {
 };
 
 static void kms_step(struct kms_op *k);
+static int64_t prior_deploy_block(struct kc_op *op);
 
 /* ---- lifetime ------------------------------------------------------- */
 
@@ -129,6 +131,15 @@ static void kms_finish(struct kms_op *k, int status)
     if (k->inflight > 0 || k->reads > 0)
         return;
     chain_op_unlink(op);
+    /* Reads hold decoded values: free them now, while the provider (and
+     * its function table) is certainly alive. */
+    chain_read_release(&k->rd_owner);
+    chain_read_release(&k->rd_impl);
+    if (kc_op_phase(op) == KC_PHASE_OBSERVE || (k->exists && k->status == 0))
+        chain_parent_publish(k->cp, kc_op_address(op),
+                             k->exists && k->status == 0 ? k->addr : NULL,
+                             k->d[D_PROXY].block >= 0 ? k->d[D_PROXY].block
+                                                      : prior_deploy_block(op));
     for (int i = 0; i < D_COUNT; i++)
         uv_close((uv_handle_t *)&k->d[i].timer, on_handle_closed);
     kc_op_done(op, k->status);
@@ -171,6 +182,10 @@ static void set_observed(struct kms_op *k, const uint8_t owner[20],
     kc_value_map_set(m, "address", chain_addr_value(k->addr));
     kc_value_map_set(m, "app_implementation", chain_addr_value(impl));
     kc_value_map_set(m, "owner", chain_addr_value(owner));
+    /* Where the artifacts are is not a property of the chain: as wanted. */
+    if (kc_op_desired(op, "artifacts"))
+        kc_value_map_set(m, "artifacts",
+                         kc_value_dup(kc_op_desired(op, "artifacts")));
     if (deploy_block >= 0)
         kc_value_map_set(m, "deploy_block", kc_value_new_int(deploy_block));
     kc_op_set_observed(op, m);
@@ -277,6 +292,7 @@ static int check_contract(struct kms_op *k, int status, int64_t block,
                           o, s);
     }
     *exists = true;
+    k->exists = true;
     set_observed(k, owner, impl, block);
     return 0;
 }
@@ -314,6 +330,20 @@ static void observe_after(struct kms_op *k, int status)
     kms_finish(k, ret);
 }
 
+/* The node must be on the manifest's chain before anything is read: a
+ * wrong rpc_url would make every observation meaningless. */
+static void on_chain_checked(void *arg, int status, const struct kc_err *err)
+{
+    struct kms_op *k = arg;
+
+    k->inflight--;
+    if (status < 0) {
+        kms_fail(k, status, "%s", err->msg);
+        return;
+    }
+    read_contract(k, observe_after);
+}
+
 static int kms_observe(struct kc_op *op)
 {
     const struct kc_value *adopt = kc_op_desired(op, "address");
@@ -333,7 +363,12 @@ static int kms_observe(struct kc_op *op)
         kms_finish(k, ret);
         return 0;
     }
-    read_contract(k, observe_after);
+    k->inflight++;
+    ret = chain_txm_check_chain(k->cp->txm, on_chain_checked, k, kc_op_err(op));
+    if (ret < 0) {
+        k->inflight--;
+        kms_finish(k, ret);
+    }
     return 0;
 }
 

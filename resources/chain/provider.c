@@ -127,6 +127,82 @@ void chain_op_unlink(struct kc_op *op)
     }
 }
 
+char *chain_parent_of(struct kc_op *op)
+{
+    const char *kind = kc_op_type(op)->kind, *name = kc_op_name(op);
+    size_t n = strlen(name);
+
+    if (strcmp(kind, "chain.app") == 0 || strncmp(kind, "chain.kms_", 10) == 0)
+        return kc_xstrdup("chain.kms.main");
+    if (strcmp(kind, "chain.app_compose_hash") == 0 ||
+        strcmp(kind, "chain.app_device") == 0) {
+        /* "<app>.0x<64 hex>" */
+        if (n > 67 && name[n - 67] == '.')
+            return kc_xasprintf("chain.app.%.*s", (int)(n - 67), name);
+        return NULL;
+    }
+    return kc_xasprintf("chain.app.%s", name);
+}
+
+static struct chain_parent *parent_get(struct chain_prov *cp,
+                                       const char *address)
+{
+    struct chain_parent *p;
+
+    for (p = cp->parents; p; p = p->next)
+        if (strcmp(p->address, address) == 0)
+            return p;
+    p = kc_xcalloc(1, sizeof(*p));
+    p->address = kc_xstrdup(address);
+    p->next = cp->parents;
+    cp->parents = p;
+    return p;
+}
+
+int64_t chain_parent_block(struct chain_prov *cp, const char *address)
+{
+    struct chain_parent *p = parent_get(cp, address);
+
+    return p->published && p->exists ? p->block : -1;
+}
+
+void chain_parent_publish(struct chain_prov *cp, const char *address,
+                          const uint8_t *addr, int64_t block)
+{
+    struct chain_parent *p = parent_get(cp, address);
+    struct chain_parent_wait *w = p->waiters;
+
+    p->block = block;
+    p->published = true;
+    p->exists = addr != NULL;
+    if (addr)
+        memcpy(p->addr, addr, 20);
+    p->waiters = NULL;
+    while (w) {
+        struct chain_parent_wait *next = w->next;
+        w->cb(w->arg, addr ? p->addr : NULL);
+        free(w);
+        w = next;
+    }
+}
+
+void chain_parent_wait(struct chain_prov *cp, const char *address,
+                       void (*cb)(void *arg, const uint8_t *addr), void *arg)
+{
+    struct chain_parent *p = parent_get(cp, address);
+    struct chain_parent_wait *w;
+
+    if (p->published) {
+        cb(arg, p->exists ? p->addr : NULL);
+        return;
+    }
+    w = kc_xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    w->next = p->waiters;
+    p->waiters = w;
+}
+
 void chain_prov_manage(struct chain_prov *cp, const uint8_t contract[20],
                        enum chain_fn event, const uint8_t value[32])
 {
@@ -399,6 +475,17 @@ static void chain_cleanup(struct kc_provider *p)
 
     if (!cp)
         return;
+    while (cp->parents) {
+        struct chain_parent *par = cp->parents;
+        cp->parents = par->next;
+        while (par->waiters) {
+            struct chain_parent_wait *w = par->waiters;
+            par->waiters = w->next;
+            free(w);
+        }
+        free(par->address);
+        free(par);
+    }
     while (cp->managed) {
         struct chain_managed *m = cp->managed;
         cp->managed = m->next;
@@ -469,6 +556,7 @@ int chain_read_start(struct chain_prov *cp, struct chain_read *r,
     kc_err_clear(&r->err);
     r->cp = cp;
     r->fn = fn;
+    r->nout = fn->nout;
     r->cb = cb;
     ret = chain_abi_encode_call(fn, args, nargs, &data, err);
     if (ret == 0)
@@ -483,7 +571,7 @@ int chain_read_start(struct chain_prov *cp, struct chain_read *r,
 void chain_read_release(struct chain_read *r)
 {
     if (r->out)
-        chain_abi_values_free(r->out, r->fn ? r->fn->nout : 0);
+        chain_abi_values_free(r->out, r->nout);
     r->out = NULL;
 }
 

@@ -13,6 +13,8 @@
  * apply leaves them, says so, and records them. Destroying forgets. */
 #include "resources/chain/chain.h"
 
+#include <strings.h>
+
 #include "reconcile/buf.h"
 #include "resources/chain/hex.h"
 
@@ -109,6 +111,14 @@ static void um_observed(struct um_op *u)
     free(names);
     kc_value_map_set(m, "contract", chain_addr_value(u->contract));
     kc_value_map_set(m, "entries", list);
+    /* What the manifest lists is an input, not a property of the chain. */
+    /* Inputs, not properties of the chain: as wanted. */
+    static const char *const inputs[] = { "managed", "prune" };
+    for (size_t i = 0; i < KC_ARRAY_SIZE(inputs); i++) {
+        const struct kc_value *d = kc_op_desired(u->op, inputs[i]);
+        if (d && d->type != KC_VALUE_UNKNOWN)
+            kc_value_map_set(m, inputs[i], kc_value_dup(d));
+    }
     kc_op_set_observed(u->op, m);
     kc_op_set_id(u->op, kc_op_address(u->op));
 }
@@ -250,10 +260,30 @@ static void check_candidates(struct um_op *u)
     }
 }
 
+/* Listed in the manifest: the desired `managed` ("os_image:0x..."). */
+static bool in_manifest(const struct um_op *u, const struct category *cat,
+                        const uint8_t value[32])
+{
+    const struct kc_value *list = kc_op_desired(u->op, "managed");
+    char want[96], hex[67];
+
+    if (!list || list->type != KC_VALUE_LIST)
+        list = kc_op_prior(u->op, "managed");
+    chain_hex_encode(value, 32, true, hex, sizeof(hex));
+    snprintf(want, sizeof(want), "%s:%s", cat->name, hex);
+    for (size_t i = 0; list && i < kc_value_list_len(list); i++) {
+        const char *s = kc_value_str(kc_value_list_get(list, i));
+        if (s && strcasecmp(s, want) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void add_candidate(struct um_op *u, const struct category *cat,
                           const uint8_t value[32])
 {
-    if (chain_prov_is_managed(u->cp, u->contract, cat->event, value))
+    if (in_manifest(u, cat, value) ||
+        chain_prov_is_managed(u->cp, u->contract, cat->event, value))
         return;
     for (size_t i = 0; i < u->ncand; i++)
         if (u->cand[i].cat == cat && memcmp(u->cand[i].value, value, 32) == 0)
@@ -368,39 +398,75 @@ static void on_latest(struct chain_rpc_call *call, int status)
     scan_range(u);
 }
 
+static void um_begin(struct um_op *u)
+{
+    struct kc_err err = { 0 };
+
+    u->call.data = u;
+    if (chain_rpc_call(u->cp->rpc, &u->call, "eth_blockNumber", NULL, on_latest,
+                       &err) < 0)
+        um_done(u, kc_err_set(kc_op_err(u->op), err.code, "%s", err.msg));
+}
+
+/* The deploy block the contract's own kind found in this run (observe or
+ * create), where the event scan starts; 0 when unknown (adopted). */
+static void set_from(struct um_op *u)
+{
+    char *parent = chain_parent_of(u->op);
+    int64_t b = parent ? chain_parent_block(u->cp, parent) : -1;
+
+    u->from = b >= 0 ? (uint64_t)b : 0;
+    free(parent);
+}
+
+static void on_um_parent(void *arg, const uint8_t *addr)
+{
+    struct um_op *u = arg;
+
+    if (!addr) {
+        um_done(u, 0); /* no contract: nothing unmanaged */
+        return;
+    }
+    memcpy(u->contract, addr, 20);
+    set_from(u);
+    um_begin(u);
+}
+
 static int um_start(struct kc_op *op, bool write)
 {
     struct chain_prov *cp = chain_prov_of(op);
     const struct kc_value *cv = kc_op_desired(op, "contract");
-    const struct kc_value *fb = kc_op_desired(op, "from_block");
     struct um_op *u;
     bool app = strcmp(kc_op_type(op)->kind, "chain.app_unmanaged") == 0;
+    char *parent;
 
     if (!cv || cv->type == KC_VALUE_UNKNOWN)
         cv = kc_op_prior(op, "contract");
-    if (!fb || fb->type != KC_VALUE_INT)
-        fb = kc_op_prior(op, "from_block");
     u = kc_xcalloc(1, sizeof(*u));
     u->op = op;
     u->cp = cp;
     u->write = write;
     u->cats = app ? app_cats : kms_cats;
     u->ncats = app ? KC_ARRAY_SIZE(app_cats) : KC_ARRAY_SIZE(kms_cats);
-    if (chain_value_addr(cv, "contract", u->contract, NULL) < 0) {
-        /* No contract yet: nothing can be unmanaged. */
-        um_done(u, write ? kc_err_set(kc_op_err(op), KC_EINVAL,
-                                      "the contract address is not known")
-                         : 0);
+    if (chain_value_addr(cv, "contract", u->contract, NULL) == 0) {
+        set_from(u);
+        um_begin(u);
         return 0;
     }
-    u->from =
-        fb && fb->type == KC_VALUE_INT ? (uint64_t)kc_value_int(fb, 0) : 0;
-    u->call.data = u;
-    if (chain_rpc_call(cp->rpc, &u->call, "eth_blockNumber", NULL, on_latest,
-                       kc_op_err(op)) < 0) {
-        um_free(u);
-        return kc_op_err(op)->code;
+    if (write) {
+        um_done(u, kc_err_set(kc_op_err(op), KC_EINVAL,
+                              "the contract address is not known"));
+        return 0;
     }
+    /* Observe before the reference is bound: wait for the contract's own
+     * observe. */
+    parent = chain_parent_of(op);
+    if (!parent) {
+        um_done(u, 0);
+        return 0;
+    }
+    chain_parent_wait(cp, parent, on_um_parent, u);
+    free(parent);
     return 0;
 }
 
@@ -423,8 +489,8 @@ static int um_delete(struct kc_op *op)
 
 static const struct kc_field um_fields[] = {
     { "contract", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
-    { "from_block", KC_VALUE_INT, KC_FIELD_IGNORE_DRIFT },
     { "prune", KC_VALUE_BOOL, KC_FIELD_IGNORE_DRIFT },
+    { "managed", KC_VALUE_LIST, KC_FIELD_IGNORE_DRIFT },
     { "entries", KC_VALUE_LIST, 0 },
     { NULL, 0, 0 },
 };

@@ -163,6 +163,30 @@ grep -q "chain.kms_os_image.$EXTRA" "$work/apply6.log" || fail "error does not n
 allowed "$KMS" 9a4e1d18 "$EXTRA" && fail "non-owner write landed"
 ok "non-owner write: OwnableUnauthorizedAccount($ANVIL_ADDR1) on chain.kms_os_image.$EXTRA, nothing sent"
 
+# 5b. adoption from another state: the KMS and the app by address (owner
+#     checked, app implementation compared), nothing to change; a signer
+#     that does not own them is refused at plan time, before any write
+manifest "$work/adopt.yaml" true;
+IMPL="$(out chain.kms.main.app_implementation)"
+python3 - "$work/adopt.yaml" "$KMS" "$IMPL" "$APP" <<'PY'
+import sys
+p, kms, impl, app = sys.argv[1:]
+s = open(p).read().replace("  kms: {}\n", '  kms: {address: "%s", app_implementation: "%s"}\n' % (kms, impl))
+s = s.replace("    keys:\n", '    keys:\n      address: "%s"\n' % app)
+open(p, "w").write(s)
+PY
+set +e
+"$KMSCTL" plan --detailed-exitcode --state "$work/adopt.state.json" -f "$work/adopt.yaml" > "$work/adopt.log" 2>&1; rc=$?
+set -e
+[ "$rc" = 0 ] || { cat "$work/adopt.log"; fail "adopting the deployed contracts plans changes (exit $rc)"; }
+set +e
+E2E_KEY="$ANVIL_KEY1" "$KMSCTL" plan --state "$work/adopt1.state.json" -f "$work/adopt.yaml" > "$work/adopt1.log" 2>&1; rc=$?
+set -e
+[ "$rc" = 1 ] || fail "adoption by a non-owner: exit $rc, expected 1"
+grep -q "owner is $ANVIL_ADDR0, the signer is $ANVIL_ADDR1" "$work/adopt1.log" ||
+  { cat "$work/adopt1.log"; fail "no owner mismatch message"; }
+ok "adoption by address: nothing to change; a non-owner signer refused before any write"
+
 # 6. destroy revokes every entry, leaves the contracts
 manifest "$work/m.yaml" true
 "$KMSCTL" destroy --auto-approve -f "$work/m.yaml" > "$work/destroy.log" 2>&1 || { cat "$work/destroy.log"; fail "destroy"; }
