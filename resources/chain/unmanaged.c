@@ -40,7 +40,8 @@ static const struct category app_cats[] = {
 struct candidate {
     const struct category *cat;
     uint8_t value[32];
-    bool allowed;
+    bool managed; /* listed in the manifest */
+    bool allowed; /* unmanaged and still allowed on chain */
     struct chain_read rd;
     struct chain_tx_req tx;
     struct kc_buf calldata;
@@ -60,7 +61,8 @@ struct um_op {
     size_t ncand, capcand;
     int pending;
     int status;
-    bool write; /* create/update: revoke when pruning */
+    bool write;   /* create/update: revoke when pruning */
+    bool scanned; /* the logs up to latest were read */
 };
 
 static void um_free(struct um_op *u)
@@ -85,35 +87,51 @@ static void um_done(struct um_op *u, int status)
 }
 
 /* Sets the observed entries: the allowed unmanaged candidates (sorted). */
-static void um_observed(struct um_op *u)
+static void sort_names(char **names, size_t n)
 {
-    struct kc_value *m = kc_value_new_map(), *list = kc_value_new_list();
-    char **names = kc_xcalloc(u->ncand + 1, sizeof(*names));
-    size_t n = 0;
-    char hex[67];
-
-    for (size_t i = 0; i < u->ncand; i++) {
-        if (!u->cand[i].allowed)
-            continue;
-        chain_hex_encode(u->cand[i].value, 32, true, hex, sizeof(hex));
-        names[n++] = kc_xasprintf("%s:%s", u->cand[i].cat->name, hex);
-    }
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
             char *t = names[j];
             names[j] = names[j - 1];
             names[j - 1] = t;
         }
+}
+
+/* A sorted list of "category:0xhash" of the candidates (only the allowed
+ * unmanaged ones when ONLY_ALLOWED). */
+static struct kc_value *names_of(const struct um_op *u, bool only_allowed)
+{
+    struct kc_value *list = kc_value_new_list();
+    char **names = kc_xcalloc(u->ncand + 1, sizeof(*names));
+    size_t n = 0;
+    char hex[67];
+
+    for (size_t i = 0; i < u->ncand; i++) {
+        if (only_allowed && !u->cand[i].allowed)
+            continue;
+        chain_hex_encode(u->cand[i].value, 32, true, hex, sizeof(hex));
+        names[n++] = kc_xasprintf("%s:%s", u->cand[i].cat->name, hex);
+    }
+    sort_names(names, n);
     for (size_t i = 0; i < n; i++) {
         kc_value_list_push(list, kc_value_new_str(names[i]));
         free(names[i]);
     }
     free(names);
-    kc_value_map_set(m, "contract", chain_addr_value(u->contract));
-    kc_value_map_set(m, "entries", list);
-    /* What the manifest lists is an input, not a property of the chain. */
-    /* Inputs, not properties of the chain: as wanted. */
+    return list;
+}
+
+/* Sets the observed entries (the allowed unmanaged candidates) and the
+ * scan's resume point: the last block scanned and every value its events
+ * named, so that the next run scans only the blocks after it. */
+static void um_observed(struct um_op *u)
+{
     static const char *const inputs[] = { "managed", "prune" };
+    struct kc_value *m = kc_value_new_map();
+
+    kc_value_map_set(m, "contract", chain_addr_value(u->contract));
+    kc_value_map_set(m, "entries", names_of(u, true));
+    /* Inputs, not properties of the chain: as wanted. */
     for (size_t i = 0; i < KC_ARRAY_SIZE(inputs); i++) {
         const struct kc_value *d = kc_op_desired(u->op, inputs[i]);
         if (d && d->type != KC_VALUE_UNKNOWN)
@@ -121,6 +139,11 @@ static void um_observed(struct um_op *u)
     }
     kc_op_set_observed(u->op, m);
     kc_op_set_id(u->op, kc_op_address(u->op));
+    if (u->scanned) {
+        kc_op_set_output(u->op, "log_cursor",
+                         kc_value_new_int((int64_t)u->latest));
+        kc_op_set_output(u->op, "seen", names_of(u, false));
+    }
 }
 
 static size_t um_count(const struct um_op *u)
@@ -236,11 +259,14 @@ static void on_getter(struct chain_read *r, int status)
 static void check_candidates(struct um_op *u)
 {
     u->pending = 1;
+    u->scanned = true;
     for (size_t i = 0; i < u->ncand; i++) {
         struct candidate *c = &u->cand[i];
         struct chain_abi_value arg;
         struct kc_err err = { 0 };
         c->u = u;
+        if (c->managed)
+            continue;
         c->rd.data = c;
         chain_abi_val_bytes32(&arg, c->value);
         u->pending++;
@@ -282,9 +308,6 @@ static bool in_manifest(const struct um_op *u, const struct category *cat,
 static void add_candidate(struct um_op *u, const struct category *cat,
                           const uint8_t value[32])
 {
-    if (in_manifest(u, cat, value) ||
-        chain_prov_is_managed(u->cp, u->contract, cat->event, value))
-        return;
     for (size_t i = 0; i < u->ncand; i++)
         if (u->cand[i].cat == cat && memcmp(u->cand[i].value, value, 32) == 0)
             return;
@@ -292,7 +315,39 @@ static void add_candidate(struct um_op *u, const struct category *cat,
     memset(&u->cand[u->ncand], 0, sizeof(*u->cand));
     u->cand[u->ncand].cat = cat;
     memcpy(u->cand[u->ncand].value, value, 32);
+    u->cand[u->ncand].managed =
+        in_manifest(u, cat, value) ||
+        chain_prov_is_managed(u->cp, u->contract, cat->event, value);
     u->ncand++;
+}
+
+/* Candidates seen by an earlier run's scan (output "seen"), when it was of
+ * the same contract: the scan resumes after its "log_cursor". */
+static void resume(struct um_op *u)
+{
+    const struct kc_value *c = kc_op_prior(u->op, "contract");
+    const struct kc_value *cur = kc_op_prior_output(u->op, "log_cursor");
+    const struct kc_value *seen = kc_op_prior_output(u->op, "seen");
+    uint8_t prev[20], v[32];
+
+    if (!c || chain_value_addr(c, "contract", prev, NULL) < 0 ||
+        memcmp(prev, u->contract, 20) != 0 || !cur ||
+        cur->type != KC_VALUE_INT || !seen || seen->type != KC_VALUE_LIST ||
+        kc_value_list_len(seen) > CHAIN_MAX_CANDIDATES)
+        return;
+    for (size_t i = 0; i < kc_value_list_len(seen); i++) {
+        const char *s = kc_value_str(kc_value_list_get(seen, i));
+        const char *colon = s ? strchr(s, ':') : NULL;
+        if (!colon || chain_hex_decode_fixed(colon + 1, strlen(colon + 1), v,
+                                             32, "seen", NULL) < 0)
+            continue;
+        for (size_t k = 0; k < u->ncats; k++)
+            if (strlen(u->cats[k].name) == (size_t)(colon - s) &&
+                strncmp(u->cats[k].name, s, (size_t)(colon - s)) == 0)
+                add_candidate(u, &u->cats[k], v);
+    }
+    if ((uint64_t)kc_value_int(cur, 0) + 1 > u->from)
+        u->from = (uint64_t)kc_value_int(cur, 0) + 1;
 }
 
 static void scan_range(struct um_op *u);
@@ -402,6 +457,7 @@ static void um_begin(struct um_op *u)
 {
     struct kc_err err = { 0 };
 
+    resume(u);
     u->call.data = u;
     if (chain_rpc_call(u->cp->rpc, &u->call, "eth_blockNumber", NULL, on_latest,
                        &err) < 0)
