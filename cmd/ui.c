@@ -153,6 +153,12 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct ui_session *s = h->data;
 
+    if (s->confirming) {
+        /* At the prompt nothing has started: a signal means no. */
+        s->answer = -1;
+        fputc('\n', stdout);
+        return;
+    }
     if (++s->nsignals > 1) {
         fprintf(stderr,
                 "\nkmsctl: aborted by a second signal; operations in flight "
@@ -221,6 +227,7 @@ int ui_open(struct ui_session *s, struct cmd_opts *opts, bool lock,
     s->eng.state = s->st;
     s->eng.providers = s->providers;
     s->eng.deployment = s->name;
+    s->eng.manifest_dir = s->doc->dir;
     s->eng.parallelism = opts->parallelism;
     s->eng.consent = opts->identity_loss;
     s->eng.nconsent = opts->nidentity_loss;
@@ -632,9 +639,44 @@ int ui_save_plan(struct ui_session *s, const char *path, struct kc_err *err)
     return ret;
 }
 
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct ui_session *s = h->data;
+
+    (void)size;
+    buf->base = s->rbuf;
+    buf->len = sizeof(s->rbuf);
+}
+
+/* The answer is read on the loop, so that a signal at the prompt is an
+ * answer too ("no"), not a kill that would leave the lock behind. */
+static void on_answer(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct ui_session *s = st->data;
+
+    if (n < 0) {
+        s->answer = -1;
+        return;
+    }
+    for (ssize_t i = 0; i < n && !s->answer; i++) {
+        char c = buf->base[i];
+
+        if (c == '\n' || c == '\r') {
+            s->line[s->linelen] = '\0';
+            s->answer = strcmp(s->line, "y") == 0 ||
+                                strcmp(s->line, "yes") == 0 ||
+                                strcmp(s->line, "Y") == 0
+                            ? 1
+                            : -1;
+        } else if (s->linelen < sizeof(s->line) - 1) {
+            s->line[s->linelen++] = c;
+        }
+    }
+}
+
 int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
 {
-    char line[16];
+    int ret;
 
     if (s->opts->auto_approve)
         return 0;
@@ -643,11 +685,29 @@ int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
                           "stdin is not a terminal: nothing was changed; run "
                           "with --auto-approve to %s without asking",
                           s->opts->verb);
+    ret = uv_tty_init(&s->loop, &s->in, STDIN_FILENO, 1);
+    if (ret < 0)
+        return kc_err_from_uv(err, ret, "reading the answer");
+    s->in_open = true;
+    s->in.data = s;
     printf("\n%s [y/N] ", question);
     fflush(stdout);
-    if (!fgets(line, sizeof(line), stdin) ||
-        (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0 &&
-         strcmp(line, "Y\n") != 0))
+    s->answer = 0;
+    s->linelen = 0;
+    s->confirming = true;
+    ret = uv_read_start((uv_stream_t *)&s->in, on_alloc, on_answer);
+    if (ret < 0) {
+        s->confirming = false;
+        return kc_err_from_uv(err, ret, "reading the answer");
+    }
+    while (!s->answer)
+        if (uv_run(&s->loop, UV_RUN_ONCE) == 0 && !s->answer)
+            s->answer = -1;
+    s->confirming = false;
+    (void)uv_read_stop((uv_stream_t *)&s->in); /* always 0 */
+    uv_close((uv_handle_t *)&s->in, on_closed);
+    s->in_open = false;
+    if (s->answer < 0)
         return kc_err_set(err, KC_EPERM, "%s cancelled: nothing changed",
                           s->opts->verb);
     return 0;
@@ -664,6 +724,8 @@ void ui_close(struct ui_session *s)
     }
     if (s->tick_open)
         uv_close((uv_handle_t *)&s->tick, on_closed);
+    if (s->in_open)
+        uv_close((uv_handle_t *)&s->in, on_closed);
     if (s->loop_open) {
         uv_run(&s->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&s->loop) != 0)

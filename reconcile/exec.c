@@ -371,10 +371,20 @@ static int dep_value(struct kc_engine *eng, struct kc_plan_item *dep,
                                   dep->action == KC_ACTION_READ);
     if (dep->st == KC_ITEM_FAILED || dep->st == KC_ITEM_SKIPPED)
         return kc_err_set(err, KC_ENOENT, "'%s' did not finish", ref);
-    /* Observes run at once; values are bound again once the dependency is
-     * planned (settle). */
-    if (eng->phase == 1 && dep->st != KC_ITEM_DONE)
+    /* Observes run at once, before their dependencies are planned: they
+     * see the dependency's last known outputs (from the state, or observed
+     * just now), as an observe needs them to find its object (an allowlist
+     * entry needs the contract's address). Values are bound again once the
+     * dependency is planned (settle). */
+    if (eng->phase == 1 && dep->st != KC_ITEM_DONE) {
+        v = dep->outputs ? kc_value_map_get(dep->outputs, output) : NULL;
+        if (v && !(v->type == KC_VALUE_STRING && kc_value_str(v) &&
+                   strncmp(kc_value_str(v), "(sensitive:", 11) == 0)) {
+            *out = kc_value_dup(v);
+            return 0;
+        }
         pending = true;
+    }
     if (pending) {
         *out = kc_value_new_unknown(ref);
         return 0;
@@ -562,6 +572,7 @@ static int init_providers(struct kc_engine *eng, struct kc_plan *plan,
                             ? kc_value_map_get(eng->providers, p->type->name)
                             : NULL;
             p->deployment = eng->deployment;
+            p->manifest_dir = eng->manifest_dir;
             p->loop = eng->loop;
             p->log = eng->log;
             p->http = eng->http;

@@ -138,7 +138,9 @@
  * at plan time and again at apply time when a reference was unknown),
  * kc_expand_set_value() for attributes expand computes itself,
  * kc_expand_set_ref() for an attribute that is another resource's output,
- * kc_expand_depends_on() for an ordering the references do not show.
+ * kc_expand_depends_on() for an ordering the references do not show, and
+ * kc_expand_resolve() to find what another section supplies (through its
+ * alias, e.g. "contracts.kms.address") rather than guessing its address.
  * Dependencies also come from every ${...} reference inside the nodes.
  *
  * References: the forms a manifest may write are the table in
@@ -286,6 +288,10 @@ struct kc_provider {
     const struct kc_provider_type *type;
     const struct kc_value *config; /* providers.<name>, or NULL */
     const char *deployment;        /* the manifest's name: ownership labels */
+    /* The manifest's folder: relative paths in the config and in desired
+     * values (credentials, artifacts, images) are relative to it. NULL when
+     * there is no manifest (tests): the working folder. */
+    const char *manifest_dir;
     uv_loop_t *loop;
     struct kc_log *log;
     struct kc_http *http; /* shared HTTP client (NULL in engine unit tests) */

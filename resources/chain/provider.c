@@ -359,7 +359,7 @@ static int load_signer(struct kc_provider *p, struct chain_signer **out,
         const char *file = kc_value_str(kc_value_map_get(ks, "file"));
         const struct kc_value *pwv = kc_value_map_get(ks, "password");
         const char *pw = pwv ? kc_value_reveal(pwv, &len) : NULL;
-        char *text = NULL;
+        char *text = NULL, *path;
         size_t tlen = 0;
         struct json_object *root = NULL;
         uint8_t k[32];
@@ -372,10 +372,14 @@ static int load_signer(struct kc_provider *p, struct chain_signer **out,
         kc_log_add_secret(p->log, pw, len);
         /* Provider init runs before the loop: reading the file and the
          * (deliberately slow) key derivation block nothing else. */
-        ret = kc_file_read(file, 1 << 16, &text, &tlen, err);
+        /* Relative to the manifest's folder. */
+        path = p->manifest_dir ? kc_file_resolve(p->manifest_dir, file)
+                               : kc_xstrdup(file);
+        ret = kc_file_read(path, 1 << 16, &text, &tlen, err);
         if (ret == 0)
-            ret = kc_json_parse(text, tlen, file, &root, err);
+            ret = kc_json_parse(text, tlen, path, &root, err);
         free(text);
+        free(path);
         if (ret < 0)
             return kc_err_prefix(err, "providers.chain.keystore");
         pws = kc_secret_new(pw, len);

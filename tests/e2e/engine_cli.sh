@@ -247,6 +247,13 @@ if command -v script >/dev/null; then
     has "apply cancelled: nothing changed" "$tty_out"
     [ "$(jq -r '.objects["fake.thing.h"] // "none"' world.json)" = none ] ||
         fail "h was created after answering n"
+    # Ctrl-C at the prompt: no, and no stale lock left behind.
+    rc=0
+    tty_out=$( (sleep 1; printf '\003') |
+        script -qec "$K apply -f m.yaml --no-color" /dev/null) || rc=$?
+    [ "$rc" = 1 ] || fail "Ctrl-C at the prompt: exit $rc: $tty_out"
+    has "apply cancelled: nothing changed" "$tty_out"
+    [ ! -s .kmsctl/demo.state.json.lock ] || fail "Ctrl-C left the lock"
     tty_out=$(printf 'y\n' | script -qec "$K apply -f m.yaml --no-color" \
         /dev/null) || fail "answering y: $tty_out"
     has "fake.thing.h: creating... (1s)" "$tty_out"

@@ -1029,3 +1029,76 @@ Test(engine, an_object_with_the_label_but_not_managed_is_reported)
     kc_buf_release(&out);
     run_fini(&r);
 }
+
+/* An entry is observed before its parent is planned: it must see the
+ * parent's last known outputs, or it would look deleted outside. */
+static struct kc_graph *entry_graph(void)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *e;
+
+    thing(g, "fake.thing", "parent", "P");
+    e = thing(g, "fake.entry", "child", "C");
+    kc_resource_set_ref(e, "ref", "fake.thing.parent", "id");
+    return g;
+}
+
+Test(engine, an_observe_sees_the_last_known_outputs_of_its_dependencies)
+{
+    struct run r;
+    bool ext, man;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, entry_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    run_init(&r, 0, 10);
+    kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")),
+                     "observe_delay_ms", kc_value_new_int(50));
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, entry_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.entry.child")->action,
+                 KC_ACTION_NOOP, "%s",
+                 kc_plan_find(r.plan, "fake.entry.child")->reason);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert_not(ext);
+    cr_assert_not(man);
+    run_fini(&r);
+}
+
+Test(engine, a_section_resolves_another_sections_reference_by_alias)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  kms: {kind: thing, value: A, alias: contracts.kms}\n"
+        "  vm: {kind: thing, value: B, ref_path: contracts.kms.id}\n"
+        "  bad: {kind: thing, value: C, ref_path: contracts.nope.id}\n";
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+    const struct kc_resource *r;
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg, "t.yaml:6:42: ref_path: nothing supplies "
+                              "'contracts.nope.id' (yet)");
+    kc_doc_free(doc);
+    cr_assert_eq(kc_manifest_parse("t.yaml", NULL, text,
+                                   sizeof(text) - 1 -
+                                       strlen("  bad: {kind: thing, value: C, "
+                                              "ref_path: contracts.nope.id}\n"),
+                                   &doc, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
+    r = kc_graph_find(g, "fake.thing.vm");
+    cr_assert_eq(r->ndeps, 1);
+    cr_assert_str_eq(r->deps[0], "fake.thing.kms");
+    cr_assert_str_eq(r->attrs[1].ref_output, "id");
+    kc_graph_free(g);
+    kc_doc_free(doc);
+}

@@ -7,6 +7,9 @@
 
 #include "reconcile/plan.h"
 #include "reconcile/registry.h"
+#include "tests/unit/helpers/engine_run.h"
+#include "tests/unit/helpers/fake_provider.h"
+#include "tests/unit/helpers/state_testutil.h"
 
 static struct kc_resource *add(struct kc_graph *g, const char *kind,
                                const char *name)
@@ -371,8 +374,9 @@ Test(registry, a_provider_that_is_not_linked_is_not_built)
     struct kc_err err = { 0 };
     bool checked = false;
 
-    /* This executable never refers to kc_provider_fake: its weak symbol is
-     * NULL here, as a provider whose folder is not built. */
+    /* A provider this executable never refers to is not pulled from the
+     * archive: its weak symbol is NULL here, as for a provider whose folder
+     * is not built (kmsctl itself links the whole archive). */
     for (size_t i = 0; kc_registry_builtins[i].name; i++) {
         char kind[64];
 
@@ -405,4 +409,47 @@ Test(registry, kinds_are_found_through_their_provider)
     cr_assert_eq(kc_registry_kind(reg, "fake.nope", &t, &p, &err), KC_ENOENT);
     cr_assert_str_eq(err.msg, "provider 'fake' has no kind 'fake.nope'");
     kc_registry_free(reg);
+}
+
+/* --- the helper for provider tests (tests/unit/helpers/engine_run.h) --- */
+
+Test(engine_run, drives_a_provider_through_plan_and_apply)
+{
+    char *tmp = state_test_tmpdir();
+    char *world = kc_xasprintf("%s/world.json", tmp);
+    char *spath = kc_xasprintf("%s/s.json", tmp);
+    struct kc_value *cfg = kc_value_new_map();
+    struct engine_run *r;
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *res;
+
+    fake_world_init(world);
+    kc_value_map_set(cfg, "world", kc_value_new_str(world));
+    r = engine_run_new(&kc_provider_fake, cfg, spath);
+    cr_assert_eq(kc_graph_add(g, "fake.thing", "a", &res, NULL), 0);
+    kc_resource_set_value(res, "value", kc_value_new_str("A"));
+    cr_assert_eq(engine_run_plan(r, g, false), 0, "%s", engine_run_error(r));
+    cr_assert_eq(engine_run_item(r, "fake.thing.a")->action, KC_ACTION_CREATE);
+    cr_assert_eq(engine_run_apply(r), 0, "%s", engine_run_error(r));
+    cr_assert(fake_world_has(world, "fake.thing.a"));
+    cr_assert_not_null(kc_state_get(engine_run_state(r), "fake.thing.a"));
+    engine_run_free(r);
+
+    /* A failure names the resource and the provider's message. */
+    fake_world_fail(world, "fake.thing.b", "create");
+    r = engine_run_new(&kc_provider_fake, cfg, spath);
+    g = kc_graph_new();
+    kc_graph_add(g, "fake.thing", "a", &res, NULL);
+    kc_resource_set_value(res, "value", kc_value_new_str("A"));
+    kc_graph_add(g, "fake.thing", "b", &res, NULL);
+    cr_assert_eq(engine_run_plan(r, g, false), 0, "%s", engine_run_error(r));
+    cr_assert_eq(engine_run_apply(r), KC_EREMOTE);
+    cr_assert_str_eq(engine_run_error(r),
+                     "fake.thing.b: create: fake: injected failure of create");
+    engine_run_free(r);
+    kc_value_free(cfg);
+    state_test_rmtree(tmp);
+    free(tmp);
+    free(world);
+    free(spath);
 }

@@ -300,6 +300,12 @@ static int fake_work(struct kc_op *op)
                              "fake: observe was allowed to write the state");
             goto out;
         }
+        /* An entry is found through its parent (like an allowlist entry
+         * through its contract): without the parent's id, nothing. */
+        if (strcmp(kc_op_type(op)->kind, "fake.entry") == 0 &&
+            (!kc_op_desired(op, "ref") ||
+             kc_value_has_unknown(kc_op_desired(op, "ref"))))
+            break;
         if (obj)
             report(op, obj);
         break;
@@ -583,6 +589,15 @@ static const struct kc_resource_type fake_cbd = {
     .delete = fake_start,
 };
 
+static const struct kc_resource_type fake_entry = {
+    .kind = "fake.entry",
+    .fields = value_fields,
+    .observe = fake_start,
+    .create = fake_start,
+    .update = fake_start,
+    .delete = fake_start,
+};
+
 static const struct kc_resource_type fake_deploy = {
     .kind = "fake.deploy",
     .fields = value_fields,
@@ -592,8 +607,8 @@ static const struct kc_resource_type fake_deploy = {
 };
 
 static const struct kc_resource_type *const fake_kinds[] = {
-    &fake_thing, &fake_frozen, &fake_identity, &fake_contract,
-    &fake_data,  &fake_cbd,    &fake_deploy,   NULL,
+    &fake_thing, &fake_frozen, &fake_identity, &fake_contract, &fake_data,
+    &fake_cbd,   &fake_deploy, &fake_entry,    NULL,
 };
 
 const struct kc_provider_type kc_provider_fake = {
@@ -647,6 +662,18 @@ int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
             if (strcmp(key, "after") == 0) {
                 for (size_t d = 0; d < val->n; d++)
                     kc_expand_depends_on(res, val->items[d]->str);
+            } else if (strcmp(key, "ref_path") == 0) {
+                const char *addr;
+                char *out = NULL;
+
+                if (kc_expand_resolve(ex, val->str, &addr, &out) < 0)
+                    return kc_err_set(err, KC_ENOENT,
+                                      "%s:%d:%d: ref_path: nothing supplies "
+                                      "'%s' (yet)",
+                                      val->pos.file, val->pos.line,
+                                      val->pos.col, val->str);
+                kc_expand_set_ref(res, "ref", addr, out);
+                free(out);
             } else if (strcmp(key, "ref_from") == 0) {
                 const char *dot = strrchr(val->str, '.');
                 char *addr;

@@ -23,6 +23,9 @@
  *   fake.deploy   field value; create keeps a generated seed
  *                 ("<address>.seed") and records an intent {seed}, persists
  *                 the state, then creates (and clears the intent).
+ *   fake.entry    field value, ref: observe finds it only when ref (its
+ *                 parent's id) is known, like an allowlist entry needs its
+ *                 contract's address.
  * fake.frozen allows 2 ops at once (a per-kind limit). Every observe checks
  * that the engine refuses it any write to the state.
  *
@@ -45,7 +48,9 @@ extern const struct kc_provider_type kc_provider_fake;
 /* The `fake:` manifest section, found by reconcile/expand.c through a weak
  * symbol: NAME: {kind: thing|frozen|identity|contract|data, FIELD: VALUE...,
  * ref_from: ADDRESS.OUTPUT (sets field ref, late bound), after: [ADDRESS],
- * alias: PREFIX (e.g. kms_vms.x: ${kms_vms.x.external_ip} is its ip)}. */
+ * alias: PREFIX (e.g. kms_vms.x: ${kms_vms.x.external_ip} is its ip),
+ * ref_path: REFERENCE (sets field ref from kc_expand_resolve, e.g.
+ * contracts.kms.address, through an alias of an earlier entry)}. */
 int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
                            struct kc_err *err);
 
