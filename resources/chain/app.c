@@ -11,6 +11,7 @@
 #include "resources/chain/chain.h"
 
 #include "reconcile/buf.h"
+#include "reconcile/json.h"
 #include "resources/chain/hex.h"
 
 #define APP_PENDING_MSG                                                       \
@@ -327,7 +328,8 @@ struct app_op {
     struct chain_tx_req tx;
     struct kc_buf calldata;
     bool persisting;
-    bool exists; /* observed */
+    bool recovering; /* an intent of a crashed create */
+    bool exists;     /* observed */
     int64_t block;
     void (*after)(struct app_op *a, int status);
 };
@@ -540,24 +542,197 @@ static int app_from_receipt(struct app_op *a, struct json_object *rcpt)
     return KC_ENOENT;
 }
 
+/* ---- recovery of a create recorded by a crashed run ----------------- */
+
+static uint64_t intent_nonce(struct app_op *a)
+{
+    const struct kc_state_intent *in = kc_op_intent(a->op);
+
+    return in ? (uint64_t)kc_value_int(kc_value_map_get(in->data, "nonce"), 0)
+              : 0;
+}
+
+/* The AppDeployedViaFactory logs of the signer on the KMS: which one came
+ * from the transaction with the recorded nonce (a fee-bumped re-broadcast
+ * has another hash than the one recorded). */
+struct log_tx {
+    struct chain_rpc_call call;
+    struct app_op *a;
+    uint8_t app[20];
+};
+
+struct log_search {
+    struct log_tx *txs;
+    size_t n, pending;
+    bool found;
+};
+
+/* One answer less to wait for; the last one decides. */
+static void log_search_step(struct app_op *a, struct log_search *ls)
+{
+    bool found = ls->found;
+
+    if (--ls->pending > 0)
+        return;
+    free(ls->txs);
+    free(ls);
+    if (!found) {
+        /* Nothing of ours: that transaction made no app. Create one. */
+        app_done(a, 0);
+        return;
+    }
+    app_read(a, app_observe_after);
+}
+
+static void on_log_tx(struct chain_rpc_call *call, int status)
+{
+    struct log_tx *t = kc_container_of(call, struct log_tx, call);
+    struct app_op *a = t->a;
+    struct log_search *ls = call->data;
+    const char *n =
+        status == 0 && json_object_is_type(call->result, json_type_object)
+            ? kc_json_opt_str(call->result, "nonce")
+            : NULL;
+    uint64_t nonce;
+
+    if (n && chain_quantity_parse(n, &nonce, "nonce", NULL) == 0 &&
+        nonce == intent_nonce(a) && !ls->found) {
+        ls->found = true;
+        memcpy(a->addr, t->app, 20);
+    }
+    chain_rpc_call_release(call);
+    log_search_step(a, ls);
+}
+
+static void on_app_logs(struct chain_rpc_call *call, int status)
+{
+    struct app_op *a = call->data;
+    struct log_search *ls;
+    size_t n;
+
+    if (status == 0 && !json_object_is_type(call->result, json_type_array))
+        status = kc_err_set(&call->err, KC_EPARSE,
+                            "rpc eth_getLogs: expected an array");
+    if (status < 0) {
+        kc_err_set(kc_op_err(a->op), status, "%s", call->err.msg);
+        chain_rpc_call_release(call);
+        app_done(a, status);
+        return;
+    }
+    n = json_object_array_length(call->result);
+    if (n == 0) {
+        chain_rpc_call_release(call);
+        app_done(a, 0);
+        return;
+    }
+    ls = kc_xcalloc(1, sizeof(*ls));
+    ls->txs = kc_xcalloc(n, sizeof(*ls->txs));
+    ls->n = n;
+    ls->pending = 1;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *l = json_object_array_get_idx(call->result, i);
+        struct json_object *topics = json_object_object_get(l, "topics");
+        const char *t1 =
+            topics
+                ? json_object_get_string(json_object_array_get_idx(topics, 1))
+                : NULL;
+        const char *h = kc_json_opt_str(l, "transactionHash");
+        uint8_t w[32];
+        struct json_object *p;
+        struct kc_err err = { 0 };
+        if (!t1 || !h ||
+            chain_hex_decode_fixed(t1, strlen(t1), w, 32, "topic", NULL) < 0)
+            continue;
+        ls->txs[i].a = a;
+        memcpy(ls->txs[i].app, w + 12, 20);
+        ls->txs[i].call.data = ls;
+        p = json_object_new_array();
+        json_object_array_add(p, json_object_new_string(h));
+        ls->pending++;
+        if (chain_rpc_call(a->cp->rpc, &ls->txs[i].call,
+                           "eth_getTransactionByHash", p, on_log_tx, &err) < 0)
+            ls->pending--;
+    }
+    chain_rpc_call_release(call);
+    log_search_step(a, ls); /* the guard reference taken above */
+}
+
+static void app_search_logs(struct app_op *a)
+{
+    struct json_object *p = json_object_new_array();
+    struct json_object *f = json_object_new_object();
+    struct json_object *topics = json_object_new_array();
+    uint8_t who[32] = { 0 };
+    int64_t from = chain_parent_block(a->cp, "chain.kms.main");
+    struct kc_err err = { 0 };
+
+    memcpy(who + 12, chain_signer_address(a->cp->signer), 20);
+    json_object_object_add(f, "address", chain_rpc_address(a->kms));
+    json_object_object_add(f, "fromBlock",
+                           chain_rpc_quantity(from > 0 ? (uint64_t)from : 0));
+    json_object_object_add(f, "toBlock", json_object_new_string("latest"));
+    json_object_array_add(topics,
+                          chain_rpc_hex(a->cp->fn[EV_APP_DEPLOYED]->topic, 32));
+    json_object_array_add(topics, NULL);
+    json_object_array_add(topics, chain_rpc_hex(who, 32));
+    json_object_object_add(f, "topics", topics);
+    json_object_array_add(p, f);
+    a->c_rcpt.data = a;
+    if (chain_rpc_call(a->cp->rpc, &a->c_rcpt, "eth_getLogs", p, on_app_logs,
+                       &err) < 0)
+        app_done(a, kc_err_set(kc_op_err(a->op), err.code, "%s", err.msg));
+}
+
+static void on_recover_nonce(struct chain_rpc_call *call, int status)
+{
+    struct app_op *a = call->data;
+    uint64_t latest = 0;
+
+    if (status == 0)
+        status = chain_rpc_result_u64(call, &latest, kc_op_err(a->op));
+    else
+        kc_err_set(kc_op_err(a->op), status, "%s", call->err.msg);
+    chain_rpc_call_release(call);
+    call->data = a;
+    if (status < 0) {
+        app_done(a, status);
+        return;
+    }
+    if (latest <= intent_nonce(a)) {
+        app_done(a, kc_err_set(kc_op_err(a->op), KC_EAGAIN, APP_PENDING_MSG,
+                               (unsigned long long)intent_nonce(a)));
+        return;
+    }
+    app_search_logs(a);
+}
+
 static void on_intent_receipt(struct chain_rpc_call *call, int status)
 {
     struct app_op *a = call->data;
-    const struct kc_state_intent *in = kc_op_intent(a->op);
-    uint64_t nonce =
-        in ? (uint64_t)kc_value_int(kc_value_map_get(in->data, "nonce"), 0) : 0;
+    uint64_t nonce = intent_nonce(a);
+    struct json_object *p;
     int ret = status;
 
-    if (ret < 0)
+    if (ret < 0) {
         kc_err_set(kc_op_err(a->op), ret, "%s", call->err.msg);
-    else if (!json_object_is_type(call->result, json_type_object))
-        ret = kc_err_set(kc_op_err(a->op), KC_EAGAIN, APP_PENDING_MSG,
-                         (unsigned long long)nonce);
-    else if (app_from_receipt(a, call->result) < 0)
+    } else if (!json_object_is_type(call->result, json_type_object)) {
+        /* Not that hash: pending, or mined under a re-broadcast's hash. */
+        chain_rpc_call_release(call);
+        call->data = a;
+        p = json_object_new_array();
+        json_object_array_add(
+            p, chain_rpc_address(chain_signer_address(a->cp->signer)));
+        json_object_array_add(p, json_object_new_string("latest"));
+        if (chain_rpc_call(a->cp->rpc, &a->c_rcpt, "eth_getTransactionCount", p,
+                           on_recover_nonce, kc_op_err(a->op)) < 0)
+            app_done(a, kc_op_err(a->op)->code);
+        return;
+    } else if (app_from_receipt(a, call->result) < 0) {
         ret = kc_err_set(kc_op_err(a->op), KC_EREMOTE,
                          "the app creation recorded by an earlier run "
                          "(nonce %llu) made no AppDeployedViaFactory event",
                          (unsigned long long)nonce);
+    }
     chain_rpc_call_release(call);
     if (ret < 0) {
         app_done(a, ret);
@@ -566,31 +741,41 @@ static void on_intent_receipt(struct chain_rpc_call *call, int status)
     app_read(a, app_observe_after);
 }
 
-/* An earlier run recorded a deployAndRegisterApp: its receipt says. */
-static int app_recover(struct app_op *a)
+/* An earlier run recorded a deployAndRegisterApp: its receipt says, or
+ * the signer's AppDeployedViaFactory events matched by nonce. */
+static void app_recover(struct app_op *a)
 {
     const struct kc_state_intent *in = kc_op_intent(a->op);
     const char *hash = kc_value_str(kc_value_map_get(in->data, "hash"));
     struct json_object *p;
+    struct kc_err err = { 0 };
 
-    if (!hash)
-        return KC_ENOENT;
+    if (!hash) {
+        app_search_logs(a);
+        return;
+    }
     p = json_object_new_array();
     json_object_array_add(p, json_object_new_string(hash));
     a->c_rcpt.data = a;
-    return chain_rpc_call(a->cp->rpc, &a->c_rcpt, "eth_getTransactionReceipt",
-                          p, on_intent_receipt, kc_op_err(a->op));
+    if (chain_rpc_call(a->cp->rpc, &a->c_rcpt, "eth_getTransactionReceipt", p,
+                       on_intent_receipt, &err) < 0)
+        app_done(a, kc_err_set(kc_op_err(a->op), err.code, "%s", err.msg));
 }
 
 static void on_kms_observed(void *arg, const uint8_t *addr)
 {
     struct app_op *a = arg;
 
-    if (addr) {
-        memcpy(a->kms, addr, 20);
-        a->have_kms = true;
+    if (!addr) {
+        app_done(a, 0); /* no KMS: no app */
+        return;
     }
-    app_read(a, app_observe_after);
+    memcpy(a->kms, addr, 20);
+    a->have_kms = true;
+    if (a->recovering)
+        app_recover(a);
+    else
+        app_read(a, app_observe_after);
 }
 
 static int app_observe(struct kc_op *op)
@@ -600,17 +785,13 @@ static int app_observe(struct kc_op *op)
     struct app_op *a = app_new(op);
     int ret = 0;
 
-    if (adopt && adopt->type == KC_VALUE_STRING)
+    if (adopt && adopt->type == KC_VALUE_STRING) {
         ret = chain_value_addr(adopt, "address", a->addr, kc_op_err(op));
-    else if (id)
+    } else if (id) {
         ret = chain_address_parse(id, a->addr, "id", kc_op_err(op));
-    else if (kc_op_intent(op) && a->have_kms)
-        ret = app_recover(a) == 0 ? 1 : -1;
-    else
-        ret = 2;
-    if (ret == 1)
-        return 0; /* recovering */
-    if (ret == 2) {
+    } else if (kc_op_intent(op)) {
+        a->recovering = true;
+    } else {
         app_done(a, 0); /* never created */
         return 0;
     }
@@ -623,7 +804,10 @@ static int app_observe(struct kc_op *op)
         chain_parent_wait(a->cp, "chain.kms.main", on_kms_observed, a);
         return 0;
     }
-    app_read(a, app_observe_after);
+    if (a->recovering)
+        app_recover(a);
+    else
+        app_read(a, app_observe_after);
     return 0;
 }
 

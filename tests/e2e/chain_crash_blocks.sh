@@ -96,6 +96,56 @@ grep -q "No changes" "$work/again.log" || { cat "$work/again.log"; fail "not con
 ok "kill -9 after the deploys were sent: the next run reused them (3 creations in all)"
 anvil_stop
 
+# --- 1b. kill -9 while deployAndRegisterApp is in the mempool; the
+#     transaction is then replaced by another with the same nonce and higher
+#     fees (as a fee-bumped re-broadcast would be), so the hash kmsctl
+#     recorded never gets a receipt: the next run finds the app by nonce
+anvil_start
+export E2E_RPC="$ANVIL_URL"
+rm -rf "$work/.kmsctl"
+manifest "$work/m.yaml" 0 0
+sed -i '/^  apps:/,$d' "$work/m.yaml"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/kmsonly.log" 2>&1 || { cat "$work/kmsonly.log"; fail "apply of the KMS"; }
+KMS="$("$KMSCTL" output -f "$work/m.yaml" | awk '$1 == "chain.kms.main.address" {print $3}')"
+manifest "$work/m.yaml" 2 0
+anvil_rpc evm_setAutomine "[false]" >/dev/null
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/crash2.log" 2>&1 &
+kpid=$!
+for i in $(seq 1 200); do
+  p="$(anvil_rpc txpool_status | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["pending"],16))')"
+  [ "$p" -ge 1 ] && break
+  sleep 0.05
+done
+[ "$p" -ge 1 ] || fail "deployAndRegisterApp never reached the pool"
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true; kpid=
+read -r oldhash txjson < <(anvil_rpc txpool_content | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["pending"]
+for frm, by_nonce in c.items():
+    for n, t in by_nonce.items():
+        print(t["hash"], json.dumps({"from": t["from"], "to": t["to"], "data": t["input"], "nonce": t["nonce"],
+              "gas": t["gas"], "maxFeePerGas": hex(2 * int(t["maxFeePerGas"], 16)),
+              "maxPriorityFeePerGas": hex(2 * int(t["maxPriorityFeePerGas"], 16))}))
+')
+grep -q "$oldhash" "$work/.kmsctl/chainblocks.state.json" || fail "the intent does not record the transaction hash"
+anvil_rpc anvil_dropTransaction "[\"$oldhash\"]" >/dev/null
+newhash="$(anvil_rpc eth_sendTransaction "[$txjson]")"
+[ "$newhash" != "$oldhash" ] || fail "the replacement has the same hash"
+anvil_rpc evm_mine >/dev/null
+anvil_rpc evm_setAutomine "[true]" >/dev/null
+"$KMSCTL" state unlock --state "$work/.kmsctl/chainblocks.state.json" > /dev/null 2>&1 || fail "state unlock"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/recover2.log" 2>&1 || { cat "$work/recover2.log"; fail "apply after the replaced app creation"; }
+apps="$(anvil_rpc eth_getLogs "[{\"address\":\"$KMS\",\"fromBlock\":\"0x0\",\"topics\":[\"0xfd86d7f6962eba3b7a3bf9129c06c0b2f885e1c61ef2c9f0dbb856be0deefdee\"]}]" |
+  python3 -c 'import json,sys; l=json.load(sys.stdin); print(len(l), "0x" + l[0]["topics"][1][-40:] if l else "")')"
+read -r napps appid <<< "$apps"
+[ "$napps" = 1 ] || { cat "$work/recover2.log"; fail "$napps apps created, expected 1"; }
+got="$("$KMSCTL" output -f "$work/m.yaml" | awk '$1 == "chain.app.keys.address" {print $3}')"
+[ "$got" = "$appid" ] || fail "adopted app $got, the chain made $appid"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/again2.log" 2>&1 || fail "apply after recovery"
+grep -q "No changes" "$work/again2.log" || { cat "$work/again2.log"; fail "not converged"; }
+ok "kill -9 during the app creation, transaction replaced: the next run found the app by nonce (1 app in all)"
+anvil_stop
+
 # --- 2. one-second blocks: the whole section, then 50 compose hashes ----
 anvil_start --block-time 1
 export E2E_RPC="$ANVIL_URL"
