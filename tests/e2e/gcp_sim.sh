@@ -34,7 +34,7 @@ now=$(date +%s)
 grant() { # JWT -> body, status in $tmp/code
     curl -s -o "$tmp/tok" -w '%{http_code}' -X POST \
         --data-urlencode "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer" \
-        --data-urlencode "assertion=$1" "$SIM_URL/token" >"$tmp/code"
+        --data-urlencode "assertion=$1" "$SIM_URL/gcp/oauth2/token" >"$tmp/code"
     cat "$tmp/tok"
 }
 
@@ -42,16 +42,16 @@ grant() { # JWT -> body, status in $tmp/code
 grant "$(jwt "$tmp/other.pem" $ISS https://oauth2.googleapis.com/token $now $((now + 3600)))" >/dev/null
 [ "$(cat "$tmp/code")" = 400 ] || fail "other key accepted"
 grep -q 'Invalid JWT Signature' "$tmp/tok" || fail "bad signature message: $(cat "$tmp/tok")"
-grant "$(jwt "$tmp/key.pem" evil@x $SIM_URL/token $now $((now + 3600)))" >/dev/null
+grant "$(jwt "$tmp/key.pem" evil@x $SIM_URL/gcp/oauth2/token $now $((now + 3600)))" >/dev/null
 [ "$(cat "$tmp/code")" = 400 ] || fail "wrong iss accepted"
-grant "$(jwt "$tmp/key.pem" $ISS $SIM_URL/token $((now - 7200)) $((now - 3600)))" >/dev/null
+grant "$(jwt "$tmp/key.pem" $ISS $SIM_URL/gcp/oauth2/token $((now - 7200)) $((now - 3600)))" >/dev/null
 [ "$(cat "$tmp/code")" = 400 ] && grep -q 'iat and exp' "$tmp/tok" || fail "expired JWT accepted"
 grant "$(jwt "$tmp/key.pem" $ISS https://example.com/token $now $((now + 3600)))" >/dev/null
 [ "$(cat "$tmp/code")" = 400 ] && grep -q 'audience' "$tmp/tok" || fail "wrong aud accepted"
-TOKEN=$(grant "$(jwt "$tmp/key.pem" $ISS "$SIM_URL/token" $now $((now + 3600)))" | js 'd["access_token"]')
+TOKEN=$(grant "$(jwt "$tmp/key.pem" $ISS "$SIM_URL/gcp/oauth2/token" $now $((now + 3600)))" | js 'd["access_token"]')
 [ "$(cat "$tmp/code")" = 200 ] || fail "good JWT refused"
 A="Authorization: Bearer $TOKEN"
-P=$SIM_URL/compute/v1/projects/proj
+P=$SIM_URL/gcp/compute/v1/projects/proj
 req() { # METHOD URL [JSON] -> body on stdout, status in $tmp/code
     if [ $# -ge 3 ]; then
         curl -s -o "$tmp/body" -w '%{http_code}' -X "$1" -H "$A" \
@@ -74,18 +74,18 @@ wait_op() { # OPERATION-URL
 
 # --- auth failures ---
 curl -s -o /dev/null -w '%{http_code}' "$P/global/images" | grep -q 401 || fail "no token accepted"
-req GET "$SIM_URL/compute/v1/projects/denied-p/global/images" >/dev/null
+req GET "$SIM_URL/gcp/compute/v1/projects/denied-p/global/images" >/dev/null
 [ "$(code)" = 403 ] && js 'd["error"]["errors"][0]["reason"]' <"$tmp/body" | grep -q forbidden ||
     fail "denied project: $(cat "$tmp/body")"
 curl -s -H 'Metadata-Flavor: Google' \
-    "$SIM_URL/computeMetadata/v1/instance/service-accounts/default/token" | grep -q access_token ||
+    "$SIM_URL/gcp/metadata/computeMetadata/v1/instance/service-accounts/default/token" | grep -q access_token ||
     fail "metadata token"
 
 # --- storage: resumable upload, 308 Range, crc32c, preconditions ---
 head -c 700000 /dev/urandom >"$tmp/img.bin"
 loc=$(curl -s -D - -o /dev/null -X POST -H "$A" -H 'Content-Type: application/json' \
     -d '{"name":"dir/boot.tar.gz","metadata":{"kmsctl-deployment":"t1"}}' \
-    "$SIM_URL/upload/storage/v1/b/bk/o?uploadType=resumable" | tr -d '\r' |
+    "$SIM_URL/gcp/storage/upload/storage/v1/b/bk/o?uploadType=resumable" | tr -d '\r' |
     sed -n 's/^[Ll]ocation: //p')
 [ -n "$loc" ] || fail "no session URI"
 head -c 300000 "$tmp/img.bin" >"$tmp/c1"
@@ -118,14 +118,14 @@ EOF
 [ "$(echo "$obj" | js 'd["md5Hash"]')" = "$(openssl dgst -md5 -binary "$tmp/img.bin" | openssl base64 -A)" ] ||
     fail "md5Hash"
 gen=$(echo "$obj" | js 'd["generation"]')
-req GET "$SIM_URL/storage/v1/b/bk/o/dir%2Fboot.tar.gz?alt=media" >"$tmp/back"
+req GET "$SIM_URL/gcp/storage/storage/v1/b/bk/o/dir%2Fboot.tar.gz?alt=media" >"$tmp/back"
 cmp -s "$tmp/back" "$tmp/img.bin" || fail "object data differs"
 curl -s -o /dev/null -w '%{http_code}' -X POST -H "$A" --data-binary x \
-    "$SIM_URL/upload/storage/v1/b/bk/o?uploadType=media&name=dir/boot.tar.gz&ifGenerationMatch=0" |
+    "$SIM_URL/gcp/storage/upload/storage/v1/b/bk/o?uploadType=media&name=dir/boot.tar.gz&ifGenerationMatch=0" |
     grep -q 412 || fail "ifGenerationMatch=0 on an existing object"
 # A wrong announced crc32c is refused.
 loc2=$(curl -s -D - -o /dev/null -X POST -H "$A" -H 'Content-Type: application/json' \
-    -d '{"name":"x","crc32c":"AAAAAA=="}' "$SIM_URL/upload/storage/v1/b/bk/o?uploadType=resumable" |
+    -d '{"name":"x","crc32c":"AAAAAA=="}' "$SIM_URL/gcp/storage/upload/storage/v1/b/bk/o?uploadType=resumable" |
     tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
 curl -s -o "$tmp/body" -w '%{http_code}' -X PUT -H "$A" --data-binary hello "$loc2" | grep -q 400 ||
     fail "crc32c mismatch accepted"

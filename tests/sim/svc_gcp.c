@@ -29,18 +29,23 @@
  *     stored in multiples of 256 KiB. Objects carry crc32c (base64,
  *     big-endian) and md5Hash (base64); ifGenerationMatch preconditions
  *     answer 412 (0 means "must not exist").
- *   - OAuth2: POST /token with a JWT bearer assertion (RS256, claims iss,
+ *   - OAuth2: POST .../token with a JWT bearer assertion (RS256, claims iss,
  *     scope, aud, iat, exp; https://developers.google.com/identity/
  *     protocols/oauth2/service-account); failures are {"error",
  *     "error_description"} with status 400. Metadata server: GET
  *     /computeMetadata/v1/instance/service-accounts/default/token with
  *     "Metadata-Flavor: Google".
  *
+ * Paths: everything lives under /gcp, as manifests/sandbox.yaml's endpoints
+ * say: /gcp/oauth2/token, /gcp/metadata/computeMetadata/..., /gcp/compute/v1
+ * /projects/..., /gcp/storage/{upload/,}storage/v1/b/... .
+ *
  * Simulation choices (documented, tested):
  *   - The token endpoint verifies the assertion's signature against the
  *     public half of tests/sim/creds/gcp-service-account.json (embedded
  *     below; KMSCTL_SIM_GCP_PUBKEY names another PEM file) and checks iss,
- *     aud (Google's token URL or this server's /token), scope, iat and exp.
+ *     aud (Google's token URL or this server's /gcp/oauth2/token), scope,
+ *     iat and exp.
  *     Tokens live KMSCTL_SIM_GCP_TOKEN_TTL seconds (default 3600).
  *   - Every Compute and Storage call needs "Authorization: Bearer" with a
  *     live token (else 401). Projects and buckets named "denied-*" answer
@@ -241,7 +246,7 @@ static char *base_url(struct sim_req *req)
 {
     const char *host = sim_req_header(req, "Host");
 
-    return kc_xasprintf("http://%s", host ? host : "127.0.0.1");
+    return kc_xasprintf("http://%s/gcp", host ? host : "127.0.0.1");
 }
 
 static char *rand_hex(struct sim *sim, size_t nbytes)
@@ -458,7 +463,7 @@ static bool aud_ok(struct sim_req *req, const char *aud)
 
     if (strcmp(aud, GCP_TOKEN_URL) == 0)
         return true;
-    mine = kc_xasprintf("://%s/token", host ? host : "");
+    mine = kc_xasprintf("://%s/gcp/oauth2/token", host ? host : "");
     ok =
         strstr(aud, mine) != NULL &&
         (strncmp(aud, "http://", 7) == 0 || strncmp(aud, "https://", 8) == 0) &&
@@ -2502,11 +2507,13 @@ static bool object_store(struct sim *sim, struct sim_req *req,
     free(s);
     base = base_url(req);
     gcp_pct_encode(name, strlen(name), &enc);
-    s = kc_xasprintf("%s/storage/v1/b/%s/o/%s", base, bucket, kc_buf_str(&enc));
+    s = kc_xasprintf("%s/storage/storage/v1/b/%s/o/%s", base, bucket,
+                     kc_buf_str(&enc));
     jset(o->attrs, "selfLink", jstr(s));
     free(s);
-    s = kc_xasprintf("%s/download/storage/v1/b/%s/o/%s?generation=%s&alt=media",
-                     base, bucket, kc_buf_str(&enc), num);
+    s = kc_xasprintf(
+        "%s/storage/download/storage/v1/b/%s/o/%s?generation=%s&alt=media",
+        base, bucket, kc_buf_str(&enc), num);
     jset(o->attrs, "mediaLink", jstr(s));
     free(s);
     free(base);
@@ -2604,9 +2611,10 @@ static void h_upload_post(struct sim *sim, struct sim_req *req)
         s->next = st->sessions;
         st->sessions = s;
         gcp_pct_encode(name, strlen(name), &enc);
-        loc = kc_xasprintf("%s/upload/storage/v1/b/%s/o?uploadType=resumable"
-                           "&name=%s&upload_id=%s",
-                           base, bucket, kc_buf_str(&enc), s->id);
+        loc = kc_xasprintf(
+            "%s/storage/upload/storage/v1/b/%s/o?uploadType=resumable"
+            "&name=%s&upload_id=%s",
+            base, bucket, kc_buf_str(&enc), s->id);
         sim_resp_header(req, "Location", loc);
         sim_resp_body(req, 200, "text/plain", "", 0);
         free(loc);
@@ -3029,12 +3037,14 @@ static void gcp_fini(struct sim *sim, void *state)
     free(st);
 }
 
-#define CP "/compute/v1/projects/{project}"
+#define CP "/gcp/compute/v1/projects/{project}"
 #define ZI CP "/zones/{zone}/instances/{instance}"
 
 static const struct sim_route gcp_routes[] = {
-    { "POST", "/token", h_token, false },
-    { "GET", "/computeMetadata/v1/instance/service-accounts/default/token",
+    { "POST", "/gcp/oauth2/token", h_token, false },
+    { "GET",
+      "/gcp/metadata/computeMetadata/v1/instance/service-accounts/"
+      "default/token",
       h_metadata_token, false },
     { "GET", CP "/zones/{zone}/instances", h_instance_list, false },
     { "POST", CP "/zones/{zone}/instances", h_instance_insert, true },
@@ -3063,11 +3073,15 @@ static const struct sim_route gcp_routes[] = {
     { "PATCH", CP "/global/firewalls/{firewall}", h_fw_patch, true },
     { "DELETE", CP "/global/firewalls/{firewall}", h_fw_delete, true },
     { "GET", CP "/global/operations/{operation}", h_op_get, false },
-    { "POST", "/upload/storage/v1/b/{bucket}/o", h_upload_post, true },
-    { "PUT", "/upload/storage/v1/b/{bucket}/o", h_upload_put, true },
-    { "GET", "/storage/v1/b/{bucket}/o", h_object_list, false },
-    { "GET", "/storage/v1/b/{bucket}/o/{object}", h_object_get, false },
-    { "DELETE", "/storage/v1/b/{bucket}/o/{object}", h_object_delete, true },
+    { "POST", "/gcp/storage/upload/storage/v1/b/{bucket}/o", h_upload_post,
+      true },
+    { "PUT", "/gcp/storage/upload/storage/v1/b/{bucket}/o", h_upload_put,
+      true },
+    { "GET", "/gcp/storage/storage/v1/b/{bucket}/o", h_object_list, false },
+    { "GET", "/gcp/storage/storage/v1/b/{bucket}/o/{object}", h_object_get,
+      false },
+    { "DELETE", "/gcp/storage/storage/v1/b/{bucket}/o/{object}",
+      h_object_delete, true },
     { NULL, NULL, NULL, false },
 };
 
