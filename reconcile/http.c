@@ -586,7 +586,8 @@ static bool name_in(const char *name, const char *const *list, size_t n)
 
 static bool req_redacts(const struct kc_http_req *req, const char *name)
 {
-    if (name_in(name, redact_names, KC_ARRAY_SIZE(redact_names)))
+    if (name_in(name, redact_names, KC_ARRAY_SIZE(redact_names)) ||
+        name_in(name, redact_headers, KC_ARRAY_SIZE(redact_headers)))
         return true;
     for (size_t i = 0; i < req->nredact; i++)
         if (strcasecmp(req->redact[i], name) == 0)
@@ -641,6 +642,36 @@ static void redact_url(const struct kc_http_req *req, struct kc_buf *out)
     redact_pairs(req, q + 1, strlen(q + 1), out);
 }
 
+static void redact_json(const struct kc_http_req *req, struct json_object *o);
+
+/* A string member that holds JSON itself (an echoed or embedded document)
+ * is redacted inside too. */
+static void redact_json_string(const struct kc_http_req *req,
+                               struct json_object *parent, const char *key,
+                               struct json_object *v)
+{
+    const char *s = json_object_get_string(v);
+    int len = json_object_get_string_len(v);
+    struct json_tokener *tok;
+    struct json_object *inner;
+
+    if (len < 2 || (s[0] != '{' && s[0] != '['))
+        return;
+    tok = json_tokener_new_ex(KC_JSON_MAX_DEPTH);
+    if (!tok)
+        return;
+    inner = json_tokener_parse_ex(tok, s, len);
+    if (json_tokener_get_error(tok) == json_tokener_success && inner) {
+        redact_json(req, inner);
+        json_object_object_add(
+            parent, key,
+            json_object_new_string(
+                json_object_to_json_string_ext(inner, JSON_C_TO_STRING_PLAIN)));
+    }
+    json_object_put(inner);
+    json_tokener_free(tok);
+}
+
 static void redact_json(const struct kc_http_req *req, struct json_object *o)
 {
     if (json_object_is_type(o, json_type_array)) {
@@ -659,6 +690,8 @@ static void redact_json(const struct kc_http_req *req, struct json_object *o)
             /* Replacing the value of an existing key keeps the iteration
              * valid (json-c replaces in place). */
             json_object_object_add(o, k, json_object_new_string("[redacted]"));
+        } else if (json_object_is_type(v, json_type_string)) {
+            redact_json_string(req, o, k, v);
         } else {
             redact_json(req, v);
         }
@@ -1642,6 +1675,7 @@ static void attempt_classify(struct kc_http_priv *priv, int result)
     int status = 0;
     uint64_t now, wait;
     curl_off_t up = 0, down = 0;
+    long conns = 0;
 
     if (priv->fs_busy) {
         /* The attempt is over but our file I/O is not: wait for it. */
@@ -1667,6 +1701,9 @@ static void attempt_classify(struct kc_http_priv *priv, int result)
         if (curl_easy_getinfo(priv->easy, CURLINFO_SIZE_DOWNLOAD_T, &down) ==
             CURLE_OK)
             http->stats.bytes_down += (uint64_t)down;
+        if (curl_easy_getinfo(priv->easy, CURLINFO_NUM_CONNECTS, &conns) ==
+            CURLE_OK)
+            http->stats.connects += (uint64_t)conns;
         curl_easy_cleanup(priv->easy);
         priv->easy = NULL;
     }

@@ -176,7 +176,8 @@ struct kc_http_stats {
     uint64_t retries;                         /* attempts after the first */
     uint64_t failures;                        /* callbacks with status < 0 */
     uint64_t bytes_up, bytes_down;
-    uint64_t live; /* requests not yet called back */
+    uint64_t connects; /* new connections made (the rest were reused) */
+    uint64_t live;     /* requests not yet called back */
 };
 
 struct kc_http_config {

@@ -21,6 +21,10 @@
  *   POST   /test/ops               {"name"}: an operation PENDING → RUNNING →
  *                                  DONE after seeded delays (50-150 ms each)
  *   GET    /test/ops/{name}        {"name","status"}
+ *   POST   /test/listen            {"cert_pem","key_pem"}: one more HTTPS
+ *                                  listener serving only this service
+ *                                  (as the KMS emulator does) → {"id","port"}
+ *   DELETE /test/listen/{id}       stops it
  */
 #include "tests/sim/sim.h"
 
@@ -393,6 +397,48 @@ static void h_op_get(struct sim *sim, struct sim_req *req)
     sim_resp_json(req, 200, r);
 }
 
+static void h_listen(struct sim *sim, struct sim_req *req)
+{
+    struct json_object *j = sim_req_json(req), *cert, *key, *o;
+    struct sim_listen_opts lo = { .host = "127.0.0.1", .service = "test" };
+    struct kc_err err = { 0 };
+    uint16_t port = 0;
+    int id;
+
+    if (!j)
+        return;
+    if (!json_object_object_get_ex(j, "cert_pem", &cert) ||
+        !json_object_object_get_ex(j, "key_pem", &key)) {
+        sim_resp_error(req, 400, "cert_pem and key_pem are required");
+        return;
+    }
+    lo.cert_pem = json_object_get_string(cert);
+    lo.key_pem = json_object_get_string(key);
+    id = sim_listen(sim, &lo, &port, &err);
+    if (id < 0) {
+        sim_resp_error(req, 500, "%s", err.msg);
+        return;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_int(id));
+    json_object_object_add(o, "port", json_object_new_int(port));
+    sim_resp_json(req, 200, o);
+}
+
+static void h_unlisten(struct sim *sim, struct sim_req *req)
+{
+    const char *s = sim_req_param(req, "id");
+    char *end = NULL;
+    long id = strtol(s, &end, 10);
+
+    if (*end || id <= 0 || id > 1000) {
+        sim_resp_error(req, 400, "bad listener id '%s'", s);
+        return;
+    }
+    sim_unlisten(sim, (int)id);
+    sim_resp_json(req, 200, json_object_new_object());
+}
+
 static const struct sim_route test_routes[] = {
     { "*", "/test/echo", h_echo, false },
     { "GET", "/test/delay/{ms}", h_delay, false },
@@ -407,6 +453,8 @@ static const struct sim_route test_routes[] = {
     { "*", "/test/objects/{name}", h_obj, false },
     { "POST", "/test/ops", h_op_create, true },
     { "GET", "/test/ops/{name}", h_op_get, false },
+    { "POST", "/test/listen", h_listen, false },
+    { "DELETE", "/test/listen/{id}", h_unlisten, false },
     { NULL, NULL, NULL, false },
 };
 

@@ -48,6 +48,8 @@ sim_start() {
 sim__exit() {
     local rc=$?
     sim_stop
+    # The request log is kept when the test failed, for its post-mortem.
+    if [ "$rc" = 0 ] && [ -n "${SIM_LOG:-}" ]; then rm -f "$SIM_LOG"; fi
     if [ -n "${SIM_ON_EXIT:-}" ]; then eval "$SIM_ON_EXIT"; fi
     exit $rc
 }
