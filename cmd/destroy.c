@@ -1,15 +1,48 @@
-/* cmd/destroy.c: kmsctl destroy. */
-#include "cmd/cmd.h"
+/* cmd/destroy.c: kmsctl destroy, take everything down in reverse order. */
+#include "cmd/ui.h"
 
 int cmd_destroy(int argc, char **argv)
 {
     struct cmd_opts opts;
+    struct ui_session s;
+    struct kc_err err = { 0 };
     int ret = cmd_parse_opts(&opts, argc, argv);
 
+    if (ret != 0) {
+        cmd_opts_release(&opts);
+        return ret < 0 ? KC_EXIT_OK : ret;
+    }
+    ret = ui_open(&s, &opts, true, false, "kmsctl destroy", &err);
     if (ret == 0)
-        ret = cmd_not_available("destroy");
-    else if (ret < 0)
-        ret = KC_EXIT_OK;
+        ret = ui_plan(&s, true, &err);
+    if (ret < 0)
+        goto out;
+    if (!opts.json)
+        ui_print_plan(&s);
+    if (!kc_plan_has_changes(s.plan))
+        goto out;
+    for (size_t i = 0; i < s.plan->n; i++) {
+        const struct kc_plan_item *it = &s.plan->items[i];
+
+        if (!it->excluded && it->consent && !it->consented) {
+            ret = kc_err_set(&err, KC_EPERM,
+                             "'%s' delete refused: %s (consent with "
+                             "--allow-identity-loss %s)",
+                             it->res->address, it->consent, it->res->address);
+            goto out;
+        }
+    }
+    ret =
+        ui_confirm(&s, "Destroy these resources? This cannot be undone.", &err);
+    if (ret == 0)
+        ret = ui_apply(&s, &err);
+out:
+    if (ret < 0) {
+        if (ret != KC_EREMOTE)
+            cmd_print_err(&opts, &err);
+        ret = ui_exit_code(ret);
+    }
+    ui_close(&s);
     cmd_opts_release(&opts);
     return ret;
 }

@@ -7,6 +7,13 @@
  * KC_MANIFEST_MAX_DEPTH, and alias expansion past KC_MANIFEST_MAX_NODES
  * nodes in all (billion laughs). Aliases are expanded into copies.
  *
+ * Tags: only !!str (and the non-specific "!") on scalars, which then count
+ * as quoted, and !!seq / !!map on their own kind; any other tag is refused.
+ * Merge keys ("<<" as a plain key) are refused with a clear message: YAML
+ * 1.2 has no merge keys and a manifest has no need for them. An alias is a
+ * copy of its anchored node, positioned at the alias (its insides keep the
+ * positions of the anchor's text).
+ *
  * Scalars keep their text and whether they were quoted: a plain scalar
  * `true`, `12001` or `null` is typed (YAML 1.2 core schema) by
  * kc_node_scalar_type(); a quoted one is always a string.
@@ -54,12 +61,20 @@ struct kc_node {
     struct kc_node **items;
     struct kc_node_pair *pairs;
     size_t n;
+    /* private: the node's bytes in kc_doc.text, [src_off, src_end) (a copy
+     * made for an alias keeps the anchored node's), for kc_doc_text_pos() */
+    size_t src_off, src_end;
 };
 
 struct kc_doc {
     char *file;           /* as given, used in every position */
     char *dir;            /* the manifest's folder, for ${file:…} */
     struct kc_node *root; /* NULL for an empty document */
+    /* private: the source text and where its lines start */
+    char *text;
+    size_t text_len;
+    size_t *lines;
+    size_t nlines;
 };
 
 /* Loads and parses PATH. On success *OUT is the caller's (kc_doc_free). */
@@ -75,7 +90,21 @@ const struct kc_node *kc_node_get(const struct kc_node *map, const char *key);
 const struct kc_node_pair *kc_node_pair(const struct kc_node *map,
                                         const char *key);
 enum kc_scalar_type kc_node_scalar_type(const struct kc_node *n);
-/* "a string", "a list", "a map", "an integer", "a boolean", "null"... */
+/* "a string", "a list", "a map", "an integer", "a number" (float),
+ * "a boolean", "null"; "nothing" for a NULL node. */
 const char *kc_node_describe(const struct kc_node *n);
+
+/* Added by the loader's author (additions, nothing above changed): */
+
+/* The value of a plain INT scalar (decimal, 0o octal, 0x hex) into *OUT.
+ * False when N is not an integer or does not fit in int64_t. */
+bool kc_node_scalar_int(const struct kc_node *n, int64_t *out);
+/* The value of a plain BOOL scalar into *OUT; false when not a boolean. */
+bool kc_node_scalar_bool(const struct kc_node *n, bool *out);
+/* Where in the source byte I of scalar N's value comes from, when the loader
+ * can tell (it can for every '$' of a value written without escapes that
+ * produce one); otherwise N's own position. DOC may be NULL (N->pos). */
+struct kc_pos kc_doc_text_pos(const struct kc_doc *doc, const struct kc_node *n,
+                              size_t i);
 
 #endif

@@ -1,0 +1,650 @@
+/* reconcile/check.c: schema + interpolation + semantic checks of a
+ * manifest, every problem reported with its position. */
+#include "reconcile/check.h"
+
+#include <ctype.h>
+
+#include "reconcile/buf.h"
+#include "reconcile/interp.h"
+#include "reconcile/schema.h"
+
+/* Defaults of the KMS VM's ports (reference/dstack.md section 5.4). */
+#define CHECK_PORT_KMS      12001
+#define CHECK_PORT_AUTH_API 18000
+#define CHECK_PORT_HELIOS   18545
+
+struct chk {
+    const struct kc_doc *doc;
+    const struct kc_check_opts *opts;
+    struct kc_diags *diags;
+};
+
+static void err_at(struct chk *c, const struct kc_node *node,
+                   const struct kc_pos *pos, const char *path, const char *fmt,
+                   ...) KC_PRINTF(5, 6);
+
+static void err_at(struct chk *c, const struct kc_node *node,
+                   const struct kc_pos *pos, const char *path, const char *fmt,
+                   ...)
+{
+    struct kc_buf b = { 0 };
+    struct kc_pos p = { .file = c->doc->file, .line = 0, .col = 0 };
+    va_list ap;
+
+    if (pos)
+        p = *pos;
+    else if (node)
+        p = node->pos;
+    va_start(ap, fmt);
+    kc_buf_vaddf(&b, fmt, ap);
+    va_end(ap);
+    kc_diags_add(c->diags, &p, path, "%s", kc_buf_str(&b));
+    kc_buf_release(&b);
+}
+
+static bool is_map(const struct kc_node *n)
+{
+    return n && n->type == KC_NODE_MAP;
+}
+
+static bool is_seq(const struct kc_node *n)
+{
+    return n && n->type == KC_NODE_SEQ;
+}
+
+static bool is_scalar(const struct kc_node *n)
+{
+    return n && n->type == KC_NODE_SCALAR;
+}
+
+static const struct kc_node *get(const struct kc_node *map, const char *key)
+{
+    return is_map(map) ? kc_node_get(map, key) : NULL;
+}
+
+/* The position of KEY in MAP (the key itself), else MAP's. */
+static const struct kc_pos *key_pos(const struct kc_node *map, const char *key)
+{
+    const struct kc_node_pair *p = is_map(map) ? kc_node_pair(map, key) : NULL;
+
+    return p ? &p->key->pos : map ? &map->pos : NULL;
+}
+
+static const char *str(const struct kc_node *n)
+{
+    return is_scalar(n) && kc_node_scalar_type(n) != KC_SCALAR_NULL ? n->str
+                                                                    : NULL;
+}
+
+static bool is_true(const struct kc_node *n)
+{
+    bool b = false;
+
+    return is_scalar(n) && kc_node_scalar_bool(n, &b) && b;
+}
+
+static int port_of(const struct kc_node *n, int def)
+{
+    int64_t v;
+
+    if (is_scalar(n) && kc_node_scalar_int(n, &v) && v >= 1 && v <= 65535)
+        return (int)v;
+    return n ? 0 : def;
+}
+
+/* The key of MAP closest to NAME, if close enough to suggest. */
+static const char *closest_key(const struct kc_node *map, const char *name)
+{
+    const char *best = NULL;
+    size_t bestd = 3;
+
+    for (size_t i = 0; is_map(map) && i < map->n; i++) {
+        const char *k = map->pairs[i].key->str;
+        size_t d = kc_schema_edit_distance(name, k);
+
+        if (d < bestd && d * 3 <= strlen(k)) {
+            best = k;
+            bestd = d;
+        }
+    }
+    return best;
+}
+
+/* ---- secrets ---------------------------------------------------------- */
+
+/* The dotted path of WANT inside ROOT, appended to PATH. */
+static bool node_path(const struct kc_node *root, const struct kc_node *want,
+                      struct kc_buf *path)
+{
+    size_t len = path->len;
+
+    if (root == want)
+        return true;
+    for (size_t i = 0; is_map(root) && i < root->n; i++) {
+        kc_buf_addf(path, "%s%s", path->len ? "." : "",
+                    root->pairs[i].key->str);
+        if (node_path(root->pairs[i].val, want, path))
+            return true;
+        path->len = len;
+        path->data[len] = '\0';
+    }
+    for (size_t i = 0; is_seq(root) && i < root->n; i++) {
+        kc_buf_addf(path, "[%zu]", i);
+        if (node_path(root->items[i], want, path))
+            return true;
+        path->len = len;
+        path->data[len] = '\0';
+    }
+    return false;
+}
+
+static void check_secrets(struct chk *c, const struct kc_node *const *secrets,
+                          size_t n)
+{
+    if (c->opts && c->opts->allow_literal_secrets)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const struct kc_node *s = secrets[i];
+        struct kc_buf path = { 0 };
+
+        if (!is_scalar(s) || kc_node_scalar_type(s) == KC_SCALAR_NULL ||
+            kc_interp_is_secret_source(s))
+            continue;
+        node_path(c->doc->root, s, &path);
+        err_at(c, s, NULL, kc_buf_str(&path),
+               "a literal secret: write ${env:NAME} or ${file:PATH} instead "
+               "(or pass --allow-literal-secrets)");
+        kc_buf_release(&path);
+    }
+}
+
+/* ---- hashes ----------------------------------------------------------- */
+
+static bool all_zero_hash(const char *s)
+{
+    if (!s || strncmp(s, "0x", 2) != 0 || strlen(s) != 66)
+        return false;
+    for (s += 2; *s; s++)
+        if (*s != '0')
+            return false;
+    return true;
+}
+
+/* A comparable key for a hash source ("hash:0xab…", "image:NAME",
+ * "nitro:PATH"), or NULL. Caller frees. */
+static char *hash_key(const struct kc_node *item, bool fold)
+{
+    const char *h = NULL;
+
+    if (is_scalar(item))
+        h = str(item);
+    else if (str(get(item, "hash")))
+        h = str(get(item, "hash"));
+    else if (str(get(item, "image")))
+        return kc_xasprintf("image:%s", str(get(item, "image")));
+    else if (str(get(item, "nitro_measurements")))
+        return kc_xasprintf("nitro:%s", str(get(item, "nitro_measurements")));
+    if (!h || kc_schema_has_interp(h, strlen(h)))
+        return NULL;
+    {
+        char *k = kc_xasprintf("hash:%s", h);
+
+        for (char *p = k; fold && *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        return k;
+    }
+}
+
+static void check_hash_list(struct chk *c, const struct kc_node *list,
+                            const char *path, bool sources)
+{
+    char **keys;
+
+    if (!is_seq(list))
+        return;
+    keys = kc_xcalloc(list->n ? list->n : 1, sizeof(*keys));
+    for (size_t i = 0; i < list->n; i++) {
+        const struct kc_node *it = list->items[i];
+        const char *lit = is_scalar(it) ? str(it) : str(get(it, "hash"));
+        char *ip = kc_xasprintf("%s[%zu]", path, i);
+
+        if (sources && all_zero_hash(lit) && !is_true(get(it, "allow_zero")))
+            err_at(c, is_scalar(it) ? it : get(it, "hash"), NULL, ip,
+                   "the all-zero hash is refused (the guide's demo value, or "
+                   "the PCRs of a debug-mode enclave); write {hash: %s, "
+                   "allow_zero: true} if you really mean it",
+                   is_scalar(it) ? "0x00..." : "0x00...");
+        keys[i] = hash_key(it, true);
+        for (size_t j = 0; keys[i] && j < i; j++) {
+            if (keys[j] && strcmp(keys[i], keys[j]) == 0) {
+                const struct kc_node *first = list->items[j];
+                char *a = hash_key(it, false), *b = hash_key(first, false);
+                bool exact = a && b && strcmp(a, b) == 0;
+
+                free(a);
+                free(b);
+                /* Exact duplicates are the schema's (uniqueItems). */
+                if (exact)
+                    break;
+                err_at(c, it, NULL, ip, "the same %s as item %zu (line %d)",
+                       strncmp(keys[i], "hash:", 5) == 0 ? "hash" : "source", j,
+                       first ? first->pos.line : 0);
+                break;
+            }
+        }
+        free(ip);
+    }
+    for (size_t i = 0; i < list->n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+/* ---- sections --------------------------------------------------------- */
+
+static void check_reserved_keys(struct chk *c, const struct kc_node *map,
+                                const char *path, bool aws)
+{
+    if (!is_map(map))
+        return;
+    for (size_t i = 0; i < map->n; i++) {
+        const struct kc_node *k = map->pairs[i].key;
+
+        if (strncmp(k->str, "kmsctl-", 7) == 0)
+            err_at(c, k, NULL, path,
+                   "'%s' is reserved: kmsctl sets its own kmsctl-* %s on "
+                   "everything it creates",
+                   k->str, aws ? "tags" : "labels");
+        else if (aws && strcmp(k->str, "Name") == 0)
+            err_at(c, k, NULL, path,
+                   "'Name' is reserved: kmsctl names the instance after its "
+                   "key in nitro_hosts");
+        else if (aws && strncmp(k->str, "aws:", 4) == 0)
+            err_at(c, k, NULL, path,
+                   "'%s' is reserved: the aws: prefix belongs to AWS", k->str);
+    }
+}
+
+static void check_contracts(struct chk *c, const struct kc_node *root)
+{
+    const struct kc_node *ct = get(root, "contracts");
+    const struct kc_node *kms = get(ct, "kms");
+    const struct kc_node *apps = get(ct, "apps");
+    const struct kc_node *al = get(ct, "kms_allowlist");
+
+    if (!ct)
+        return;
+    if (!get(get(root, "providers"), "chain"))
+        err_at(c, NULL, key_pos(root, "contracts"), "contracts",
+               "the contracts need a chain: add providers.chain (rpc_url, "
+               "chain_id and a signer)");
+    if (get(kms, "app_implementation") && !get(kms, "address"))
+        err_at(c, NULL, key_pos(kms, "app_implementation"),
+               "contracts.kms.app_implementation",
+               "only applies to an adopted KMS: set contracts.kms.address too, "
+               "or drop it (a deployed KMS gets a new implementation)");
+    check_hash_list(c, get(ct, "os_images"), "contracts.os_images", true);
+    check_hash_list(c, get(al, "aggregated_mrs"),
+                    "contracts.kms_allowlist.aggregated_mrs", true);
+    check_hash_list(c, get(al, "device_ids"),
+                    "contracts.kms_allowlist.device_ids", true);
+    for (size_t i = 0; is_map(apps) && i < apps->n; i++) {
+        const struct kc_node *app = apps->pairs[i].val;
+        const char *name = apps->pairs[i].key->str;
+        char *p = kc_xasprintf("contracts.apps.%s.compose_hashes", name);
+
+        check_hash_list(c, get(app, "compose_hashes"), p, true);
+        free(p);
+        p = kc_xasprintf("contracts.apps.%s.devices", name);
+        check_hash_list(c, get(app, "devices"), p, false);
+        free(p);
+        if (is_true(get(app, "allow_any_device")) &&
+            is_seq(get(app, "devices")) && get(app, "devices")->n > 0) {
+            p = kc_xasprintf("contracts.apps.%s.devices", name);
+            err_at(c, NULL, key_pos(app, "devices"), p,
+                   "has no effect with allow_any_device: true (any device "
+                   "is allowed); remove one of the two");
+            free(p);
+        }
+    }
+}
+
+static void check_firewall(struct chk *c, const struct kc_node *vm,
+                           const char *path, int auth_port, int helios_port)
+{
+    const struct kc_node *fw = get(vm, "firewall");
+
+    if (!is_seq(fw))
+        return;
+    for (size_t i = 0; i < fw->n; i++) {
+        const struct kc_node *e = fw->items[i];
+        const struct kc_node *pn = get(e, "port");
+        const struct kc_node *ranges = get(e, "source_ranges");
+        const char *proto =
+            str(get(e, "protocol")) ? str(get(e, "protocol")) : "tcp";
+        const char *action =
+            str(get(e, "action")) ? str(get(e, "action")) : "allow";
+        int port = port_of(pn, 0);
+        char *ip = kc_xasprintf("%s.firewall[%zu]", path, i);
+
+        if (!port) {
+            free(ip);
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const struct kc_node *o = fw->items[j];
+            const char *oproto =
+                str(get(o, "protocol")) ? str(get(o, "protocol")) : "tcp";
+
+            if (port_of(get(o, "port"), 0) == port &&
+                strcmp(oproto, proto) == 0) {
+                char *pp = kc_xasprintf("%s.port", ip);
+
+                err_at(c, pn, NULL, pp,
+                       "port %d/%s already has a rule (firewall[%zu], line "
+                       "%d): one rule per port",
+                       port, proto, j, o->pos.line);
+                free(pp);
+                break;
+            }
+        }
+        if (strcmp(action, "allow") == 0 &&
+            (port == auth_port || port == helios_port)) {
+            const char *what = port == auth_port ? "auth-api" : "helios";
+
+            if (!ranges) {
+                err_at(c, e, NULL, ip,
+                       "port %d (%s) is for debugging: name its "
+                       "source_ranges (e.g. [203.0.113.7/32])",
+                       port, what);
+            } else if (is_seq(ranges)) {
+                for (size_t k = 0; k < ranges->n; k++) {
+                    const char *r = str(ranges->items[k]);
+
+                    if (r && (strcmp(r, "0.0.0.0/0") == 0 ||
+                              strcmp(r, "::/0") == 0)) {
+                        char *rp = kc_xasprintf("%s.source_ranges[%zu]", ip, k);
+
+                        err_at(c, ranges->items[k], NULL, rp,
+                               "port %d (%s) is for debugging and must not "
+                               "be open to the world",
+                               port, what);
+                        free(rp);
+                    }
+                }
+            }
+        }
+        free(ip);
+    }
+}
+
+static void check_kms_vm(struct chk *c, const struct kc_node *root,
+                         const struct kc_node *vms, size_t idx)
+{
+    const struct kc_node *vm = vms->pairs[idx].val;
+    const char *name = vms->pairs[idx].key->str;
+    const struct kc_node *compose = get(vm, "compose");
+    const struct kc_node *ports = get(vm, "ports");
+    const struct kc_node *uc = get(vm, "user_config");
+    const struct kc_node *env = get(compose, "env");
+    const char *mode = str(get(vm, "mode"));
+    const char *tmpl = str(get(compose, "template"));
+    char *path = kc_xasprintf("kms_vms.%s", name);
+    char *p = NULL;
+    int kms_port, auth_port, helios_port;
+
+    if (!is_map(vm))
+        goto out;
+    kms_port = port_of(get(ports, "kms"), CHECK_PORT_KMS);
+    auth_port = port_of(get(ports, "auth_api"), CHECK_PORT_AUTH_API);
+    helios_port = port_of(get(ports, "helios"), CHECK_PORT_HELIOS);
+    if (kms_port && (kms_port == auth_port || kms_port == helios_port)) {
+        p = kc_xasprintf("%s.ports.kms", path);
+        err_at(c, get(ports, "kms"), NULL, p,
+               "port %d is also the %s port: the KMS needs its own", kms_port,
+               kms_port == auth_port ? "auth_api" : "helios");
+        free(p);
+    } else if (auth_port && auth_port == helios_port) {
+        p = kc_xasprintf("%s.ports.helios", path);
+        err_at(c, get(ports, "helios"), NULL, p,
+               "port %d is also the auth_api port", helios_port);
+        free(p);
+    }
+    check_firewall(c, vm, path, auth_port, helios_port);
+
+    /* compose */
+    if (get(compose, "file") && get(compose, "template")) {
+        p = kc_xasprintf("%s.compose", path);
+        err_at(c, NULL, key_pos(compose, "template"), p,
+               "use either file (your own compose) or template (a built-in "
+               "one), not both");
+        free(p);
+    }
+    if (tmpl && mode && strcmp(tmpl, mode) != 0 &&
+        (strcmp(tmpl, "direct") == 0 || strcmp(tmpl, "light") == 0)) {
+        p = kc_xasprintf("%s.compose.template", path);
+        err_at(c, get(compose, "template"), NULL, p,
+               "template '%s' does not match mode '%s'", tmpl, mode);
+        free(p);
+    }
+    if (mode && strcmp(mode, "light") == 0 && !get(uc, "EXECUTION_RPC")) {
+        p = kc_xasprintf("%s.mode", path);
+        err_at(c, get(vm, "mode"), NULL, p,
+               "light mode needs user_config.EXECUTION_RPC (the execution "
+               "RPC helios verifies against; it must serve eth_getProof)");
+        free(p);
+    }
+    for (size_t i = 0; is_map(env) && i < env->n; i++) {
+        const struct kc_node *v = env->pairs[i].val;
+
+        if (is_scalar(v) && kc_interp_is_secret_source(v)) {
+            p = kc_xasprintf("%s.compose.env.%s", path, env->pairs[i].key->str);
+            err_at(c, v, NULL, p,
+                   "compose.env is measured and public (it is written into "
+                   "prelaunch.sh in app-compose.json): put secrets in "
+                   "user_config");
+            free(p);
+        }
+    }
+    if (get(get(vm, "app_compose"), "allowed_envs") &&
+        str(get(vm, "key_provider")) &&
+        strcmp(str(get(vm, "key_provider")), "kms") != 0) {
+        p = kc_xasprintf("%s.app_compose.allowed_envs", path);
+        err_at(c, NULL, key_pos(get(vm, "app_compose"), "allowed_envs"), p,
+               "KMS-encrypted env vars need key_provider: kms");
+        free(p);
+    }
+    if (!get(root, "contracts") && !get(env, "KMS_CONTRACT_ADDR"))
+        err_at(c, NULL, key_pos(vms, name), path,
+               "the KMS needs its contract: add a contracts section (kmsctl "
+               "deploys or adopts it) or set compose.env.KMS_CONTRACT_ADDR");
+
+    /* bootstrap.onboard_from: another VM of this manifest, no cycle */
+    {
+        const struct kc_node *of = get(get(vm, "bootstrap"), "onboard_from");
+        const char *src = str(of);
+
+        if (src) {
+            p = kc_xasprintf("%s.bootstrap.onboard_from", path);
+            if (strcmp(src, name) == 0) {
+                err_at(c, of, NULL, p, "a KMS cannot onboard from itself");
+            } else if (!get(vms, src)) {
+                err_at(c, of, NULL, p, "no KMS VM named '%s' in kms_vms", src);
+            } else {
+                const char *cur = src;
+                size_t steps = 0;
+
+                bool earlier = false;
+
+                while (cur && steps++ <= vms->n) {
+                    for (size_t j = 0; j < idx; j++)
+                        earlier |= strcmp(vms->pairs[j].key->str, cur) == 0;
+                    cur = str(
+                        get(get(get(vms, cur), "bootstrap"), "onboard_from"));
+                    /* A cycle is reported once, at its first member. */
+                    if (cur && strcmp(cur, name) == 0 && !earlier) {
+                        err_at(c, of, NULL, p,
+                               "onboarding cycle: '%s' onboards, directly "
+                               "or not, from '%s'; one KMS must bootstrap",
+                               src, name);
+                        break;
+                    }
+                }
+            }
+            free(p);
+        }
+    }
+
+    /* two VMs, one domain */
+    for (size_t j = 0; j < idx; j++) {
+        const char *d1 = str(get(vm, "domain"));
+        const char *d2 = str(get(vms->pairs[j].val, "domain"));
+
+        if (d1 && d2 && strcasecmp(d1, d2) == 0 &&
+            !kc_schema_has_interp(d1, strlen(d1))) {
+            p = kc_xasprintf("%s.domain", path);
+            err_at(c, get(vm, "domain"), NULL, p,
+                   "domain '%s' is already used by kms_vms.%s", d1,
+                   vms->pairs[j].key->str);
+            free(p);
+            break;
+        }
+    }
+    p = kc_xasprintf("%s.labels", path);
+    check_reserved_keys(c, get(vm, "labels"), p, false);
+    free(p);
+out:
+    free(path);
+}
+
+static void check_nitro_host(struct chk *c, const struct kc_node *root,
+                             const struct kc_node *hosts, size_t idx)
+{
+    const struct kc_node *h = hosts->pairs[idx].val;
+    const char *name = hosts->pairs[idx].key->str;
+    const struct kc_node *apps = get(get(root, "contracts"), "apps");
+    const struct kc_node *ssh = get(h, "ssh");
+    const char *app = str(get(h, "app"));
+    char *path = kc_xasprintf("nitro_hosts.%s", name);
+    char *p;
+
+    if (!is_map(h))
+        goto out;
+    if (app && !get(apps, app)) {
+        p = kc_xasprintf("%s.app", path);
+        if (!apps)
+            err_at(c, get(h, "app"), NULL, p,
+                   "no app named '%s': contracts.apps is empty", app);
+        else if (closest_key(apps, app))
+            err_at(c, get(h, "app"), NULL, p,
+                   "no app named '%s' in contracts.apps (did you mean '%s'?)",
+                   app, closest_key(apps, app));
+        else
+            err_at(c, get(h, "app"), NULL, p,
+                   "no app named '%s' in contracts.apps", app);
+        free(p);
+    }
+    if (is_map(ssh)) {
+        bool pub = get(ssh, "public_key"), priv = get(ssh, "private_key_file");
+
+        p = kc_xasprintf("%s.ssh", path);
+        if (pub && priv)
+            err_at(c, NULL, key_pos(ssh, "private_key_file"), p,
+                   "use either public_key (import your key) or "
+                   "private_key_file (kmsctl creates one), not both");
+        else if (!pub && !priv)
+            err_at(c, NULL, key_pos(h, "ssh"), p,
+                   "needs public_key (a public key file to import) or "
+                   "private_key_file (where a new private key is written)");
+        free(p);
+    }
+    /* One EC2 key pair name, one key: two hosts may share a key pair only
+     * if they say the same about it. */
+    for (size_t j = 0; is_map(ssh) && j < idx; j++) {
+        const struct kc_node *o = get(hosts->pairs[j].val, "ssh");
+        const char *k1 = str(get(ssh, "key_name")),
+                   *k2 = str(get(o, "key_name"));
+        const char *pub1 = str(get(ssh, "public_key"));
+        const char *pub2 = str(get(o, "public_key"));
+        const char *pk1 = str(get(ssh, "private_key_file"));
+        const char *pk2 = str(get(o, "private_key_file"));
+
+        if (!k1 || !k2 || strcmp(k1, k2) != 0)
+            continue;
+        if ((pub1 ? !pub2 || strcmp(pub1, pub2) != 0 : !!pub2) ||
+            (pk1 ? !pk2 || strcmp(pk1, pk2) != 0 : !!pk2)) {
+            p = kc_xasprintf("%s.ssh.key_name", path);
+            err_at(c, get(ssh, "key_name"), NULL, p,
+                   "key pair '%s' is also used by nitro_hosts.%s with another "
+                   "key: use another name or the same key",
+                   k1, hosts->pairs[j].key->str);
+            free(p);
+        }
+        break;
+    }
+    p = kc_xasprintf("%s.tags", path);
+    check_reserved_keys(c, get(h, "tags"), p, true);
+    free(p);
+out:
+    free(path);
+}
+
+void kc_check_semantics(const struct kc_doc *doc,
+                        const struct kc_check_opts *opts,
+                        const struct kc_node *const *secrets, size_t nsecrets,
+                        struct kc_diags *diags)
+{
+    struct chk c = { .doc = doc, .opts = opts, .diags = diags };
+    const struct kc_node *root = doc->root;
+    const struct kc_node *vms = get(root, "kms_vms");
+    const struct kc_node *hosts = get(root, "nitro_hosts");
+    const struct kc_node *prov = get(root, "providers");
+
+    check_secrets(&c, secrets, nsecrets);
+    if (!is_map(root))
+        return;
+    check_contracts(&c, root);
+    if (is_map(vms) && vms->n > 0 && !get(prov, "gcp"))
+        err_at(&c, NULL, key_pos(root, "kms_vms"), "kms_vms",
+               "KMS VMs need a GCP project: add providers.gcp (project, zone, "
+               "bucket)");
+    for (size_t i = 0; is_map(vms) && i < vms->n; i++)
+        check_kms_vm(&c, root, vms, i);
+    for (size_t i = 0; is_map(hosts) && i < hosts->n; i++)
+        check_nitro_host(&c, root, hosts, i);
+    check_reserved_keys(&c, get(get(prov, "gcp"), "labels"),
+                        "providers.gcp.labels", false);
+    check_reserved_keys(&c, get(get(prov, "aws"), "tags"), "providers.aws.tags",
+                        true);
+}
+
+int kc_manifest_check(const struct kc_doc *doc,
+                      const struct kc_check_opts *opts, struct kc_diags *diags)
+{
+    struct kc_schema *schema = NULL;
+    struct kc_schema_secrets secrets = { 0 };
+    struct kc_err err = { 0 };
+    size_t before = diags->n;
+
+    if (!doc->root) {
+        struct kc_pos p = { .file = doc->file, .line = 1, .col = 1 };
+
+        kc_diags_add(diags, &p, "",
+                     "the manifest is empty: expected a map with at least "
+                     "'version' and 'name'");
+        return KC_EINVAL;
+    }
+    if (kc_schema_load("manifest", &schema, &err) < 0) {
+        struct kc_pos p = { .file = doc->file, .line = 0, .col = 0 };
+
+        /* The embedded schema is part of the binary: this is a bug. */
+        kc_diags_add(diags, &p, "", "internal error: %s", err.msg);
+        return KC_EINVAL;
+    }
+    kc_schema_validate_node(schema, doc->root, diags, &secrets);
+    kc_interp_check_doc(doc, diags);
+    kc_check_semantics(doc, opts, secrets.nodes, secrets.n, diags);
+    kc_schema_secrets_release(&secrets);
+    kc_schema_free(schema);
+    kc_diags_sort(diags);
+    return diags->n > before ? KC_EINVAL : 0;
+}

@@ -1,0 +1,56 @@
+/* reconcile/check.h: everything that makes a manifest valid, in one call:
+ * the schema (schemas/manifest.schema.json), the ${...} interpolations
+ * (syntax and references) and the semantic rules the schema cannot
+ * express. Every verb that reads a manifest calls kc_manifest_check()
+ * before anything else.
+ *
+ * Semantic rules (each error at the offending node, with its path):
+ * - references: a Nitro host's `app` must be in contracts.apps; a KMS VM's
+ *   bootstrap.onboard_from must name another KMS VM, without cycles;
+ * - sections need their provider: kms_vms need providers.gcp, contracts
+ *   need providers.chain, a KMS VM needs a KMS contract (a contracts
+ *   section or compose.env.KMS_CONTRACT_ADDR);
+ * - firewall: one entry per port and protocol; the debug ports (auth-api,
+ *   helios: ports.auth_api, ports.helios, default 18000/18545) must name
+ *   their source_ranges and must not be open to the world; two of a VM's
+ *   ports must differ;
+ * - secrets: a value the schema marks writeOnly (the chain private_key,
+ *   the keystore password, user_config values) must be exactly
+ *   ${env:NAME} or ${file:PATH} unless opts->allow_literal_secrets;
+ *   compose.env is measured and public, so ${env:}/${file:} there is an
+ *   error (such values belong in user_config);
+ * - compose: file and template are exclusive; template must agree with
+ *   mode; light mode needs user_config.EXECUTION_RPC; allowed_envs needs
+ *   key_provider kms;
+ * - hashes: the all-zero hash needs allow_zero: true; a list must not hold
+ *   the same hash twice (also when only the hex case differs);
+ * - ssh: exactly one of public_key (import) and private_key_file (create);
+ * - names: two KMS VMs must not share a domain; labels and tags must not
+ *   use the keys kmsctl sets itself (kmsctl-*, and Name / aws:* on AWS);
+ *   contracts.kms.app_implementation only with contracts.kms.address.
+ */
+#ifndef KC_RECONCILE_CHECK_H
+#define KC_RECONCILE_CHECK_H
+
+#include "reconcile/diag.h"
+#include "reconcile/kc.h"
+#include "reconcile/manifest.h"
+
+struct kc_check_opts {
+    bool allow_literal_secrets; /* --allow-literal-secrets */
+};
+
+/* Runs every check on DOC (OPTS may be NULL: defaults) and adds one
+ * diagnostic per problem to DIAGS, sorted by position. Returns 0 when DOC
+ * is valid, KC_EINVAL when a diagnostic was added. */
+int kc_manifest_check(const struct kc_doc *doc,
+                      const struct kc_check_opts *opts, struct kc_diags *diags);
+
+/* Only the semantic rules above (no schema, no interpolation checks);
+ * SECRETS are the nodes the schema matched as writeOnly. For tests. */
+void kc_check_semantics(const struct kc_doc *doc,
+                        const struct kc_check_opts *opts,
+                        const struct kc_node *const *secrets, size_t nsecrets,
+                        struct kc_diags *diags);
+
+#endif

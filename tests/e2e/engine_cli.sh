@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# tests/e2e/engine_cli.sh: plan/apply/destroy/drift/output/graph end to end
+# through the CLI, with kmsctl-enginetest (kmsctl's verbs plus the fake
+# provider of tests/unit/helpers, whose world is a JSON file this script
+# inspects and changes behind kmsctl's back). Needs $KC_BUILD_DIR and jq.
+set -euo pipefail
+
+: "${KC_BUILD_DIR:?KC_BUILD_DIR must name the build folder}"
+K="$KC_BUILD_DIR/kmsctl-enginetest"
+[ -x "$K" ] || { echo "FAIL: $K is not built" >&2; exit 1; }
+dir=$(mktemp -d)
+bg=
+cleanup() {
+    [ -n "$bg" ] && kill -9 "$bg" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+cd "$dir"
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# run EXPECTED_RC CMD...: runs CMD (stdin not a TTY), stdout in $out,
+# stderr in $errout.
+run() {
+    local want=$1 rc=0
+    shift
+    out=$("$@" 2>"$dir/stderr" </dev/null) || rc=$?
+    errout=$(cat "$dir/stderr")
+    [ "$rc" -eq "$want" ] ||
+        fail "'$*' exited $rc, expected $want: $errout // $out"
+}
+has() { grep -qF -- "$1" <<<"$2" || fail "expected '$1' in: $2"; }
+counter() { jq -r ".counters.$1 // 0" world.json; }
+serial() { jq -r .serial .kmsctl/demo.state.json; }
+
+manifest() { # manifest DELAY_MS EXTRA_YAML
+    cat >m.yaml <<EOF
+version: 1
+name: demo
+providers:
+  fake: {world: ./world.json, delay_ms: $1}
+fake:
+  a: {kind: thing, value: "A", size: 1}
+  b: {kind: thing, value: "B", ref_from: fake.thing.a.ip}
+  c: {kind: thing, value: "C", after: [fake.thing.b], secret: "\${env:SEC}"}
+  d: {kind: identity, value: "D"}
+$2
+EOF
+}
+reset_world() {
+    echo '{"objects":{},"fail":{},"counters":{},"log":[]}' >world.json
+}
+export SEC=s3cret-value-1
+reset_world
+manifest 20 ""
+
+# --- plan --------------------------------------------------------------
+run 2 "$K" plan -f m.yaml --detailed-exitcode
+has "+ fake.thing.a create" "$out"
+has "ref: (known after apply)" "$out"
+has "secret: (sensitive)" "$out"
+has "Plan: 4 to create, 0 to update, 0 to replace, 0 to delete." "$out"
+run 0 "$K" plan -f m.yaml --json
+[ "$(jq -r '.summary.create' <<<"$out")" = 4 ] || fail "plan --json: $out"
+[ "$(jq -r '.resources[] | select(.address=="fake.thing.b") |
+      .changes[] | select(.field=="ref") | .unknown' <<<"$out")" = true ] ||
+    fail "plan --json: ref of b is not unknown: $out"
+grep -q s3cret <<<"$out" && fail "the plan shows the secret"
+[ "$(counter mutating)" = 0 ] || fail "plan mutated the world"
+[ ! -e .kmsctl/demo.state.json ] || fail "plan wrote a state"
+
+# --- apply: refused without a TTY, then with --auto-approve ---------------
+run 1 "$K" apply -f m.yaml
+has "stdin is not a terminal" "$errout"
+[ "$(counter create)" = 0 ] || fail "apply without consent created things"
+run 0 "$K" apply -f m.yaml --auto-approve
+has "Apply complete: 4 succeeded, 0 failed, 0 skipped." "$out"
+[ "$(jq -r '.objects["fake.thing.b"].attrs.ref' world.json)" = \
+  "$(jq -r '.objects["fake.thing.a"].attrs.ip' world.json)" ] ||
+    fail "b.ref was not bound to a.ip"
+grep -q s3cret world.json .kmsctl/demo.state.json && fail "secret stored"
+[ "$(jq -r '.resources | keys | length' .kmsctl/demo.state.json)" = 4 ] ||
+    fail "state does not hold 4 resources"
+
+# --- a second apply makes no mutating call -------------------------------
+before=$(counter mutating)
+run 0 "$K" apply -f m.yaml --auto-approve
+has "No changes." "$out"
+[ "$(counter mutating)" = "$before" ] || fail "second apply mutated"
+run 0 "$K" plan -f m.yaml --detailed-exitcode
+
+# --- output ---------------------------------------------------------------
+run 0 "$K" output -f m.yaml fake.thing.a.ip
+[ "$out" = "$(jq -r '.objects["fake.thing.a"].attrs.ip' world.json)" ] ||
+    fail "output a.ip: $out"
+run 0 "$K" output -f m.yaml --json
+[ "$(jq -r '.["fake.thing.b"].value' <<<"$out")" = B ] || fail "output: $out"
+run 1 "$K" output -f m.yaml fake.thing.zz.ip
+has "no output 'fake.thing.zz.ip'" "$errout"
+
+# --- graph ----------------------------------------------------------------
+run 0 "$K" graph -f m.yaml
+has '"fake.thing.a" -> "fake.thing.b";' "$out"
+has '"fake.thing.b" -> "fake.thing.c";' "$out"
+
+# --- drift: in sync, manifest ahead, external -----------------------------
+st_sum=$(sha256sum .kmsctl/demo.state.json)
+muts=$(counter mutating)
+run 0 "$K" drift -f m.yaml --prom drift.prom
+has 'kmsctl_drift_check_success{deployment="demo"} 1' "$(cat drift.prom)"
+has 'kmsctl_drift_resources{deployment="demo",cause="external"} 0' \
+    "$(cat drift.prom)"
+has 'kmsctl_last_check_timestamp_seconds{deployment="demo"}' \
+    "$(cat drift.prom)"
+sed -i 's/value: "D"}/value: "D2"}/' m.yaml
+run 4 "$K" drift -f m.yaml --json
+[ "$(jq -r '.differences[0].cause' <<<"$out")" = manifest ] ||
+    fail "drift: $out"
+jq '.objects["fake.thing.a"].attrs.value = "hacked"' world.json >w2 &&
+    mv w2 world.json
+run 2 "$K" drift -f m.yaml --json --prom drift.prom
+[ "$(jq -r '[.differences[] | select(.cause=="external")][0] |
+      [.address, .field, .expected, .actual] | join(" ")' <<<"$out")" = \
+  "fake.thing.a value A hacked" ] || fail "drift external: $out"
+has 'kmsctl_drift_resources{deployment="demo",cause="external"} 1' \
+    "$(cat drift.prom)"
+has 'kmsctl_drift_resources{deployment="demo",cause="manifest"} 1' \
+    "$(cat drift.prom)"
+[ "$(sha256sum .kmsctl/demo.state.json)" = "$st_sum" ] ||
+    fail "drift changed the state"
+[ "$(counter mutating)" = "$muts" ] || fail "drift mutated the world"
+# An error: exit 1 and check_success 0.
+run 1 "$K" drift -f nonexistent.yaml --prom drift.prom
+has 'kmsctl_drift_check_success{deployment=""} 0' "$(cat drift.prom)"
+
+# --- a saved plan is refused once the state changed ------------------------
+run 0 "$K" plan -f m.yaml --out saved.plan
+run 0 "$K" apply -f m.yaml --auto-approve
+run 1 "$K" apply -f m.yaml saved.plan
+has "the state changed since the plan 'saved.plan' was saved" "$errout"
+# ... and a fresh one applies.
+sed -i 's/value: "D2"}/value: "D3"}/' m.yaml
+run 0 "$K" plan -f m.yaml --out saved.plan
+has "~ fake.identity.d update" "$out"
+run 0 "$K" apply -f m.yaml saved.plan
+[ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = D3 ] ||
+    fail "saved plan not applied"
+
+# --- failure isolation through the CLI -------------------------------------
+reset_world
+rm -rf .kmsctl
+jq '.fail["fake.thing.b"] = "create"' world.json >w2 && mv w2 world.json
+run 1 "$K" apply -f m.yaml --auto-approve
+has "Apply incomplete: 2 succeeded, 1 failed, 1 skipped." "$out"
+has "failed:  fake.thing.b: create: fake: injected failure of create" "$out"
+has "skipped: fake.thing.c: a dependency failed" "$out"
+[ "$(jq -r '.resources | keys | join(",")' .kmsctl/demo.state.json)" = \
+  "fake.identity.d,fake.thing.a" ] || fail "state after a failure"
+
+# --- --json events --------------------------------------------------------
+jq '.fail = {}' world.json >w2 && mv w2 world.json
+run 0 "$K" apply -f m.yaml --auto-approve --json
+jq -e -s 'map(select(.event=="finished")) | map(.address) | sort ==
+          ["fake.thing.b","fake.thing.c"]' <<<"$out" >/dev/null ||
+    fail "--json events: $out"
+
+# --- the lock: a second apply while one runs -------------------------------
+manifest 1500 "  e: {kind: thing, value: E}"
+"$K" apply -f m.yaml --auto-approve >apply.log 2>&1 </dev/null &
+bg=$!
+for _ in $(seq 1 100); do grep -q "started" apply.log && break; sleep 0.05; done
+run 3 "$K" apply -f m.yaml --auto-approve
+has "is locked by pid $bg" "$errout"
+wait "$bg"
+bg=
+
+# --- SIGINT: in-flight work finishes, nothing new starts, exit 130 ---------
+manifest 600 "  f: {kind: thing, value: F, after: [fake.thing.e]}
+  g: {kind: thing, value: G, after: [fake.thing.f]}"
+"$K" apply -f m.yaml --auto-approve >int.log 2>&1 </dev/null &
+bg=$!
+for _ in $(seq 1 100); do
+    grep -q "fake.thing.f: create started" int.log && break
+    sleep 0.05
+done
+kill -INT "$bg"
+rc=0
+wait "$bg" || rc=$?
+bg=
+[ "$rc" = 130 ] || fail "SIGINT: exit $rc: $(cat int.log)"
+has "fake.thing.f: created" "$(cat int.log)"
+has "fake.thing.g: skipped: interrupted before it started" "$(cat int.log)"
+jq -e '.resources["fake.thing.f"]' .kmsctl/demo.state.json >/dev/null ||
+    fail "f finished but is not in the state"
+jq -e '.resources["fake.thing.g"] == null' .kmsctl/demo.state.json \
+    >/dev/null || fail "g is in the state"
+[ "$(jq -r '.objects["fake.thing.g"] // "none"' world.json)" = none ] ||
+    fail "g was created after SIGINT"
+
+# --- destroy: consent for the identity, reverse order ---------------------
+manifest 0 ""
+run 1 "$K" destroy -f m.yaml --auto-approve
+has "'fake.identity.d' delete refused" "$errout"
+has "--allow-identity-loss fake.identity.d" "$errout"
+run 0 "$K" destroy -f m.yaml --auto-approve \
+    --allow-identity-loss fake.identity.d
+idx() { jq -r --arg l "$1" '.log | index($l)' world.json; }
+[ "$(idx 'delete fake.thing.c')" -lt "$(idx 'delete fake.thing.b')" ] ||
+    fail "c must be deleted before b"
+[ "$(idx 'delete fake.thing.b')" -lt "$(idx 'delete fake.thing.a')" ] ||
+    fail "b must be deleted before a"
+[ "$(jq -r '.objects | length' world.json)" = 0 ] || fail "world not empty"
+[ "$(jq -r '.resources | length' .kmsctl/demo.state.json)" = 0 ] ||
+    fail "state not empty"
+echo "ok"

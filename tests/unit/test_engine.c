@@ -1,0 +1,887 @@
+/* tests/unit/test_engine.c: the engine (graph, plan, exec) with the fake
+ * provider: ordering, the parallelism bound, failure isolation, late
+ * binding, cycles, the state after each resource (kill -9), cancellation,
+ * plan JSON against its schema, drift causes, idempotence. */
+#include "reconcile/exec.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "reconcile/json.h"
+#include "reconcile/schema.h"
+#include "tests/unit/helpers/fake_provider.h"
+#include "tests/unit/helpers/state_testutil.h"
+
+static char *tmp, *world, *spath;
+
+static void setup(void)
+{
+    tmp = state_test_tmpdir();
+    world = kc_xasprintf("%s/world.json", tmp);
+    spath = kc_xasprintf("%s/test.state.json", tmp);
+    fake_world_init(world);
+}
+
+static void teardown(void)
+{
+    state_test_rmtree(tmp);
+    free(tmp);
+    free(world);
+    free(spath);
+}
+
+TestSuite(engine, .init = setup, .fini = teardown, .timeout = 60);
+
+struct run {
+    uv_loop_t loop;
+    struct kc_engine eng;
+    struct kc_registry *reg;
+    struct kc_state *st;
+    struct kc_value *pcfg;
+    struct kc_log log;
+    struct kc_plan *plan;
+    int status;
+    bool done;
+    char finished[64][128]; /* addresses reported finished by apply */
+    size_t nfinished;
+};
+
+static void on_event(void *data, const struct kc_event *ev)
+{
+    struct run *r = data;
+
+    if (ev->type == KC_EVENT_FINISHED && r->nfinished < 64)
+        kc_snprintf(r->finished[r->nfinished++], 128, "%s", ev->address);
+}
+
+static void run_init(struct run *r, int64_t delay_ms, int parallelism)
+{
+    struct kc_value *fake = kc_value_new_map();
+    struct kc_err err = { 0 };
+
+    memset(r, 0, sizeof(*r));
+    cr_assert_eq(uv_loop_init(&r->loop), 0);
+    kc_log_init(&r->log, KC_LOG_WARN);
+    r->reg = kc_registry_new_empty();
+    kc_registry_add(r->reg, &kc_provider_fake);
+    cr_assert_eq(kc_state_load(spath, &r->st, &err), 0, "%s", err.msg);
+    kc_value_map_set(fake, "world", kc_value_new_str(world));
+    kc_value_map_set(fake, "delay_ms", kc_value_new_int(delay_ms));
+    r->pcfg = kc_value_new_map();
+    kc_value_map_set(r->pcfg, "fake", fake);
+    r->eng.loop = &r->loop;
+    r->eng.log = &r->log;
+    r->eng.reg = r->reg;
+    r->eng.state = r->st;
+    r->eng.providers = r->pcfg;
+    r->eng.deployment = "test";
+    r->eng.parallelism = parallelism;
+    r->eng.on_event = on_event;
+    r->eng.event_data = r;
+}
+
+static void on_done(struct kc_engine *eng, int status)
+{
+    struct run *r = kc_container_of(eng, struct run, eng);
+
+    r->status = status;
+    r->done = true;
+}
+
+static int run_loop(struct run *r)
+{
+    r->done = false;
+    while (!r->done)
+        cr_assert_geq(uv_run(&r->loop, UV_RUN_ONCE), 0);
+    return r->status;
+}
+
+/* Prepares and refreshes G into r->plan. Returns the status. */
+static int run_plan(struct run *r, struct kc_graph *g, bool destroy)
+{
+    struct kc_err err = { 0 };
+    int ret = kc_engine_prepare(&r->eng, g, destroy, &r->plan, &err);
+
+    if (ret < 0) {
+        r->eng.err = err;
+        return ret;
+    }
+    cr_assert_eq(kc_engine_refresh(&r->eng, r->plan, on_done, &err), 0, "%s",
+                 err.msg);
+    return run_loop(r);
+}
+
+static int run_apply(struct run *r)
+{
+    struct kc_err err = { 0 };
+    int ret = kc_engine_apply(&r->eng, r->plan, on_done, &err);
+
+    if (ret < 0) {
+        r->eng.err = err;
+        return ret;
+    }
+    return run_loop(r);
+}
+
+static void run_fini(struct run *r)
+{
+    kc_engine_release(&r->eng);
+    cr_assert_eq(uv_run(&r->loop, UV_RUN_DEFAULT), 0);
+    cr_assert_eq(uv_loop_close(&r->loop), 0);
+    kc_plan_free(r->plan);
+    kc_state_free(r->st);
+    kc_value_free(r->pcfg);
+    kc_registry_free(r->reg);
+    kc_log_release(&r->log);
+}
+
+static struct kc_resource *thing(struct kc_graph *g, const char *kind,
+                                 const char *name, const char *value)
+{
+    struct kc_resource *r;
+
+    cr_assert_eq(kc_graph_add(g, kind, name, &r, NULL), 0);
+    if (value)
+        kc_resource_set_value(r, "value", kc_value_new_str(value));
+    return r;
+}
+
+/* A graph: a <- b <- c (c refers to b's ip, b to a's id) and d alone. */
+static struct kc_graph *chain_graph(void)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *b, *c;
+
+    thing(g, "fake.thing", "a", "A");
+    b = thing(g, "fake.thing", "b", "B");
+    kc_resource_set_ref(b, "ref", "fake.thing.a", "id");
+    c = thing(g, "fake.thing", "c", "C");
+    kc_resource_set_ref(c, "ref", "fake.thing.b", "ip");
+    thing(g, "fake.thing", "d", "D");
+    return g;
+}
+
+static int log_at(const char *line)
+{
+    int i = fake_world_log_index(world, line);
+
+    cr_assert_geq(i, 0, "'%s' is not in the world's log", line);
+    return i;
+}
+
+Test(engine, apply_creates_in_dependency_order_and_destroy_reverses_it)
+{
+    struct run r;
+
+    run_init(&r, 5, 10);
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.c")->action,
+                 KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("create fake.thing.a"), log_at("create fake.thing.b"));
+    cr_assert_lt(log_at("create fake.thing.b"), log_at("create fake.thing.c"));
+    run_fini(&r);
+
+    run_init(&r, 5, 10);
+    cr_assert_eq(run_plan(&r, chain_graph(), true), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("delete fake.thing.c"), log_at("delete fake.thing.b"));
+    cr_assert_lt(log_at("delete fake.thing.b"), log_at("delete fake.thing.a"));
+    cr_assert_eq(kc_state_count(r.st), 0);
+    cr_assert_not(fake_world_has(world, "fake.thing.d"));
+    run_fini(&r);
+}
+
+Test(engine, parallelism_bounds_the_ops_in_flight)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct run r;
+    uint64_t t0;
+
+    for (int i = 0; i < 12; i++) {
+        char name[16];
+
+        kc_snprintf(name, sizeof(name), "n%d", i);
+        thing(g, "fake.thing", name, "x");
+    }
+    run_init(&r, 60, 3);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    fake_world_reset_counters(world); /* count the apply only */
+    t0 = uv_hrtime();
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    /* 12 ops of 60 ms, 3 at once: 4 rounds, not 12. */
+    cr_assert_lt((uv_hrtime() - t0) / 1000000, 12 * 60);
+    cr_assert_eq(fake_world_counter(world, "max_running"), 3);
+    cr_assert_eq(r.eng.max_running, 3);
+    cr_assert_eq(fake_world_counter(world, "create"), 12);
+    run_fini(&r);
+}
+
+Test(engine, a_failure_skips_dependents_and_spares_independent_branches)
+{
+    struct run r;
+
+    fake_world_fail(world, "fake.thing.b", "create");
+    run_init(&r, 5, 10);
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), KC_EREMOTE);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.a")->st, KC_ITEM_DONE);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.b")->st, KC_ITEM_FAILED);
+    cr_assert_not_null(
+        strstr(kc_plan_find(r.plan, "fake.thing.b")->error, "injected"));
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.c")->st, KC_ITEM_SKIPPED);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.d")->st, KC_ITEM_DONE);
+    cr_assert_not_null(kc_state_get(r.st, "fake.thing.a"));
+    cr_assert_null(kc_state_get(r.st, "fake.thing.b"));
+    cr_assert_null(kc_state_get(r.st, "fake.thing.c"));
+    cr_assert_not_null(kc_state_get(r.st, "fake.thing.d"));
+    cr_assert_eq(fake_world_log_index(world, "create fake.thing.c"), -1);
+    run_fini(&r);
+}
+
+Test(engine, unknown_values_are_bound_when_their_dependency_finished)
+{
+    struct run r;
+    struct kc_plan_item *c;
+    struct kc_buf out;
+    struct json_object *w, *ip_a, *ref_b;
+
+    run_init(&r, 5, 10);
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    c = kc_plan_find(r.plan, "fake.thing.c");
+    cr_assert(kc_value_has_unknown(kc_value_map_get(c->desired, "ref")));
+    kc_buf_init(&out, 0);
+    kc_plan_render(r.plan, false, &out);
+    cr_assert_not_null(strstr(kc_buf_str(&out), "ref: (known after apply)"),
+                       "%s", kc_buf_str(&out));
+    cr_assert_not_null(strstr(kc_buf_str(&out), "Plan: 4 to create, 0 to "
+                                                "update, 0 to replace, 0 to "
+                                                "delete."));
+    kc_buf_release(&out);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    w = fake_world_load(world);
+    {
+        struct json_object *objs, *b, *cc, *battrs, *cattrs;
+
+        json_object_object_get_ex(w, "objects", &objs);
+        json_object_object_get_ex(objs, "fake.thing.b", &b);
+        json_object_object_get_ex(objs, "fake.thing.c", &cc);
+        json_object_object_get_ex(b, "attrs", &battrs);
+        json_object_object_get_ex(cc, "attrs", &cattrs);
+        json_object_object_get_ex(battrs, "ip", &ip_a);
+        json_object_object_get_ex(cattrs, "ref", &ref_b);
+        cr_assert_str_eq(json_object_get_string(ref_b),
+                         json_object_get_string(ip_a));
+    }
+    json_object_put(w);
+    run_fini(&r);
+}
+
+Test(engine, a_cycle_is_an_error_naming_its_addresses)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *a, *b;
+    struct run r;
+
+    a = thing(g, "fake.thing", "a", "A");
+    b = thing(g, "fake.thing", "b", "B");
+    thing(g, "fake.thing", "c", "C");
+    kc_resource_set_ref(a, "ref", "fake.thing.b", "id");
+    kc_resource_set_ref(b, "ref", "fake.thing.a", "id");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), KC_ECYCLE);
+    cr_assert_not_null(strstr(r.eng.err.msg, "'fake.thing.a'"), "%s",
+                       r.eng.err.msg);
+    cr_assert_not_null(strstr(r.eng.err.msg, "'fake.thing.b'"));
+    cr_assert_null(strstr(r.eng.err.msg, "'fake.thing.c'"));
+    run_fini(&r);
+}
+
+Test(engine, a_second_apply_makes_no_mutating_call)
+{
+    struct run r;
+    int64_t serial;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    fake_world_reset_counters(world);
+
+    run_init(&r, 0, 10);
+    serial = kc_state_serial(r.st);
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_not(kc_plan_has_changes(r.plan));
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(fake_world_counter(world, "mutating"), 0);
+    cr_assert_eq(fake_world_counter(world, "observe"), 4);
+    /* Nothing changed, so the state was not even rewritten. */
+    cr_assert_eq(kc_state_serial(r.st), serial);
+    run_fini(&r);
+}
+
+static struct kc_graph *seq_graph(int n)
+{
+    struct kc_graph *g = kc_graph_new();
+
+    for (int i = 0; i < n; i++) {
+        char name[16], dep[32];
+        struct kc_resource *res;
+
+        kc_snprintf(name, sizeof(name), "s%d", i);
+        res = thing(g, "fake.thing", name, "v");
+        if (i > 0) {
+            kc_snprintf(dep, sizeof(dep), "fake.thing.s%d", i - 1);
+            kc_resource_set_ref(res, "ref", dep, "id");
+        }
+    }
+    return g;
+}
+
+static void pipe_event(void *data, const struct kc_event *ev)
+{
+    int fd = *(int *)data;
+    char line[256];
+
+    if (ev->type != KC_EVENT_FINISHED)
+        return;
+    kc_snprintf(line, sizeof(line), "%s\n", ev->address);
+    if (write(fd, line, strlen(line)) < 0)
+        _exit(4);
+}
+
+/* kill -9 in the middle of an apply: the state holds exactly the resources
+ * that were reported finished, and the next apply converges without
+ * duplicates. */
+Test(engine, the_state_holds_exactly_what_finished_when_killed)
+{
+    int fds[2];
+    pid_t pid;
+    char buf[4096];
+    size_t len = 0;
+    int lines = 0;
+    struct run r;
+
+    cr_assert_eq(pipe(fds), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        run_init(&r, 150, 10);
+        if (run_plan(&r, seq_graph(8), false) < 0)
+            _exit(2);
+        r.eng.on_event = pipe_event;
+        r.eng.event_data = &fds[1];
+        run_apply(&r);
+        _exit(3); /* never reached: killed first */
+    }
+    close(fds[1]);
+    while (lines < 3 && len < sizeof(buf) - 1) {
+        ssize_t n = read(fds[0], buf + len, sizeof(buf) - 1 - len);
+
+        cr_assert_gt(n, 0, "the child ended early");
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[len + (size_t)i] == '\n';
+        len += (size_t)n;
+    }
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert(WIFSIGNALED(state_test_wait(pid)));
+    close(fds[0]);
+    buf[len] = '\0';
+    cr_assert_str_eq(buf, "fake.thing.s0\nfake.thing.s1\nfake.thing.s2\n");
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(kc_state_count(r.st), 3);
+    cr_assert_not_null(kc_state_get(r.st, "fake.thing.s0"));
+    cr_assert_not_null(kc_state_get(r.st, "fake.thing.s1"));
+    cr_assert_not_null(kc_state_get(r.st, "fake.thing.s2"));
+    cr_assert_eq(run_plan(&r, seq_graph(8), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.s2")->action, KC_ACTION_NOOP);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.s3")->action,
+                 KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_state_count(r.st), 8);
+    cr_assert_eq(fake_world_counter(world, "create"), 8);
+    run_fini(&r);
+}
+
+static struct run *sig_run;
+
+static void on_sigint(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    kc_engine_cancel(&sig_run->eng);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+static void raise_on_start(void *data, const struct kc_event *ev)
+{
+    struct run *r = data;
+
+    /* The first create is in flight: the operator presses Ctrl-C. */
+    if (ev->type == KC_EVENT_STARTED && r->nfinished == 0) {
+        r->nfinished = 1;
+        raise(SIGINT);
+    }
+}
+
+Test(engine, sigint_lets_running_ops_finish_and_starts_nothing_new)
+{
+    uv_signal_t sig;
+    struct kc_graph *g = kc_graph_new();
+    struct run r;
+
+    thing(g, "fake.thing", "a", "A");
+    thing(g, "fake.thing", "b", "B");
+    thing(g, "fake.thing", "c", "C");
+    run_init(&r, 100, 1);
+    sig_run = &r;
+    cr_assert_eq(uv_signal_init(&r.loop, &sig), 0);
+    cr_assert_eq(uv_signal_start(&sig, on_sigint, SIGINT), 0);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    r.eng.on_event = raise_on_start;
+    cr_assert_eq(run_apply(&r), KC_ECANCELED);
+    /* The op in flight finished and is in the state; the others never
+     * started. */
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.a")->st, KC_ITEM_DONE);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.b")->st, KC_ITEM_SKIPPED);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.c")->st, KC_ITEM_SKIPPED);
+    cr_assert_eq(fake_world_counter(world, "create"), 1);
+    cr_assert_eq(kc_state_count(r.st), 1);
+    {
+        struct kc_state *st2 = NULL;
+
+        cr_assert_eq(kc_state_load(spath, &st2, NULL), 0);
+        cr_assert_not_null(kc_state_get(st2, "fake.thing.a"));
+        kc_state_free(st2);
+    }
+    run_fini(&r);
+}
+
+Test(engine, plan_json_is_valid_against_its_schema_and_hides_secrets)
+{
+    struct kc_graph *g = chain_graph();
+    struct kc_resource *s;
+    struct json_object *j;
+    struct kc_err err = { 0 };
+    const char *text;
+    struct run r;
+
+    s = thing(g, "fake.thing", "s", "S");
+    kc_resource_set_value(s, "secret",
+                          kc_value_new_secret("hunter2-secret", 14));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    j = kc_plan_to_json(r.plan);
+    cr_assert_eq(kc_schema_check_json("plan", j, &err), 0, "%s", err.msg);
+    text = json_object_to_json_string(j);
+    cr_assert_null(strstr(text, "hunter2"));
+    json_object_put(j);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    {
+        char *st = state_test_slurp(spath);
+        char *w = state_test_slurp(world);
+
+        cr_assert_null(strstr(st, "hunter2"));
+        cr_assert_null(strstr(w, "hunter2"));
+        free(st);
+        free(w);
+    }
+
+    /* A changed secret is noticed through its digest: an update. */
+    g = chain_graph();
+    s = thing(g, "fake.thing", "s", "S");
+    kc_resource_set_value(s, "secret",
+                          kc_value_new_secret("hunter3-secret", 14));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.s")->action,
+                 KC_ACTION_UPDATE);
+    j = kc_plan_to_json(r.plan);
+    cr_assert_eq(kc_schema_check_json("plan", j, &err), 0, "%s", err.msg);
+    cr_assert_null(strstr(json_object_to_json_string(j), "hunter3"));
+    json_object_put(j);
+    run_fini(&r);
+}
+
+static void apply_chain(void)
+{
+    struct run r;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+}
+
+Test(engine, drift_tells_external_changes_from_manifest_changes)
+{
+    struct run r;
+    struct kc_graph *g;
+    struct kc_plan_item *it;
+    bool ext, man;
+    struct json_object *rep, *diffs, *d0;
+
+    apply_chain();
+    /* In sync. */
+    run_init(&r, 0, 10);
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert_not(ext);
+    cr_assert_not(man);
+    run_fini(&r);
+
+    /* The manifest is ahead: only a manifest change. */
+    g = chain_graph();
+    kc_resource_set_value(kc_graph_find(g, "fake.thing.d"), "value",
+                          kc_value_new_str("D2"));
+    run_init(&r, 0, 10);
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert_not(ext);
+    cr_assert(man);
+    run_fini(&r);
+
+    /* Someone changed the world: external, whatever else is pending. */
+    fake_world_set_attr(world, "fake.thing.a", "value", "hacked");
+    g = chain_graph();
+    kc_resource_set_value(kc_graph_find(g, "fake.thing.d"), "value",
+                          kc_value_new_str("D2"));
+    run_init(&r, 0, 10);
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert(ext);
+    cr_assert(man);
+    it = kc_plan_find(r.plan, "fake.thing.a");
+    cr_assert_eq(it->action, KC_ACTION_UPDATE);
+    rep = kc_plan_drift_json(r.plan);
+    cr_assert(json_object_object_get_ex(rep, "differences", &diffs));
+    cr_assert_eq(json_object_array_length(diffs), 2);
+    d0 = json_object_array_get_idx(diffs, 0);
+    cr_assert_str_eq(kc_json_opt_str(d0, "address"), "fake.thing.a");
+    cr_assert_str_eq(kc_json_opt_str(d0, "field"), "value");
+    cr_assert_str_eq(kc_json_opt_str(d0, "expected"), "A");
+    cr_assert_str_eq(kc_json_opt_str(d0, "actual"), "hacked");
+    cr_assert_str_eq(kc_json_opt_str(d0, "cause"), "external");
+    json_object_put(rep);
+    run_fini(&r);
+    /* Drift never wrote anything. */
+    cr_assert_eq(fake_world_counter(world, "mutating"), 4);
+
+    /* Deleted outside kmsctl: external, and apply recreates it. */
+    fake_world_remove(world, "fake.thing.d");
+    run_init(&r, 0, 10);
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert(ext);
+    it = kc_plan_find(r.plan, "fake.thing.d");
+    cr_assert_eq(it->action, KC_ACTION_CREATE);
+    cr_assert_str_eq(it->reason, "deleted outside kmsctl");
+    run_fini(&r);
+}
+
+Test(engine, ignore_drift_fields_are_not_reported)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct run r;
+    bool ext, man;
+
+    kc_resource_set_value(thing(g, "fake.thing", "l", "L"), "label",
+                          kc_value_new_str("mine"));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    fake_world_set_attr(world, "fake.thing.l", "label", "theirs");
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.thing", "l", "L"), "label",
+                          kc_value_new_str("mine"));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert_not(ext);
+    cr_assert_not(man);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.l")->action, KC_ACTION_NOOP);
+    run_fini(&r);
+}
+
+Test(engine, a_force_new_field_replaces_and_names_the_field)
+{
+    struct kc_graph *g;
+    struct run r;
+    struct kc_buf out;
+
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.thing", "x", "X"), "size",
+                          kc_value_new_int(1));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.thing", "x", "Y"), "size",
+                          kc_value_new_int(2));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.x")->action,
+                 KC_ACTION_REPLACE);
+    kc_buf_init(&out, 0);
+    kc_plan_render(r.plan, false, &out);
+    cr_assert_not_null(
+        strstr(kc_buf_str(&out), "-/+ fake.thing.x replace (forced by 'size')"),
+        "%s", kc_buf_str(&out));
+    cr_assert_not_null(strstr(kc_buf_str(&out), "    value: \"X\" → \"Y\""),
+                       "%s", kc_buf_str(&out));
+    cr_assert_not_null(strstr(kc_buf_str(&out), "Plan: 0 to create, 0 to "
+                                                "update, 1 to replace, 0 to "
+                                                "delete."));
+    kc_buf_release(&out);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(
+        log_at("delete fake.thing.x"),
+        fake_world_log_index(world, "create fake.thing.x") == 0 ? 1000 : 1000);
+    cr_assert_eq(fake_world_counter(world, "create"), 2);
+    cr_assert_eq(fake_world_counter(world, "delete"), 1);
+    run_fini(&r);
+}
+
+Test(engine, replacing_an_identity_needs_consent)
+{
+    struct kc_graph *g;
+    struct run r;
+    char *consent[] = { "fake.identity.kms" };
+
+    g = kc_graph_new();
+    thing(g, "fake.identity", "kms", "v1");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    /* Destroy without consent: refused before anything starts. */
+    g = kc_graph_new();
+    thing(g, "fake.identity", "kms", "v1");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, true), 0, "%s", r.eng.err.msg);
+    cr_assert_not_null(kc_plan_find(r.plan, "fake.identity.kms")->consent);
+    cr_assert_eq(run_apply(&r), KC_EPERM);
+    cr_assert_not_null(strstr(r.eng.err.msg, "--allow-identity-loss"));
+    cr_assert_eq(fake_world_counter(world, "delete"), 0);
+    run_fini(&r);
+
+    g = kc_graph_new();
+    thing(g, "fake.identity", "kms", "v1");
+    run_init(&r, 0, 10);
+    r.eng.consent = consent;
+    r.eng.nconsent = 1;
+    cr_assert_eq(run_plan(&r, g, true), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(fake_world_counter(world, "delete"), 1);
+    run_fini(&r);
+}
+
+Test(engine, resources_gone_from_the_manifest_are_deleted_dependents_first)
+{
+    struct kc_graph *g;
+    struct run r;
+
+    apply_chain();
+    g = kc_graph_new();
+    thing(g, "fake.thing", "d", "D");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.thing.a")->action,
+                 KC_ACTION_DELETE);
+    cr_assert_str_eq(kc_plan_find(r.plan, "fake.thing.a")->reason,
+                     "not in the manifest");
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("delete fake.thing.c"), log_at("delete fake.thing.b"));
+    cr_assert_lt(log_at("delete fake.thing.b"), log_at("delete fake.thing.a"));
+    cr_assert_eq(kc_state_count(r.st), 1);
+    run_fini(&r);
+}
+
+Test(engine, a_target_selects_it_and_its_dependencies)
+{
+    struct run r;
+    char *targets[] = { "fake.thing.b" };
+
+    run_init(&r, 0, 10);
+    r.eng.targets = targets;
+    r.eng.ntargets = 1;
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert(fake_world_has(world, "fake.thing.a"));
+    cr_assert(fake_world_has(world, "fake.thing.b"));
+    cr_assert_not(fake_world_has(world, "fake.thing.c"));
+    cr_assert_not(fake_world_has(world, "fake.thing.d"));
+    run_fini(&r);
+}
+
+Test(engine, a_contract_is_left_in_place_on_destroy)
+{
+    struct kc_graph *g;
+    struct run r;
+
+    g = kc_graph_new();
+    thing(g, "fake.contract", "kms", "v");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    g = kc_graph_new();
+    thing(g, "fake.contract", "kms", "v");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, true), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert(fake_world_has(world, "fake.contract.kms"));
+    cr_assert_eq(kc_state_count(r.st), 0);
+    run_fini(&r);
+}
+
+Test(engine, a_data_source_with_unknown_input_is_read_at_apply)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *d, *u;
+    struct run r;
+
+    thing(g, "fake.thing", "a", "A");
+    cr_assert_eq(kc_graph_add(g, "fake.data", "q", &d, NULL), 0);
+    kc_resource_set_ref(d, "key", "fake.thing.a", "id");
+    u = thing(g, "fake.thing", "user", "U");
+    kc_resource_set_ref(u, "ref", "fake.data.q", "result");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.data.q")->action, KC_ACTION_READ);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_str_eq(
+        kc_value_str(kc_value_map_get(
+            kc_plan_find(r.plan, "fake.thing.user")->desired, "ref")),
+        "data-of-id-1");
+    run_fini(&r);
+}
+
+Test(engine, a_kind_limit_bounds_its_ops_below_parallelism)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct run r;
+
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+
+        kc_snprintf(name, sizeof(name), "f%d", i);
+        thing(g, "fake.frozen", name, "x");
+    }
+    thing(g, "fake.thing", "free", "x");
+    run_init(&r, 50, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    fake_world_reset_counters(world);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    /* Two frozen ones and the free one at once, never more. */
+    cr_assert_eq(fake_world_counter(world, "max_running"), 3);
+    run_fini(&r);
+}
+
+Test(engine, create_before_destroy_replaces_then_deletes_the_old_object)
+{
+    struct kc_graph *g;
+    struct run r;
+    struct json_object *w, *objs;
+    const char *old_id;
+    char *old = NULL;
+
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.cbd", "x", "X"), "size",
+                          kc_value_new_int(1));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    old_id = kc_state_get(r.st, "fake.cbd.x")->provider_id;
+    old = kc_xstrdup(old_id);
+    run_fini(&r);
+
+    g = kc_graph_new();
+    kc_resource_set_value(thing(g, "fake.cbd", "x", "X"), "size",
+                          kc_value_new_int(2));
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.cbd.x")->action, KC_ACTION_REPLACE);
+    fake_world_reset_counters(world);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("create fake.cbd.x"), log_at("delete fake.cbd.x"));
+    cr_assert_str_neq(kc_state_get(r.st, "fake.cbd.x")->provider_id, old);
+    w = fake_world_load(world);
+    json_object_object_get_ex(w, "objects", &objs);
+    cr_assert_eq(json_object_object_length(objs), 1);
+    json_object_put(w);
+    free(old);
+    run_fini(&r);
+}
+
+static bool state_has_intent(void)
+{
+    char *text = state_test_slurp(spath);
+    bool has = text && strstr(text, "\"deploy\"") != NULL;
+
+    free(text);
+    return has;
+}
+
+Test(engine, an_intent_and_a_generated_value_are_on_disk_before_the_call)
+{
+    struct kc_graph *g;
+    pid_t pid;
+    struct run r;
+    const struct kc_value *seed;
+    int64_t seed1;
+
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        g = kc_graph_new();
+        thing(g, "fake.deploy", "k", "K");
+        run_init(&r, 5000, 10);
+        if (run_plan(&r, g, false) < 0)
+            _exit(2);
+        run_apply(&r);
+        _exit(3);
+    }
+    for (int i = 0; i < 200 && !state_has_intent(); i++)
+        state_test_msleep(20);
+    cr_assert(state_has_intent(), "no intent was written");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    state_test_wait(pid);
+    cr_assert_not(fake_world_has(world, "fake.deploy.k"));
+
+    run_init(&r, 0, 10);
+    cr_assert_not_null(kc_state_intent_get(r.st, "fake.deploy.k"));
+    seed = kc_state_generated_get(r.st, "fake.deploy.k.seed");
+    cr_assert_not_null(seed);
+    seed1 = kc_value_int(seed, -1);
+    cr_assert_eq(
+        kc_value_int(
+            kc_value_map_get(kc_state_intent_get(r.st, "fake.deploy.k")->data,
+                             "seed"),
+            -2),
+        seed1);
+    g = kc_graph_new();
+    thing(g, "fake.deploy", "k", "K");
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert(fake_world_has(world, "fake.deploy.k"));
+    cr_assert_null(kc_state_intent_get(r.st, "fake.deploy.k"));
+    /* The generated value stayed what it was. */
+    cr_assert_eq(
+        kc_value_int(kc_state_generated_get(r.st, "fake.deploy.k.seed"), -1),
+        seed1);
+    run_fini(&r);
+}
