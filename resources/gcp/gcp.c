@@ -209,6 +209,26 @@ void gcp_free(struct gcp *g)
     free(g);
 }
 
+void gcp_job_put(struct gcp *g, struct gcp_job *j, const void *op)
+{
+    j->op = op;
+    j->next = g->jobs;
+    g->jobs = j;
+}
+
+struct gcp_job *gcp_job_take(struct gcp *g, const void *op)
+{
+    for (struct gcp_job **p = &g->jobs; *p; p = &(*p)->next)
+        if ((*p)->op == op) {
+            struct gcp_job *j = *p;
+
+            *p = j->next;
+            j->next = NULL;
+            return j;
+        }
+    return NULL;
+}
+
 char *gcp_compute_url(const struct gcp *g, const char *fmt, ...)
 {
     struct kc_buf b = { 0 };

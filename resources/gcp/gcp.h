@@ -66,6 +66,13 @@ int gcp_config_parse(const struct kc_value *v, const char *base_dir,
                      struct gcp_config *out, struct kc_err *err);
 void gcp_config_release(struct gcp_config *cfg);
 
+/* An async job of an op, found again from the op where a callback only
+ * gets the op (kc_op_persist). */
+struct gcp_job {
+    const void *op;
+    struct gcp_job *next;
+};
+
 /* The provider context (struct kc_provider's data). */
 struct gcp {
     /* read-only */
@@ -77,6 +84,8 @@ struct gcp {
     struct gcp_auth *auth;
     uint32_t poll_min_ms, poll_max_ms;
     uint64_t op_timeout_ms;
+    /* private: jobs waiting for a persist */
+    struct gcp_job *jobs;
     /* private: the token fetch transport */
     struct kc_http_req token_req;
     struct gcp_token_fetch *token_fetch;
@@ -90,6 +99,11 @@ int gcp_new(uv_loop_t *loop, struct kc_http *http, struct kc_log *log,
             struct kc_err *err);
 /* NULL-safe. No call may be in flight. */
 void gcp_free(struct gcp *g);
+
+/* Registers J for OP until gcp_job_take(); one job per op at a time. */
+void gcp_job_put(struct gcp *g, struct gcp_job *j, const void *op);
+/* Unregisters and returns the job of OP, or NULL. */
+struct gcp_job *gcp_job_take(struct gcp *g, const void *op);
 
 /* "https://.../compute/v1/projects/P/zones/Z/instances/N" and so on: the
  * base from the configuration, then the parts joined with '/', each

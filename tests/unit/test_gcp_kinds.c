@@ -1,0 +1,304 @@
+/* tests/unit/test_gcp_kinds.c: the GCP kinds driven by the real engine
+ * (prepare, refresh, apply) against kmsctl-sim: objects checked through the
+ * admin API, a second plan all noop with zero mutating requests, drift
+ * found and repaired, ownership refused, destroy leaving nothing. */
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "reconcile/exec.h"
+#include "reconcile/graph.h"
+#include "reconcile/http.h"
+#include "reconcile/json.h"
+#include "reconcile/registry.h"
+#include "tests/unit/helpers/sim_proc.h"
+#include "tests/unit/helpers/state_testutil.h"
+
+extern const struct kc_provider_type kc_provider_gcp;
+
+static struct sim_proc *sp;
+static char *tmp, *spath, *keyfile;
+
+static void setup(void)
+{
+    setenv("KMSCTL_SIM_GCP_OP_MS", "2,10", 1);
+    sp = sim_proc_start("gcp", 3);
+    tmp = state_test_tmpdir();
+    spath = kc_xasprintf("%s/t.state.json", tmp);
+    keyfile = kc_xasprintf("%s/tests/sim/creds/gcp-service-account.json",
+                           getenv("KC_SRC_DIR"));
+    unsetenv("GOOGLE_OAUTH_ACCESS_TOKEN");
+}
+
+static void teardown(void)
+{
+    sim_proc_stop(sp);
+    state_test_rmtree(tmp);
+    free(tmp);
+    free(spath);
+    free(keyfile);
+}
+
+TestSuite(gcp_kinds, .init = setup, .fini = teardown, .timeout = 120);
+
+struct run {
+    uv_loop_t loop;
+    struct kc_engine eng;
+    struct kc_registry *reg;
+    struct kc_state *st;
+    struct kc_value *pcfg;
+    struct kc_log log;
+    struct kc_http *http;
+    struct kc_plan *plan;
+    int status;
+    bool done;
+};
+
+static void run_init(struct run *r, const char *deployment)
+{
+    struct kc_value *gcp = kc_value_new_map(), *ep = kc_value_new_map();
+    struct kc_http_config hc = { 0 };
+    struct kc_err err = { 0 };
+    char *u;
+
+    memset(r, 0, sizeof(*r));
+    cr_assert_eq(uv_loop_init(&r->loop), 0);
+    kc_log_init(&r->log, KC_LOG_WARN);
+    hc.loop = &r->loop;
+    hc.log = &r->log;
+    cr_assert_eq(kc_http_new(&hc, &r->http, &err), 0, "%s", err.msg);
+    r->reg = kc_registry_new_empty();
+    kc_registry_add(r->reg, &kc_provider_gcp);
+    cr_assert_eq(kc_state_load(spath, &r->st, &err), 0, "%s", err.msg);
+    kc_value_map_set(gcp, "project", kc_value_new_str("kmsctl-sandbox"));
+    kc_value_map_set(gcp, "zone", kc_value_new_str("us-central1-a"));
+    kc_value_map_set(gcp, "bucket", kc_value_new_str("bk"));
+    kc_value_map_set(gcp, "credentials", kc_value_new_str(keyfile));
+    u = kc_xasprintf("%s/gcp/oauth2/token", sim_proc_url(sp));
+    kc_value_map_set(ep, "oauth", kc_value_new_str(u));
+    free(u);
+    u = kc_xasprintf("%s/gcp/compute/v1", sim_proc_url(sp));
+    kc_value_map_set(ep, "compute", kc_value_new_str(u));
+    free(u);
+    u = kc_xasprintf("%s/gcp/storage", sim_proc_url(sp));
+    kc_value_map_set(ep, "storage", kc_value_new_str(u));
+    free(u);
+    kc_value_map_set(gcp, "endpoints", ep);
+    r->pcfg = kc_value_new_map();
+    kc_value_map_set(r->pcfg, "gcp", gcp);
+    r->eng.loop = &r->loop;
+    r->eng.log = &r->log;
+    r->eng.http = r->http;
+    r->eng.reg = r->reg;
+    r->eng.state = r->st;
+    r->eng.providers = r->pcfg;
+    r->eng.deployment = deployment;
+}
+
+static void on_done(struct kc_engine *eng, int status)
+{
+    struct run *r = kc_container_of(eng, struct run, eng);
+
+    r->status = status;
+    r->done = true;
+}
+
+static int run_loop(struct run *r)
+{
+    r->done = false;
+    while (!r->done)
+        cr_assert_geq(uv_run(&r->loop, UV_RUN_ONCE), 0);
+    return r->status;
+}
+
+static int run_plan(struct run *r, struct kc_graph *g, bool destroy)
+{
+    struct kc_err err = { 0 };
+    int ret = kc_engine_prepare(&r->eng, g, destroy, &r->plan, &err);
+
+    cr_assert_eq(ret, 0, "%s", err.msg);
+    cr_assert_eq(kc_engine_refresh(&r->eng, r->plan, on_done, &err), 0, "%s",
+                 err.msg);
+    return run_loop(r);
+}
+
+static int run_apply(struct run *r)
+{
+    struct kc_err err = { 0 };
+    int ret = kc_engine_apply(&r->eng, r->plan, on_done, &err);
+
+    if (ret < 0) {
+        r->eng.err = err;
+        return ret;
+    }
+    return run_loop(r);
+}
+
+static void run_fini(struct run *r)
+{
+    kc_engine_release(&r->eng);
+    kc_http_close(r->http);
+    cr_assert_eq(uv_run(&r->loop, UV_RUN_DEFAULT), 0);
+    cr_assert_eq(uv_loop_close(&r->loop), 0);
+    kc_plan_free(r->plan);
+    kc_state_free(r->st);
+    kc_value_free(r->pcfg);
+    kc_registry_free(r->reg);
+    kc_log_release(&r->log);
+}
+
+static struct kc_graph *fw_graph(const char *range)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *r;
+    struct kc_value *sr = kc_value_new_list();
+
+    cr_assert_eq(
+        kc_graph_add(g, "gcp.firewall", "kms-allow-tcp-12001", &r, NULL), 0);
+    kc_value_list_push(sr, kc_value_new_str(range));
+    kc_resource_set_value(r, "network", kc_value_new_str("default"));
+    kc_resource_set_value(r, "protocol", kc_value_new_str("tcp"));
+    kc_resource_set_value(r, "port", kc_value_new_int(12001));
+    kc_resource_set_value(r, "action", kc_value_new_str("allow"));
+    kc_resource_set_value(r, "priority", kc_value_new_int(1000));
+    kc_resource_set_value(r, "source_ranges", sr);
+    kc_resource_set_value(r, "target_tag", kc_value_new_str("fw-kms"));
+    kc_resource_set_value(r, "description",
+                          kc_value_new_str("Allow TCP port 12001 for kms"));
+    return g;
+}
+
+static enum kc_action action_of(struct run *r, const char *addr)
+{
+    struct kc_plan_item *it = kc_plan_find(r->plan, addr);
+
+    cr_assert_not_null(it, "%s not in the plan", addr);
+    return it->action;
+}
+
+static struct json_object *inv_obj(const char *kind, const char *name)
+{
+    struct json_object *inv = sim_proc_inventory(sp), *found = NULL;
+
+    for (size_t i = 0; i < json_object_array_length(inv); i++) {
+        struct json_object *o = json_object_array_get_idx(inv, i);
+
+        if (strcmp(kc_json_opt_str(o, "kind"), kind) == 0 &&
+            strcmp(kc_json_opt_str(o, "name"), name) == 0)
+            found = json_object_get(o);
+    }
+    json_object_put(inv);
+    return found;
+}
+
+static int64_t mutating(void)
+{
+    struct json_object *r = sim_proc_requests(sp);
+    int64_t n = 0;
+
+    cr_assert_eq(kc_json_get_int(r, "mutating", &n, NULL), 0);
+    json_object_put(r);
+    return n;
+}
+
+#define FW "gcp.firewall.kms-allow-tcp-12001"
+
+Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
+{
+    struct run r;
+    struct json_object *o;
+    int64_t before;
+
+    /* Create. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0, "%s",
+                 r.eng.err.msg);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("firewall", "kms-allow-tcp-12001");
+    cr_assert_not_null(o);
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.sourceRanges[0]"), "0.0.0.0/0");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.targetTags[0]"), "fw-kms");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.allowed[0].ports[0]"), "12001");
+    cr_assert_not_null(
+        strstr(kc_json_opt_str(o, "attrs.description"), "[kmsctl:t1:" FW "]"));
+    json_object_put(o);
+
+    /* Same manifest: noop, nothing mutating. */
+    before = mutating();
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_NOOP);
+    cr_assert_eq(run_apply(&r), 0);
+    run_fini(&r);
+    cr_assert_eq(mutating(), before);
+
+    /* Drift: changed outside -> update back; deleted outside -> create. */
+    cr_assert_eq(sim_proc_patch_object(
+                     sp, "gcp", "firewall", "kms-allow-tcp-12001",
+                     "{\"attrs\":{\"sourceRanges\":[\"10.0.0.0/8\"]}}"),
+                 200);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_UPDATE);
+    {
+        struct kc_plan_item *it = kc_plan_find(r.plan, FW);
+
+        cr_assert_eq(it->nchanges, 1);
+        cr_assert_str_eq(it->changes[0].field, "source_ranges");
+        cr_assert_eq(it->changes[0].cause, KC_CAUSE_EXTERNAL);
+    }
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("firewall", "kms-allow-tcp-12001");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.sourceRanges[0]"), "0.0.0.0/0");
+    json_object_put(o);
+    cr_assert_eq(
+        sim_proc_delete_object(sp, "gcp", "firewall", "kms-allow-tcp-12001"),
+        200);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    /* Manifest change: a narrower range is patched in place. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("203.0.113.7/32"), false), 0);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_UPDATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("firewall", "kms-allow-tcp-12001");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.sourceRanges[0]"),
+                     "203.0.113.7/32");
+    json_object_put(o);
+
+    /* Destroy. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("203.0.113.7/32"), true), 0);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_DELETE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    cr_assert_null(inv_obj("firewall", "kms-allow-tcp-12001"));
+}
+
+Test(gcp_kinds, a_rule_of_another_deployment_is_not_taken_over)
+{
+    struct run r;
+    struct kc_plan_item *it;
+
+    run_init(&r, "other");
+    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    /* A new state (lost, or another deployment) with the same name. */
+    cr_assert_eq(unlink(spath), 0);
+    run_init(&r, "t1");
+    cr_assert_lt(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    it = kc_plan_find(r.plan, FW);
+    cr_assert_not_null(it->error);
+    cr_assert_not_null(strstr(it->error, "not this deployment's"), "%s",
+                       it->error);
+    run_fini(&r);
+}
