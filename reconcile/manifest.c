@@ -442,6 +442,17 @@ static void add_anchor(struct builder *b, const char *name,
     b->nanchors++;
 }
 
+/* P (an array of N elements of SIZE) with room for one more. Nodes being
+ * built hold no capacity: it is 4, then the next power of two. */
+static void *grow_pow2(void *p, size_t n, size_t size)
+{
+    if (n == 0)
+        return kc_xmalloc(4 * size);
+    if (n >= 4 && (n & (n - 1)) == 0)
+        return kc_xrealloc(p, 2 * n * size);
+    return p;
+}
+
 /* Puts N (of HEIGHT collection levels) where the document is at; takes N. */
 static int attach(struct builder *b, struct kc_node *n, int height,
                   struct kc_err *err)
@@ -456,14 +467,8 @@ static int attach(struct builder *b, struct kc_node *n, int height,
     if (height > f->height)
         f->height = height;
     if (f->node->type == KC_NODE_SEQ) {
-        size_t cap = f->node->n;
-
-        /* Grow by doubling: capacity is implied by n being a power of 2. */
-        if ((cap & (cap - 1)) == 0) {
-            cap = cap ? cap * 2 : 4;
-            f->node->items =
-                kc_xrealloc(f->node->items, cap * sizeof(*f->node->items));
-        }
+        f->node->items =
+            grow_pow2(f->node->items, f->node->n, sizeof(*f->node->items));
         f->node->items[f->node->n++] = n;
         return 0;
     }
@@ -503,15 +508,8 @@ static int attach(struct builder *b, struct kc_node *n, int height,
         f->key = n;
         return 0;
     }
-    {
-        size_t cap = f->node->n;
-
-        if ((cap & (cap - 1)) == 0) {
-            cap = cap ? cap * 2 : 4;
-            f->node->pairs =
-                kc_xrealloc(f->node->pairs, cap * sizeof(*f->node->pairs));
-        }
-    }
+    f->node->pairs =
+        grow_pow2(f->node->pairs, f->node->n, sizeof(*f->node->pairs));
     f->node->pairs[f->node->n].key = f->key;
     f->node->pairs[f->node->n].val = n;
     strmap_put(&f->keys, f->key->str, f->key->len, f->node->n);
@@ -705,6 +703,8 @@ static int yaml_error(struct builder *b, const yaml_parser_t *ps,
 {
     struct kc_pos p;
     const char *problem = ps->problem ? ps->problem : "syntax error";
+    const char *hint = "";
+    size_t off;
 
     if (ps->error == YAML_MEMORY_ERROR)
         KC_BUG("libyaml ran out of memory");
@@ -716,11 +716,17 @@ static int yaml_error(struct builder *b, const yaml_parser_t *ps,
                     ps->problem_offset);
     }
     p = mark_pos(b, ps->problem_mark);
+    off = mark_offset(b, ps->problem_mark);
+    /* In flow style ([…], {…}) '{' ends a plain scalar: "${" must be quoted
+     * there, which libyaml cannot know to say. */
+    if (off > 0 && off < b->src->len && b->src->text[off] == '{' &&
+        b->src->text[off - 1] == '$')
+        hint = "; inside [ ] or { } quote a value holding '${'";
     if (ps->context)
-        return fail(b, err, KC_EPARSE, &p, "%s (%s started at %d:%d)", problem,
-                    ps->context, (int)ps->context_mark.line + 1,
-                    (int)ps->context_mark.column + 1);
-    return fail(b, err, KC_EPARSE, &p, "%s", problem);
+        return fail(b, err, KC_EPARSE, &p, "%s (%s started at %d:%d)%s",
+                    problem, ps->context, (int)ps->context_mark.line + 1,
+                    (int)ps->context_mark.column + 1, hint);
+    return fail(b, err, KC_EPARSE, &p, "%s%s", problem, hint);
 }
 
 /* The first tab in indentation, on or before LINE (0: anywhere), that is not

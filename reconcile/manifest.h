@@ -14,6 +14,14 @@
  * copy of its anchored node, positioned at the alias (its insides keep the
  * positions of the anchor's text).
  *
+ * Also refused: control characters (what libyaml's reader refuses, named
+ * with their code point), aliases to no anchor (or to a node that contains
+ * them). Depth counts collections: the root map is level 1. Columns count
+ * characters, not bytes, and line breaks are libyaml's (LF, CR, CRLF, NEL,
+ * LS, PS), so positions match libyaml's own messages. An empty value
+ * ("key:") is a null scalar placed just after the colon. Key equality is on
+ * the text: `1` and "1" are the same key here.
+ *
  * Scalars keep their text and whether they were quoted: a plain scalar
  * `true`, `12001` or `null` is typed (YAML 1.2 core schema) by
  * kc_node_scalar_type(); a quoted one is always a string.

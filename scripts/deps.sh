@@ -12,6 +12,8 @@ pkgs=(
     nodejs npm
     # test-only tools: read back the disk images kmsctl writes
     dosfstools mtools gdisk fdisk
+    jq # test-only: runs the generated prelaunch.sh as the guest would
+    python3 # test-only: checks JSON against Python's json.dump output
 )
 
 missing=()

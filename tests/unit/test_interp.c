@@ -582,3 +582,115 @@ Test(interp, file_from_home_is_expanded)
     kc_doc_free(doc);
     free(home);
 }
+
+static int resolve_shapes(void *ctx, const char *ref, struct kc_value **out,
+                          struct kc_err *err)
+{
+    (void)ctx;
+    (void)err;
+    if (!strcmp(ref, "nitro_hosts.h1.instance_id")) {
+        *out = kc_value_new_list();
+        kc_value_list_push(*out, kc_value_new_str("i-1"));
+    } else if (!strcmp(ref, "nitro_hosts.h1.private_ip")) {
+        *out = kc_value_new_secret("10.0.0.7", 8);
+    } else if (!strcmp(ref, "nitro_hosts.h1.public_ip")) {
+        *out = kc_value_new_bool(true);
+    }
+    return 0;
+}
+
+Test(interp, resolved_values_keep_their_shape_alone_and_must_be_scalars_inside)
+{
+    struct kc_doc *doc =
+        parse("nitro_hosts:\n"
+              "  h1:\n"
+              "    list: ${nitro_hosts.h1.instance_id}\n"
+              "    secret: \"ip=${nitro_hosts.h1.private_ip}\"\n"
+              "    flag: \"up=${nitro_hosts.h1.public_ip}\"\n"
+              "    bad: \"ids=${nitro_hosts.h1.instance_id}\"\n");
+    const struct kc_node *h =
+        kc_node_get(kc_node_get(doc->root, "nitro_hosts"), "h1");
+    struct kc_interp_opts o = opts_for(doc);
+    struct kc_value *v = NULL;
+    struct kc_err err = { 0 };
+
+    o.resolve = resolve_shapes;
+    cr_assert_eq(kc_interp_node(&o, kc_node_get(h, "list"), &v, &err), 0);
+    cr_assert_eq(v->type, KC_VALUE_LIST);
+    cr_assert_str_eq(kc_value_str(kc_value_list_get(v, 0)), "i-1");
+    kc_value_free(v);
+    cr_assert_eq(kc_interp_node(&o, kc_node_get(h, "secret"), &v, &err), 0);
+    cr_assert(kc_value_is_sensitive(v));
+    cr_assert_str_eq(kc_value_reveal(v, NULL), "ip=10.0.0.7");
+    kc_value_free(v);
+    cr_assert_eq(kc_interp_node(&o, kc_node_get(h, "flag"), &v, &err), 0);
+    cr_assert_str_eq(kc_value_str(v), "up=true");
+    kc_value_free(v);
+    cr_assert_eq(kc_interp_node(&o, kc_node_get(h, "bad"), &v, &err),
+                 KC_EINVAL);
+    cr_assert_null(v);
+    cr_assert_str_eq(err.msg, "m.yaml:6:15: ${nitro_hosts.h1.instance_id} is "
+                              "not a string, number or boolean and cannot be "
+                              "part of a longer string");
+    kc_doc_free(doc);
+}
+
+Test(interp, nul_in_a_value_is_refused_and_keys_stay_literal)
+{
+    struct kc_doc *doc = parse("m: {\"${env:PORT}\": 1}\n");
+    struct kc_value *v = interp_ok(doc, "m");
+
+    cr_assert_eq(kc_value_int(kc_value_map_get(v, "${env:PORT}"), 0), 1);
+    kc_value_free(v);
+    kc_doc_free(doc);
+    interp_fails("a: 1\nb: \"x\\0y\"\n", "b", KC_EINVAL,
+                 "m.yaml:2:4: value holds a NUL character");
+}
+
+Test(interp, null_node_is_null_and_no_doc_skips_name_checks)
+{
+    struct kc_doc *doc = parse("x: ${kms_vms.not-in-doc.external_ip}\n");
+    struct kc_interp_opts o = { .getenv_fn = fake_getenv };
+    struct kc_value *v = NULL;
+    struct kc_err err = { 0 };
+
+    cr_assert_eq(kc_interp_node(&o, NULL, &v, &err), 0);
+    cr_assert_eq(v->type, KC_VALUE_NULL);
+    kc_value_free(v);
+    cr_assert_eq(kc_interp_node(&o, kc_node_get(doc->root, "x"), &v, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(v->type, KC_VALUE_UNKNOWN);
+    kc_value_free(v);
+    kc_doc_free(doc);
+}
+
+Test(interp, check_ref_accepts_every_form_in_the_table)
+{
+    static const char *good[] = {
+        "kms_vms.a.external_ip",      "kms_vms.a.internal_ip",
+        "kms_vms.a.self_link",        "kms_vms.a.compose_hash",
+        "kms_vms.a.instance_id",      "kms_vms.a.app_id",
+        "nitro_hosts.h.instance_id",  "nitro_hosts.h.public_ip",
+        "nitro_hosts.h.private_ip",   "nitro_hosts.h.ami",
+        "contracts.kms.address",      "contracts.kms.app_implementation",
+        "contracts.kms.deploy_block", "contracts.apps.app-1.app_id",
+    };
+    static const char *bad[] = {
+        "kms_vms.a",
+        "kms_vms.a.external_ip.x",
+        "contracts.kms",
+        "contracts.apps.x",
+        "contracts.apps.x.address",
+        "nitro_hosts..ami",
+        "contracts.other.address",
+        "x.y",
+    };
+    struct kc_err err = { 0 };
+
+    for (size_t i = 0; i < KC_ARRAY_SIZE(good); i++)
+        cr_assert_eq(kc_interp_check_ref(NULL, good[i], &err), 0, "%s: %s",
+                     good[i], err.msg);
+    for (size_t i = 0; i < KC_ARRAY_SIZE(bad); i++)
+        cr_assert_eq(kc_interp_check_ref(NULL, bad[i], &err), KC_EINVAL, "%s",
+                     bad[i]);
+}

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "reconcile/buf.h"
+#include "reconcile/interp.h"
 
 static struct kc_doc *parse_ok(const char *text)
 {
@@ -735,4 +736,194 @@ Test(manifest, text_positions_inside_scalars)
     p = kc_doc_text_pos(NULL, c, 12);
     cr_assert_eq(p.col, 4);
     kc_doc_free(doc);
+}
+
+Test(manifest, unquoted_interpolation_in_flow_style_gets_a_hint)
+{
+    parse_fails("a: 1\nb: [x, ${env:K}]\n", KC_EPARSE,
+                "m.yaml:2:9: did not find expected ',' or ']' (while parsing "
+                "a flow sequence started at 2:4); inside [ ] or { } quote a "
+                "value holding '${'");
+}
+
+/* Random mutation of valid and nearly valid manifests: whatever the bytes,
+ * the loader and the interpolation never crash (ASan and UBSan watch), and
+ * what they return keeps its invariants. KC_FUZZ_ITERS sets the count. */
+static const char *fuzz_seeds[] = {
+    "version: 1\n"
+    "name: kms-prod\n"
+    "providers:\n"
+    "  gcp:   {project: my-proj, zone: us-central1-a}\n"
+    "  chain: {rpc_url: \"${env:RPC_URL}\", chain_id: 84532,\n"
+    "          private_key: \"${env:PRIVATE_KEY}\"}\n"
+    "contracts:\n"
+    "  kms: {}\n"
+    "  os_images:\n"
+    "    - 0x1234\n"
+    "    - {image: dstack-cloud-0.6.0}\n"
+    "  apps:\n"
+    "    nitro-keys: &app\n"
+    "      allow_any_device: true\n"
+    "      compose_hashes: ['${file:h.txt}']\n"
+    "kms_vms:\n"
+    "  dstack-kms:\n"
+    "    url: https://${kms_vms.dstack-kms.external_ip}:8000/$${x}\n"
+    "    firewall: [{port: 12001}, {port: 18000, source_ranges: "
+    "[203.0.113.7/32]}]\n"
+    "    user_config: |\n"
+    "      EXECUTION_RPC=${env:RPC_URL}\n"
+    "    copy: *app\n"
+    "nitro_hosts:\n"
+    "  enclave-host:\n"
+    "    app: ${contracts.apps.nitro-keys.app_id}\n",
+    "- &a [x, y, {k: 'v', \"q\": >-\n    folded\n    text}]\n- *a\n- *a\n"
+    "- ? complex\n  : value\n- !!str 0x10\n",
+    "%YAML 1.2\n---\na: \"\\u00e9\\x41\\0\"\nb: 'it''s'\nc: ~\n...\n",
+};
+
+static uint64_t fuzz_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void fuzz_mutate(struct kc_buf *out, uint64_t *rng)
+{
+    static const char pieces[] = "{}[]:,-?&*!|>'\"#%@`\t\n \\$~.0x";
+    const char *seed = fuzz_seeds[fuzz_rand(rng) % KC_ARRAY_SIZE(fuzz_seeds)];
+    size_t len = strlen(seed);
+    char *t = kc_xmalloc(len * 2 + 64);
+    int rounds = 1 + (int)(fuzz_rand(rng) % 8);
+
+    memcpy(t, seed, len);
+    for (int r = 0; r < rounds; r++) {
+        size_t at = len ? fuzz_rand(rng) % len : 0;
+        size_t span = 1 + fuzz_rand(rng) % 16;
+
+        switch (fuzz_rand(rng) % 6) {
+        case 0: /* flip a byte */
+            if (len)
+                t[at] = (char)fuzz_rand(rng);
+            break;
+        case 1: /* insert a YAML-significant character */
+            if (len + 1 < len * 2 + 64) {
+                memmove(t + at + 1, t + at, len - at);
+                t[at] = pieces[fuzz_rand(rng) % (sizeof(pieces) - 1)];
+                len++;
+            }
+            break;
+        case 2: /* delete a run */
+            if (span > len - at)
+                span = len - at;
+            memmove(t + at, t + at + span, len - at - span);
+            len -= span;
+            break;
+        case 3: /* duplicate a run, if there is room */
+            if (span > len - at)
+                span = len - at;
+            if (len + span < len * 2 + 64 - span) {
+                memmove(t + at + span, t + at, len - at);
+                len += span;
+            }
+            break;
+        case 4: /* a high byte: broken or valid UTF-8 */
+            if (len)
+                t[at] = (char)(0x80 | fuzz_rand(rng));
+            break;
+        default: /* truncate */
+            len = at;
+            break;
+        }
+    }
+    kc_buf_reset(out);
+    kc_buf_add(out, t, len);
+    free(t);
+}
+
+static const char *fuzz_getenv(const char *name)
+{
+    return strcmp(name, "RPC_URL") == 0 ? "https://rpc.example/key" : NULL;
+}
+
+static void fuzz_check_node(const struct kc_doc *doc, const struct kc_node *n,
+                            int depth)
+{
+    cr_assert_leq(depth, KC_MANIFEST_MAX_DEPTH + 1);
+    cr_assert_geq(n->pos.line, 1);
+    cr_assert_geq(n->pos.col, 1);
+    cr_assert_leq(n->src_off, n->src_end);
+    cr_assert_leq(n->src_end, doc->text_len);
+    (void)kc_node_describe(n); /* any node can be described */
+    if (n->type == KC_NODE_SCALAR) {
+        for (size_t i = 0; i < n->len; i++) {
+            if (n->str[i] == '$') {
+                struct kc_pos p = kc_doc_text_pos(doc, n, i);
+
+                cr_assert_geq(p.line, 1);
+                cr_assert_geq(p.col, 1);
+            }
+        }
+        cr_assert_eq(n->str[n->len], '\0');
+        return;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        if (n->type == KC_NODE_SEQ) {
+            fuzz_check_node(doc, n->items[i], depth + 1);
+        } else {
+            cr_assert_eq(n->pairs[i].key->type, KC_NODE_SCALAR);
+            fuzz_check_node(doc, n->pairs[i].key, depth + 1);
+            fuzz_check_node(doc, n->pairs[i].val, depth + 1);
+        }
+    }
+}
+
+Test(manifest, random_mutations_never_crash, .timeout = 300)
+{
+    const char *env = getenv("KC_FUZZ_ITERS");
+    long iters = env ? strtol(env, NULL, 10) : 100000;
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    struct kc_buf text = { 0 };
+    long ok = 0;
+
+    for (long it = 0; it < iters; it++) {
+        struct kc_doc *doc = NULL;
+        struct kc_err err = { 0 };
+        int ret;
+
+        fuzz_mutate(&text, &rng);
+        ret = kc_manifest_parse("m.yaml", "/nonexistent", kc_buf_str(&text),
+                                text.len, &doc, &err);
+        if (ret < 0) {
+            cr_assert_null(doc);
+            cr_assert_eq(strncmp(err.msg, "m.yaml:", 7), 0, "%s", err.msg);
+            cr_assert_eq(ret, err.code);
+            continue;
+        }
+        ok++;
+        if (doc->root) {
+            struct kc_interp_opts o = { .doc = doc, .getenv_fn = fuzz_getenv };
+            struct kc_diags d = { 0 };
+            struct kc_value *v = NULL;
+            char **refs = NULL;
+            size_t n = 0;
+
+            fuzz_check_node(doc, doc->root, 1);
+            kc_interp_check_doc(doc, &d);
+            kc_diags_release(&d);
+            kc_interp_refs(doc->root, &refs, &n);
+            kc_interp_refs_free(refs, n);
+            ret = kc_interp_node(&o, doc->root, &v, &err);
+            if (ret < 0) {
+                cr_assert_null(v);
+                cr_assert_eq(strncmp(err.msg, "m.yaml:", 7), 0, "%s", err.msg);
+            }
+            kc_value_free(v);
+        }
+        kc_doc_free(doc);
+    }
+    /* The mutations must leave some documents valid, or this tests little. */
+    cr_assert_gt(ok, iters / 20, "only %ld of %ld parsed", ok, iters);
+    kc_buf_release(&text);
 }

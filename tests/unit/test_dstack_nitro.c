@@ -1,0 +1,107 @@
+/* tests/unit/test_dstack_nitro.c: Nitro image hash from nitro-cli
+ * measurements, checked against sha256sum of the raw PCR bytes. */
+#include "resources/dstack/nitro.h"
+
+#include <criterion/criterion.h>
+#include <sys/wait.h>
+
+static int run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    char buf[256] = { 0 };
+    size_t n;
+    int st;
+
+    cr_assert_not_null(p);
+    n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = '\0';
+    st = pclose(p);
+    *out = kc_xstrdup(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void pcr(char out[97], unsigned char seed)
+{
+    for (int i = 0; i < 48; i++)
+        kc_snprintf(out + 2 * i, 3, "%02x", (unsigned char)(seed + i * 3));
+}
+
+Test(dstack_nitro, hash_is_sha256_of_the_raw_pcr_bytes)
+{
+    char p0[97], p1[97], p2[97], hex[65], *json, *cmd, *sum = NULL;
+    unsigned char out[32];
+    struct kc_err err = { 0 };
+
+    pcr(p0, 1);
+    pcr(p1, 100);
+    pcr(p2, 200);
+    json = kc_xasprintf("{\"Measurements\": {\"HashAlgorithm\": \"Sha384 { ... "
+                        "}\", \"PCR0\": \"%s\", \"PCR1\": \"%s\", \"PCR2\": "
+                        "\"%s\"}}",
+                        p0, p1, p2);
+    cr_assert_eq(
+        dstack_nitro_image_hash(json, strlen(json), "eif.json", out, hex, &err),
+        0, "%s", err.msg);
+    cmd = kc_xasprintf("printf '%%s%%s%%s' %s %s %s | xxd -r -p | sha256sum",
+                       p0, p1, p2);
+    cr_assert_eq(run(cmd, &sum), 0);
+    cr_assert_eq(strncmp(sum, hex, 64), 0, "%s vs %s", hex, sum);
+    free(json);
+    free(cmd);
+    free(sum);
+    /* Upper-case hex and a bare object give the same hash. */
+    for (char *c = p1; *c; c++)
+        if (*c >= 'a' && *c <= 'f')
+            *c = (char)(*c - 'a' + 'A');
+    json = kc_xasprintf(
+        "{\"PCR0\": \"%s\", \"PCR1\": \"%s\", \"PCR2\": \"%s\"}", p0, p1, p2);
+    {
+        char hex2[65];
+
+        cr_assert_eq(
+            dstack_nitro_image_hash(json, strlen(json), "x", out, hex2, &err),
+            0, "%s", err.msg);
+        cr_assert_str_eq(hex2, hex);
+    }
+    free(json);
+}
+
+Test(dstack_nitro, refuses_debug_mode_zero_pcrs_and_malformed_input)
+{
+    char z[97], *json;
+    unsigned char out[32];
+    struct kc_err err = { 0 };
+
+    memset(z, '0', 96);
+    z[96] = '\0';
+    json = kc_xasprintf("{\"Measurements\": {\"PCR0\": \"%s\", \"PCR1\": "
+                        "\"%s\", \"PCR2\": \"%s\"}}",
+                        z, z, z);
+    cr_assert_eq(
+        dstack_nitro_image_hash(json, strlen(json), "m.json", out, NULL, &err),
+        KC_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "debug-mode"), "%s", err.msg);
+    free(json);
+    json = kc_xasprintf("{\"Measurements\": {\"PCR0\": \"%s\", \"PCR1\": "
+                        "\"%s\"}}",
+                        z, z);
+    cr_assert_eq(
+        dstack_nitro_image_hash(json, strlen(json), "m.json", out, NULL, &err),
+        KC_EPARSE);
+    cr_assert_not_null(strstr(err.msg, "m.json"), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "PCR2"), "%s", err.msg);
+    free(json);
+    json = kc_xasprintf("{\"PCR0\": \"abcd\", \"PCR1\": \"%s\", \"PCR2\": "
+                        "\"%s\"}",
+                        z, z);
+    cr_assert_eq(
+        dstack_nitro_image_hash(json, strlen(json), "m.json", out, NULL, &err),
+        KC_EPARSE);
+    free(json);
+    cr_assert_eq(dstack_nitro_image_hash("[1]", 3, "m.json", out, NULL, &err),
+                 KC_EPARSE);
+    cr_assert_lt(
+        dstack_nitro_image_hash_file("/nonexistent/m.json", out, NULL, &err),
+        0);
+    cr_assert_not_null(strstr(err.msg, "/nonexistent/m.json"), "%s", err.msg);
+}
