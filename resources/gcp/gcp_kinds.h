@@ -6,5 +6,6 @@
 #include "reconcile/resource.h"
 
 extern const struct kc_resource_type kc_gcp_firewall;
+extern const struct kc_resource_type kc_gcp_image;
 
 #endif

@@ -31,6 +31,7 @@ static void gcp_provider_cleanup(struct kc_provider *p)
 
 static const struct kc_resource_type *const gcp_kinds[] = {
     &kc_gcp_firewall,
+    &kc_gcp_image,
     NULL,
 };
 

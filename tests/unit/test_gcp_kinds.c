@@ -302,3 +302,89 @@ Test(gcp_kinds, a_rule_of_another_deployment_is_not_taken_over)
                        it->error);
     run_fini(&r);
 }
+
+static struct kc_graph *img_graph(const char *digest)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *r;
+    struct kc_value *f = kc_value_new_list();
+
+    cr_assert_eq(kc_graph_add(g, "gcp.image", "dstack-data-disk", &r, NULL), 0);
+    kc_value_list_push(f, kc_value_new_str("GVNIC"));
+    kc_resource_set_value(r, "generate", kc_value_new_str("gpt:2097152"));
+    kc_resource_set_value(r, "digest", kc_value_new_str(digest));
+    kc_resource_set_value(r, "guest_os_features", f);
+    return g;
+}
+
+#define IMG    "gcp.image.dstack-data-disk"
+#define UPLOAD "POST /gcp/storage/upload/storage/v1/b/{bucket}/o"
+
+Test(gcp_kinds, image_upload_once_insert_noop_reuse_replace_destroy)
+{
+    struct run r;
+    struct json_object *o;
+    int64_t before, uploads;
+
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, img_graph("d1"), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(action_of(&r, IMG), KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("image", "dstack-data-disk");
+    cr_assert_not_null(o);
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "READY");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.guestOsFeatures[0].type"),
+                     "GVNIC");
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-source"), "d1");
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-deployment"), "t1");
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-address"),
+                     "gcp_image_dstack-data-disk");
+    json_object_put(o);
+    o = inv_obj("object", "bk/dstack-data-disk.tar.gz");
+    cr_assert_not_null(o);
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-deployment"), "t1");
+    json_object_put(o);
+    uploads = sim_proc_route_count(sp, UPLOAD);
+    cr_assert_eq(uploads, 1);
+
+    /* Again: noop, nothing sent. */
+    before = mutating();
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, img_graph("d1"), false), 0);
+    cr_assert_eq(action_of(&r, IMG), KC_ACTION_NOOP);
+    cr_assert_eq(run_apply(&r), 0);
+    run_fini(&r);
+    cr_assert_eq(mutating(), before);
+
+    /* The image deleted outside: made again from the tarball already in
+     * the bucket, without uploading it again. */
+    cr_assert_eq(sim_proc_delete_object(sp, "gcp", "image", "dstack-data-disk"),
+                 200);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, img_graph("d1"), false), 0);
+    cr_assert_eq(action_of(&r, IMG), KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    cr_assert_eq(sim_proc_route_count(sp, UPLOAD), uploads);
+    cr_assert_not_null(o = inv_obj("image", "dstack-data-disk"));
+    json_object_put(o);
+
+    /* A new digest replaces the immutable image. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, img_graph("d2"), false), 0);
+    cr_assert_eq(action_of(&r, IMG), KC_ACTION_REPLACE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("image", "dstack-data-disk");
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-source"), "d2");
+    json_object_put(o);
+
+    /* Destroy: image and tarball gone. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, img_graph("d2"), true), 0);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    cr_assert_null(inv_obj("image", "dstack-data-disk"));
+    cr_assert_null(inv_obj("object", "bk/dstack-data-disk.tar.gz"));
+}
