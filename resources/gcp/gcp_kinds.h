@@ -7,5 +7,7 @@
 
 extern const struct kc_resource_type kc_gcp_firewall;
 extern const struct kc_resource_type kc_gcp_image;
+extern const struct kc_resource_type kc_gcp_disk;
+extern const struct kc_resource_type kc_gcp_instance;
 
 #endif

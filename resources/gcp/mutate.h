@@ -49,7 +49,7 @@ struct gcp_mut {
  * "setLabels"). CB(m, 0): the operation is DONE without error. CB(m, < 0):
  * the call was refused (m->code, m->reason, m->err: e.g. 409
  * alreadyExists, 404 notFound) or the operation failed (m->code 200,
- * m->err names it). */
+ * m->err names it). M must be zeroed or released (gcp_mut_release). */
 int gcp_mut_start(struct gcp *g, struct gcp_mut *m, struct kc_op *op,
                   enum kc_http_method method, const char *url, const char *what,
                   struct json_object *body, gcp_mut_cb cb, struct kc_err *err);

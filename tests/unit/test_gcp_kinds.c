@@ -388,3 +388,214 @@ Test(gcp_kinds, image_upload_once_insert_noop_reuse_replace_destroy)
     cr_assert_null(inv_obj("image", "dstack-data-disk"));
     cr_assert_null(inv_obj("object", "bk/dstack-data-disk.tar.gz"));
 }
+
+/* ---- the KMS VM stack ---- */
+
+static struct kc_value *strs(const char *a, const char *b, const char *c)
+{
+    struct kc_value *l = kc_value_new_list();
+
+    if (a)
+        kc_value_list_push(l, kc_value_new_str(a));
+    if (b)
+        kc_value_list_push(l, kc_value_new_str(b));
+    if (c)
+        kc_value_list_push(l, kc_value_new_str(c));
+    return l;
+}
+
+static void image(struct kc_graph *g, const char *name, const char *digest,
+                  struct kc_value *features)
+{
+    struct kc_resource *r;
+
+    cr_assert_eq(kc_graph_add(g, "gcp.image", name, &r, NULL), 0);
+    kc_resource_set_value(r, "generate", kc_value_new_str("gpt:2097152"));
+    kc_resource_set_value(r, "digest", kc_value_new_str(digest));
+    kc_resource_set_value(r, "guest_os_features", features);
+}
+
+/* SHARED: digest of the shared image; MT: machine type; CONSENT: the
+ * manifest's allow_identity_loss. */
+static struct kc_graph *vm_graph(const char *shared, const char *mt,
+                                 bool consent)
+{
+    struct kc_graph *g = fw_graph("0.0.0.0/0");
+    struct kc_resource *r;
+
+    image(g, "boot-0-1", "b1", strs("UEFI_COMPATIBLE", "TDX_CAPABLE", "GVNIC"));
+    image(g, "dstack-data-disk", "d1", strs("GVNIC", NULL, NULL));
+    image(g, "kms-shared", shared, strs("GVNIC", NULL, NULL));
+    cr_assert_eq(kc_graph_add(g, "gcp.disk", "kms-data", &r, NULL), 0);
+    kc_resource_set_value(r, "zone", kc_value_new_str("us-central1-a"));
+    kc_resource_set_value(r, "size_gb", kc_value_new_int(1));
+    kc_resource_set_value(r, "type", kc_value_new_str("pd-balanced"));
+    kc_resource_set_ref(r, "image", "gcp.image.dstack-data-disk", "name");
+    kc_resource_set_value(r, "allow_identity_loss", kc_value_new_bool(consent));
+    cr_assert_eq(kc_graph_add(g, "gcp.instance", "kms", &r, NULL), 0);
+    kc_resource_set_value(r, "zone", kc_value_new_str("us-central1-a"));
+    kc_resource_set_value(r, "machine_type", kc_value_new_str(mt));
+    kc_resource_set_ref(r, "boot_image", "gcp.image.boot-0-1", "name");
+    kc_resource_set_value(r, "boot_disk_size_gb", kc_value_new_int(10));
+    kc_resource_set_ref(r, "data_disk", "gcp.disk.kms-data", "name");
+    kc_resource_set_ref(r, "shared_image", "gcp.image.kms-shared", "name");
+    kc_resource_set_value(r, "shared_digest", kc_value_new_str(shared));
+    kc_resource_set_value(r, "network", kc_value_new_str("default"));
+    kc_resource_set_value(r, "tags", strs("fw-kms", NULL, NULL));
+    kc_resource_set_value(r, "labels", kc_value_new_map());
+    kc_resource_set_value(r, "running", kc_value_new_bool(true));
+    kc_resource_set_value(r, "allow_identity_loss", kc_value_new_bool(consent));
+    return g;
+}
+
+#define VM "gcp.instance.kms"
+
+static int count_labelled(const char *deployment)
+{
+    struct json_object *inv = sim_proc_inventory(sp);
+    int n = 0;
+
+    for (size_t i = 0; i < json_object_array_length(inv); i++) {
+        const char *d = kc_json_opt_str(json_object_array_get_idx(inv, i),
+                                        "labels.kmsctl-deployment");
+
+        n += d && strcmp(d, deployment) == 0;
+    }
+    json_object_put(inv);
+    return n;
+}
+
+Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
+{
+    struct run r;
+    struct json_object *o;
+    char *id;
+    int64_t before, uploads;
+    struct kc_plan_item *it;
+
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
+                 "%s", r.eng.err.msg);
+    cr_assert_eq(action_of(&r, VM), KC_ACTION_CREATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    it = kc_plan_find(r.plan, VM);
+    cr_assert_str_eq(kc_value_str(kc_value_map_get(it->outputs, "external_ip")),
+                     "127.1.0.1");
+    run_fini(&r);
+    o = inv_obj("instance", "kms");
+    cr_assert_not_null(o);
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "RUNNING");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.confidentialInstanceConfig."
+                                        "confidentialInstanceType"),
+                     "TDX");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.scheduling.onHostMaintenance"),
+                     "TERMINATE");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.tags.items[0]"), "fw-kms");
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-address"),
+                     "gcp_instance_kms");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[0].deviceName"), "boot");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[0].guestOsFeatures[1]."
+                                        "type"),
+                     "TDX_CAPABLE");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[1].deviceName"), "data");
+    cr_assert(!json_object_get_boolean(json_object_object_get(
+        json_object_array_get_idx(
+            json_object_object_get(json_object_object_get(o, "attrs"), "disks"),
+            1),
+        "autoDelete")));
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[2].deviceName"), "shared");
+    id = kc_xstrdup(kc_json_opt_str(o, "id"));
+    json_object_put(o);
+
+    /* Again: all noop, nothing mutating, nothing uploaded. */
+    before = mutating();
+    uploads = sim_proc_route_count(sp, UPLOAD);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0);
+    cr_assert(!kc_plan_has_changes(r.plan));
+    cr_assert_eq(run_apply(&r), 0);
+    run_fini(&r);
+    cr_assert_eq(mutating(), before);
+    cr_assert_eq(sim_proc_route_count(sp, UPLOAD), uploads);
+
+    /* Drift: firewall deleted, a label changed, the instance stopped. */
+    cr_assert_eq(
+        sim_proc_delete_object(sp, "gcp", "firewall", "kms-allow-tcp-12001"),
+        200);
+    cr_assert_eq(sim_proc_patch_object(sp, "gcp", "instance", "kms",
+                                       "{\"labels\":{\"kmsctl-deployment\":"
+                                       "\"mallory\"},\"attrs\":{\"status\":"
+                                       "\"TERMINATED\"}}"),
+                 200);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_CREATE);
+    cr_assert_eq(action_of(&r, VM), KC_ACTION_UPDATE);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("instance", "kms");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "RUNNING");
+    cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-deployment"), "t1");
+    cr_assert_str_eq(kc_json_opt_str(o, "id"), id);
+    json_object_put(o);
+    cr_assert_not_null(o = inv_obj("firewall", "kms-allow-tcp-12001"));
+    json_object_put(o);
+
+    /* A new shared image: swapped in place; same instance, same data
+     * disk; the old shared disk deleted. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-4", true), false), 0);
+    cr_assert_eq(action_of(&r, VM), KC_ACTION_UPDATE);
+    cr_assert_eq(action_of(&r, "gcp.image.kms-shared"), KC_ACTION_REPLACE);
+    cr_assert_eq(action_of(&r, "gcp.disk.kms-data"), KC_ACTION_NOOP);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    o = inv_obj("instance", "kms");
+    cr_assert_str_eq(kc_json_opt_str(o, "id"), id);
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "RUNNING");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[1].deviceName"), "data");
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[2].deviceName"), "shared");
+    {
+        const char *src = kc_json_opt_str(o, "attrs.disks[2].source");
+        struct json_object *d = inv_obj("disk", strrchr(src, '/') + 1);
+
+        cr_assert_str_eq(kc_json_opt_str(d, "labels.kmsctl-source"), "s2");
+        json_object_put(d);
+    }
+    json_object_put(o);
+    {
+        /* Exactly three disks: boot, data, the new shared one. */
+        struct json_object *inv = sim_proc_inventory(sp);
+        int n = 0;
+
+        for (size_t i = 0; i < json_object_array_length(inv); i++)
+            n += strcmp(
+                     kc_json_opt_str(json_object_array_get_idx(inv, i), "kind"),
+                     "disk") == 0;
+        json_object_put(inv);
+        cr_assert_eq(n, 3);
+    }
+
+    /* A new machine type replaces the VM: refused without consent. */
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-8", false), false),
+                 0);
+    cr_assert_eq(action_of(&r, VM), KC_ACTION_REPLACE);
+    cr_assert_not_null(kc_plan_find(r.plan, VM)->consent);
+    cr_assert_eq(run_apply(&r), KC_EPERM);
+    run_fini(&r);
+    o = inv_obj("instance", "kms");
+    cr_assert_str_eq(kc_json_opt_str(o, "id"), id);
+    json_object_put(o);
+
+    /* Destroy (the manifest consents): nothing labelled is left. */
+    cr_assert_gt(count_labelled("t1"), 0);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-4", true), true), 0);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    cr_assert_eq(count_labelled("t1"), 0);
+    cr_assert_null(inv_obj("instance", "kms"));
+    cr_assert_null(inv_obj("firewall", "kms-allow-tcp-12001"));
+    free(id);
+}
