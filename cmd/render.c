@@ -6,6 +6,8 @@
 #include <json-c/json.h>
 #include <sys/stat.h>
 
+#include "reconcile/check.h"
+#include "reconcile/diag.h"
 #include "reconcile/file.h"
 #include "reconcile/interp.h"
 #include "reconcile/json.h"
@@ -488,6 +490,20 @@ static int render_run(struct render *r, struct kc_err *err)
 
     if ((ret = kc_manifest_load(opts->file, &r->doc, err)) < 0)
         return ret;
+    {
+        struct kc_check_opts copts = { .allow_literal_secrets =
+                                           opts->allow_literal_secrets };
+        struct kc_diags diags = { 0 };
+
+        if (kc_manifest_check(r->doc, &copts, &diags) < 0) {
+            kc_diags_print(&diags, stderr);
+            ret = kc_err_set(err, KC_EINVAL, "%s: %zu error%s", opts->file,
+                             diags.n, diags.n == 1 ? "" : "s");
+            kc_diags_release(&diags);
+            return ret;
+        }
+        kc_diags_release(&diags);
+    }
     root = r->doc->root;
     vms = kc_node_get(root, "kms_vms");
     node = kc_node_get(vms, r->vm_name);

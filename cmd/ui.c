@@ -606,7 +606,7 @@ int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
     if (!fgets(line, sizeof(line), stdin) ||
         (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0 &&
          strcmp(line, "Y\n") != 0))
-        return kc_err_set(err, KC_ECANCELED, "%s cancelled: nothing changed",
+        return kc_err_set(err, KC_EPERM, "%s cancelled: nothing changed",
                           s->opts->verb);
     return 0;
 }

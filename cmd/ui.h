@@ -69,8 +69,8 @@ void ui_print_plan(struct ui_session *s);
 /* Writes the plan JSON to PATH (0600, atomically). */
 int ui_save_plan(struct ui_session *s, const char *path, struct kc_err *err);
 /* Asks "QUESTION [y/N]" on a TTY; without a TTY refuses unless
- * --auto-approve. 0: go on; KC_ECANCELED: the operator said no; KC_EPERM:
- * no TTY. */
+ * --auto-approve. 0: go on; KC_EPERM (exit 1): the operator said no, or no
+ * TTY. */
 int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err);
 /* The exit code of an engine error. */
 int ui_exit_code(int ret);

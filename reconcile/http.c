@@ -1519,8 +1519,9 @@ static int attempt_setup(struct kc_http_priv *priv)
     }
     if (timeout == 0)
         timeout = KC_HTTP_TIMEOUT_MS;
-    if (priv->deadline_ms > now) {
-        uint64_t left = priv->deadline_ms - now;
+    {
+        /* No attempt outlives the retry deadline. */
+        uint64_t left = priv->deadline_ms > now ? priv->deadline_ms - now : 1;
 
         if (timeout < 0 || (uint64_t)timeout > left)
             timeout = (long)left;

@@ -158,13 +158,16 @@ struct kc_http_opts {
     const char *ca_pem;        /* in-memory PEM of trusted CAs */
     const char *pinned_pubkey; /* "sha256//<base64>" (';'-separated list) */
     /* host→address mappings for this request, CURLOPT_RESOLVE syntax
-     * "HOST:PORT:ADDRESS" (e.g. "kms.example.com:443:203.0.113.5"). */
+     * "HOST:PORT:ADDRESS" (e.g. "kms.example.com:443:203.0.113.5"). Applied
+     * with CURLOPT_CONNECT_TO so that the mapping stays with this request:
+     * CURLOPT_RESOLVE entries would go into the DNS cache every request
+     * shares. TLS still checks the certificate against HOST. */
     const char *const *resolve;
     size_t nresolve;
     size_t max_body;            /* response body cap; 0: KC_HTTP_BODY_MAX */
     kc_http_prepare_fn prepare; /* optional; borrowed */
     void *prepare_arg;          /* borrowed */
-    bool follow_redirects;      /* off by default */
+    bool follow_redirects;      /* off by default; https targets only */
 };
 
 /* Counters since kc_http_new(). "attempts" counts requests on the wire

@@ -373,6 +373,24 @@ out:
     return ret;
 }
 
+/* A multi-line secret (a PEM key) may reach a log one line at a time, or
+ * JSON-escaped with its line breaks changed: the logger learns each line
+ * long enough not to redact ordinary words. */
+static void log_secret_lines(struct kc_log *log, const char *bytes, size_t len)
+{
+    size_t start = 0;
+
+    if (!memchr(bytes, '\n', len))
+        return;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && bytes[i] != '\n' && bytes[i] != '\r')
+            continue;
+        if (i - start >= 8)
+            kc_log_add_secret(log, bytes + start, i - start);
+        start = i + 1;
+    }
+}
+
 /* The value of one ${…} piece. */
 static int seg_value(const struct kc_interp_opts *o, const struct kc_node *n,
                      const struct seg *sg, struct kc_value **out,
@@ -418,6 +436,7 @@ static int seg_value(const struct kc_interp_opts *o, const struct kc_node *n,
             const char *bytes = kc_value_reveal(*out, &len);
 
             kc_log_add_secret(o->log, bytes, len);
+            log_secret_lines(o->log, bytes, len);
         }
         free(path);
         break;

@@ -68,8 +68,12 @@ if [ $rc -eq 0 ]; then
     run plan -f "$manifest" --state "$state" --detailed-exitcode
     echo "(exit $? — 0 means the second plan found nothing to do)"
     run drift -f "$manifest" --state "$state"
-    echo "(drift exit $?)"
+    echo "(drift exit $? — 0 in sync, 2 changed outside kmsctl, 4 manifest ahead)"
     run output -f "$manifest" --state "$state"
+    run graph -f "$manifest" --state "$state"
+    run destroy -f "$manifest" --state "$state" --auto-approve \
+        --allow-identity-loss gcp.instance.dstack-kms
+    echo "(destroy exit $?)"
 else
-    echo "demo: stopped at 'plan' (exit $rc): see above for what is not built yet"
+    echo "demo: stopped at 'plan' (exit $rc): the message above says which part is not built yet"
 fi

@@ -106,6 +106,12 @@ run 0 "$K" graph -f m.yaml
 has '"fake.thing.a" -> "fake.thing.b";' "$out"
 has '"fake.thing.b" -> "fake.thing.c";' "$out"
 
+sed -i 's/value: "D"}/value: "D1"}/' m.yaml
+run 0 "$K" plan -f m.yaml --out colour.plan
+run 0 "$K" graph -f m.yaml colour.plan
+has '"fake.identity.d" [fillcolor=khaki];' "$out"
+sed -i 's/value: "D1"}/value: "D"}/' m.yaml
+
 # --- drift: in sync, manifest ahead, external -----------------------------
 st_sum=$(sha256sum .kmsctl/demo.state.json)
 muts=$(counter mutating)
@@ -199,6 +205,23 @@ jq -e '.resources["fake.thing.g"] == null' .kmsctl/demo.state.json \
     >/dev/null || fail "g is in the state"
 [ "$(jq -r '.objects["fake.thing.g"] // "none"' world.json)" = none ] ||
     fail "g was created after SIGINT"
+
+# --- on a terminal: y/N, then live lines with elapsed time -----------------
+if command -v script >/dev/null; then
+    manifest 1300 "  h: {kind: thing, value: H}"
+    rc=0
+    tty_out=$(printf 'n\n' | script -qec "$K apply -f m.yaml --no-color" \
+        /dev/null) || rc=$?
+    [ "$rc" = 1 ] || fail "answering n: exit $rc: $tty_out"
+    has "Apply these changes? [y/N]" "$tty_out"
+    has "apply cancelled: nothing changed" "$tty_out"
+    [ "$(jq -r '.objects["fake.thing.h"] // "none"' world.json)" = none ] ||
+        fail "h was created after answering n"
+    tty_out=$(printf 'y\n' | script -qec "$K apply -f m.yaml --no-color" \
+        /dev/null) || fail "answering y: $tty_out"
+    has "fake.thing.h: creating... (1s)" "$tty_out"
+    has "fake.thing.h: created" "$tty_out"
+fi
 
 # --- destroy: consent for the identity, reverse order ---------------------
 manifest 0 ""

@@ -23,7 +23,11 @@ manifest() { # $1: KMS_IMAGE value
     cat > kms.yaml <<EOF
 version: 1
 name: render-test
+providers:
+  gcp: {project: render-test, zone: us-central1-a, bucket: render-bucket}
+  chain: {rpc_url: "http://127.0.0.1:8545", chain_id: 31337, private_key: "\${env:KC_RENDER_KEY}"}
 contracts:
+  artifacts: ./artifacts
   kms: {}
 kms_vms:
   dstack-kms:
@@ -157,7 +161,7 @@ sed 's|      template: direct|      template: light|' kms.yaml > bad.yaml
 if "$KMSCTL" render dstack-kms -f bad.yaml --out out9 --set contracts.kms.address=$ADDR 2>err.txt; then
     fail "template/mode mismatch rendered"
 fi
-grep -q "compose.template 'light' does not agree with mode 'direct'" err.txt || fail "mismatch message: $(cat err.txt)"
+grep -q "compose.template: template 'light' does not match mode 'direct'" err.txt || fail "mismatch message: $(cat err.txt)"
 
 # 10. Light mode: helios in the compose, EXECUTION_RPC required and imported
 #     from .user-config (never written into the measured files).
@@ -165,7 +169,7 @@ sed -e 's|    mode: direct|    mode: light|' -e 's|      template: direct|      
 if "$KMSCTL" render dstack-kms -f light.yaml --out out10 --set contracts.kms.address=$ADDR 2>err.txt; then
     fail "light mode without EXECUTION_RPC rendered"
 fi
-grep -q "light mode needs EXECUTION_RPC" err.txt || fail "light mode message: $(cat err.txt)"
+grep -q "light mode needs user_config.EXECUTION_RPC" err.txt || fail "light mode message: $(cat err.txt)"
 sed -i 's|      ETH_RPC_URL: "${env:KC_RENDER_RPC}"|      EXECUTION_RPC: "${env:KC_RENDER_RPC}"|' light.yaml
 "$KMSCTL" render dstack-kms -f light.yaml --out out10 --set contracts.kms.address=$ADDR >/dev/null
 jq -e '(.docker_compose_file | test("\\n  helios:\\n")) and (.pre_launch_script | test("HELIOS_RPC_PORT=18545"))

@@ -72,14 +72,20 @@ grep -q '"serial": 4' "$st.backup" || fail "no backup of serial 4"
 # The holder is the sleep itself (exec), so killing it frees the lock.
 (
     exec 9>>"$st.lock"
-    flock -n 9
-    exec sleep 30
+    flock -n 9 || exit 1
+    : >"$st.holding"
+    exec sleep 120
 ) &
 holder=$!
-for _ in $(seq 50); do
-    flock -n "$st.lock" true 2>/dev/null || break
+# Wait for the holder to say it holds the lock (a loaded CI machine may take
+# a while to schedule it); give up after 60 s.
+for _ in $(seq 600); do
+    [ -e "$st.holding" ] && break
+    kill -0 "$holder" 2>/dev/null || fail "lock holder could not take the lock"
     sleep 0.1
 done
+[ -e "$st.holding" ] || fail "lock holder did not start within 60 s"
+rm -f "$st.holding"
 run 3 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
 echo "$errout" | grep -q "is locked by" || fail "rm locked: $errout"
 run 3 "$KMSCTL" state unlock --state "$st"

@@ -313,6 +313,19 @@ const char *sim_req_form(struct sim_req *req, const char *key)
     return NULL;
 }
 
+const char *sim_req_base_url(const struct sim_req *req)
+{
+    const char *host = sim_req_header(req, "Host");
+    char *u;
+
+    if (host && *host && !strpbrk(host, "/?#@ \t"))
+        u = kc_xasprintf("%s://%s", req->l->cert ? "https" : "http", host);
+    else
+        u = kc_xasprintf("%s://127.0.0.1:%u", req->l->cert ? "https" : "http",
+                         (unsigned)req->l->port);
+    return arena_keep((struct sim_req *)req, u);
+}
+
 const char *sim_req_id(const struct sim_req *req)
 {
     return req->id;
@@ -1354,6 +1367,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     req->started = true;
     return handle(req);
 }
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {

@@ -137,6 +137,11 @@ struct json_object *sim_req_json(struct sim_req *req);
 /* A field of an application/x-www-form-urlencoded body (decoded), or NULL.
  * EC2's Query API sends its parameters this way. */
 const char *sim_req_form(struct sim_req *req, const char *key);
+/* "http://HOST:PORT" (https on a TLS listener) as the client addressed
+ * this listener (from the Host header; the listener's address without
+ * one): for absolute URLs in answers (selfLink, an upload session's
+ * Location). */
+const char *sim_req_base_url(const struct sim_req *req);
 /* "sim-<n>". */
 const char *sim_req_id(const struct sim_req *req);
 /* The service this route belongs to, and its state. */
@@ -220,6 +225,8 @@ struct sim_listen_opts {
     const char *service;
 };
 /* Starts one more listener (callable from a handler or timer, lock held).
+ * At most 63 such listeners over the life of the process (a stopped one's
+ * slot is not reused, its connections may still be finishing).
  * *PORT gets the bound port. Returns a listener id >= 0, or < 0 with a
  * message in ERR (KC_ENOTSUP when MHD lacks TLS). */
 int sim_listen(struct sim *sim, const struct sim_listen_opts *opts,

@@ -1,8 +1,8 @@
 /* tests/sim/svc_test.c: the "test" service of kmsctl-sim, to exercise the
  * HTTP runtime and the framework itself.
  *
- *   *      /test/echo              {"method","path","query":{},"headers":{},
- *                                   "body","body_len","sha256"}
+ *   *      /test/echo              {"method","path","base_url","headers":{},
+ *                                   "body","body_len","sha256","q"}
  *   GET    /test/delay/{ms}        answers after MS ms
  *   *      /test/status/{code}     answers CODE; ?retry_after=V sends V as
  *                                  Retry-After; ?retry_after_date=S sends an
@@ -113,6 +113,8 @@ static void h_echo(struct sim *sim, struct sim_req *req)
                            json_object_new_string(sim_req_method(req)));
     json_object_object_add(o, "path",
                            json_object_new_string(sim_req_path(req)));
+    json_object_object_add(o, "base_url",
+                           json_object_new_string(sim_req_base_url(req)));
     json_object_object_add(o, "headers", h);
     json_object_object_add(o, "body",
                            json_object_new_string_len(body, (int)len));

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static int run(const char *cmd, char **out)
 {
@@ -29,6 +30,7 @@ static void pcr(char out[97], unsigned char seed)
 Test(dstack_nitro, hash_is_sha256_of_the_raw_pcr_bytes)
 {
     char p0[97], p1[97], p2[97], hex[65], *json, *cmd, *sum = NULL;
+    char *bin = NULL;
     unsigned char out[32];
     struct kc_err err = { 0 };
 
@@ -42,13 +44,33 @@ Test(dstack_nitro, hash_is_sha256_of_the_raw_pcr_bytes)
     cr_assert_eq(
         dstack_nitro_image_hash(json, strlen(json), "eif.json", out, hex, &err),
         0, "%s", err.msg);
-    cmd = kc_xasprintf("printf '%%s%%s%%s' %s %s %s | xxd -r -p | sha256sum",
-                       p0, p1, p2);
+    /* The raw 144 bytes go to a file; sha256sum hashes them. */
+    {
+        unsigned char raw[144];
+        const char *hexes[3] = { p0, p1, p2 };
+        FILE *f;
+
+        bin = kc_xasprintf("/tmp/kc-nitro-%d.bin", (int)getpid());
+        f = fopen(bin, "wb");
+
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < 48; i++) {
+                unsigned v = 0;
+
+                cr_assert_eq(sscanf(hexes[k] + 2 * i, "%2x", &v), 1);
+                raw[48 * k + i] = (unsigned char)v;
+            }
+        cr_assert_not_null(f);
+        cr_assert_eq(fwrite(raw, 1, sizeof(raw), f), sizeof(raw));
+        cr_assert_eq(fclose(f), 0);
+    }
+    cmd = kc_xasprintf("sha256sum '%s' && rm -f '%s'", bin, bin);
     cr_assert_eq(run(cmd, &sum), 0);
     cr_assert_eq(strncmp(sum, hex, 64), 0, "%s vs %s", hex, sum);
     free(json);
     free(cmd);
     free(sum);
+    free(bin);
     /* Upper-case hex and a bare object give the same hash. */
     for (char *c = p1; *c; c++)
         if (*c >= 'a' && *c <= 'f')

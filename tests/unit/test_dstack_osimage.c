@@ -216,7 +216,7 @@ Test(dstack_osimage, archive_lists_one_member_and_extracts_identical)
     cr_assert_eq(strncmp(out, dg.sha256, 64), 0, "%s vs %s", dg.sha256, out);
     free(cmd);
     free(out);
-    cmd = kc_xasprintf("md5sum '%s' | cut -c1-32 | xxd -r -p | base64", tgz);
+    cmd = kc_xasprintf("openssl dgst -md5 -binary '%s' | base64", tgz);
     cr_assert_eq(run(cmd, &out), 0);
     cr_assert_eq(strncmp(out, dg.md5_b64, 24), 0, "%s vs %s", dg.md5_b64, out);
     free(cmd);

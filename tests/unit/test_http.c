@@ -432,6 +432,20 @@ Test(http, per_attempt_timeout_fires)
     kc_http_req_release(&c.req);
 }
 
+Test(http, no_attempt_outlives_the_retry_deadline)
+{
+    struct kc_http_opts o = { 0 };
+    struct call c;
+    double t0 = mono_ms();
+
+    o.retry.max_elapsed_ms = 300; /* per-attempt timeout left at 60 s */
+    start(&c, KC_HTTP_GET, "/test/delay/3000", &o);
+    run();
+    cr_assert_eq(c.status, KC_ETIMEDOUT, "%s", c.req.err.msg);
+    cr_assert_lt(c.done_ms - t0, 1500);
+    kc_http_req_release(&c.req);
+}
+
 Test(http, timeouts_are_retried_for_idempotent_requests)
 {
     struct kc_http_opts o = fast_retries(2);
@@ -949,6 +963,8 @@ Test(http, resolve_maps_a_host_for_one_request)
     cr_assert_eq(kc_http_resp_json(&c.req, &j, &err), 0);
     cr_assert_eq(kc_json_get_str(j, "headers.Host", &host, &err), 0);
     cr_assert_eq(strncmp(host, "api.sim.invalid:", 16), 0, "%s", host);
+    cr_assert_eq(kc_json_get_str(j, "base_url", &host, &err), 0);
+    cr_assert_eq(strncmp(host, "http://api.sim.invalid:", 23), 0, "%s", host);
     json_object_put(j);
     kc_http_req_release(&c.req);
 

@@ -694,3 +694,29 @@ Test(interp, check_ref_accepts_every_form_in_the_table)
         cr_assert_eq(kc_interp_check_ref(NULL, bad[i], &err), KC_EINVAL, "%s",
                      bad[i]);
 }
+
+Test(interp, log_learns_each_line_of_a_multi_line_secret_file)
+{
+    struct kc_doc *doc = parse("k: ${file:pem}\n");
+    struct kc_log log;
+    struct kc_interp_opts o = opts_for(doc);
+    struct kc_buf out = { 0 };
+    struct kc_value *v = NULL;
+    struct kc_err err = { 0 };
+    const char *line = "got MIIEvQIBADANBgkqhkiG9w0B and short ab\n";
+
+    write_file("pem", "-----BEGIN PRIVATE KEY-----\r\n"
+                      "MIIEvQIBADANBgkqhkiG9w0B\r\n"
+                      "ab\r\n"
+                      "-----END PRIVATE KEY-----\r\n");
+    kc_log_init(&log, KC_LOG_INFO);
+    o.log = &log;
+    cr_assert_eq(kc_interp_node(&o, kc_node_get(doc->root, "k"), &v, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(kc_log_redact(&log, line, strlen(line), &out), 0);
+    cr_assert_str_eq(kc_buf_str(&out), "got [redacted] and short ab\n");
+    kc_buf_release(&out);
+    kc_value_free(v);
+    kc_log_release(&log);
+    kc_doc_free(doc);
+}
