@@ -9,5 +9,6 @@ extern const struct kc_resource_type kc_gcp_firewall;
 extern const struct kc_resource_type kc_gcp_image;
 extern const struct kc_resource_type kc_gcp_disk;
 extern const struct kc_resource_type kc_gcp_instance;
+extern const struct kc_resource_type kc_gcp_os_image;
 
 #endif

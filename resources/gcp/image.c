@@ -15,9 +15,18 @@
  * tar, gzip, reproducible bytes) on the loop's thread pool.
  *
  * Fields: disk (a local raw disk) or generate ("gpt:<bytes>": kmsctl writes
- * dstack's data disk itself, resources/dstack/gptimg), digest (the content
- * identity, a label value), guest_os_features, object (default
- * "<name>.tar.gz"). Delete removes the image and its tarball.
+ * dstack's data disk itself, resources/dstack/gptimg; "shared": the KMS VM's
+ * shared disk from vm_name, mode, key_provider, key_provider_id, compose,
+ * user_config, app_compose, ports, os_image_hash, kms_addr and base_dir,
+ * resources/gcp/shared.h), digest (the content identity, a label value; for
+ * "shared" the image's own SHA-256, known after apply), guest_os_features,
+ * object (default "<name>.tar.gz"). Output digest: the label's value.
+ * Delete removes the image and its tarball.
+ *
+ * The shared disk's instance_id_seed and app_id are generated once and kept
+ * in the state (kc_op_generated "kms_vms.<vm>.instance_id_seed" and
+ * ".app_id", as `kmsctl render` keeps them), persisted before the image
+ * leaves the machine.
  */
 #include "reconcile/resource.h"
 
@@ -31,6 +40,7 @@
 #include "resources/gcp/gcp.h"
 #include "resources/gcp/gcp_kinds.h"
 #include "resources/gcp/mutate.h"
+#include "resources/gcp/shared.h"
 #include "resources/gcp/storage.h"
 
 #define LABEL_SOURCE "kmsctl-source"
@@ -41,6 +51,21 @@ static const struct kc_field image_fields[] = {
     { "digest", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
     { "guest_os_features", KC_VALUE_LIST, KC_FIELD_FORCE_NEW },
     { "object", KC_VALUE_STRING, KC_FIELD_IGNORE_DRIFT },
+    /* generate: shared (all manifest inputs: a change is a new disk) */
+    { "vm_name", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "mode", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "key_provider", KC_VALUE_STRING,
+      KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "key_provider_id", KC_VALUE_STRING,
+      KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "compose", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "user_config", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "app_compose", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "ports", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "os_image_hash", KC_VALUE_STRING,
+      KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "kms_addr", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "base_dir", KC_VALUE_STRING, KC_FIELD_IGNORE_DRIFT },
     { "self_link", KC_VALUE_STRING, KC_FIELD_COMPUTED },
     { NULL, 0, 0 },
 };
@@ -56,6 +81,7 @@ enum {
 };
 
 struct img_job {
+    struct gcp_job job; /* while the generated ids are persisted */
     struct kc_op *op;
     struct gcp *g;
     int step;
@@ -65,6 +91,9 @@ struct img_job {
     char *dir, *raw, *tgz;
     char *disk, *generate;
     struct dstack_archive_digest dg;
+    struct gcp_shared_in sin;
+    struct kc_value *vm; /* generate shared: the inputs as one map */
+    char label[49];      /* kmsctl-source of the new image */
     struct kc_err werr;
     int wstatus;
     int fd;
@@ -74,13 +103,6 @@ struct img_job {
     struct gcp_mut mut;
     bool up_live;
 };
-
-static const char *d_str(struct kc_op *op, const char *f, const char *dflt)
-{
-    const char *s = kc_value_str(kc_op_desired(op, f));
-
-    return s ? s : dflt;
-}
 
 static char *object_name(struct kc_op *op)
 {
@@ -108,6 +130,8 @@ static void img_end(struct img_job *j, int status)
     free(j->tgz);
     free(j->disk);
     free(j->generate);
+    kc_value_free(j->vm);
+    kc_memzero(&j->sin, sizeof(j->sin));
     gcp_call_release(&j->call);
     if (j->up_live)
         gcp_upload_release(&j->up);
@@ -160,6 +184,10 @@ static int img_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
             kc_value_map_set(m, "object", kc_value_new_str(obj + 1));
     }
     kc_value_map_set(m, "self_link", kc_value_new_str(self ? self : ""));
+    src = labels ? kc_json_opt_str(labels, LABEL_SOURCE) : NULL;
+    kc_op_set_output(op, "digest", kc_value_new_str(src ? src : ""));
+    if (!kc_op_desired(op, "digest"))
+        kc_value_map_del(m, "digest"); /* not compared: known after apply */
     kc_op_set_observed(op, m);
     kc_op_set_id(op, kc_op_name(op));
     kc_op_set_output(op, "self_link", kc_value_new_str(self ? self : ""));
@@ -233,7 +261,17 @@ static void archive_work(uv_work_t *w)
     struct img_job *j = kc_container_of(w, struct img_job, work);
     const char *disk = j->disk;
 
-    if (j->generate) {
+    if (j->generate && strcmp(j->generate, "shared") == 0) {
+        char digest[65];
+
+        j->sin.vm = j->vm;
+        j->wstatus = gcp_shared_render(&j->sin, j->raw, digest, NULL, &j->werr);
+        if (j->wstatus < 0)
+            return;
+        memcpy(j->label, digest, 48);
+        j->label[48] = '\0';
+        disk = j->raw;
+    } else if (j->generate) {
         struct dstack_gptimg gi = { 0 };
         char *end = NULL;
         unsigned long long size;
@@ -372,7 +410,7 @@ static struct json_object *img_body(struct img_job *j)
     }
     json_object_object_add(b, "guestOsFeatures", feats);
     json_object_object_add(labels, LABEL_SOURCE,
-                           json_object_new_string(d_str(j->op, "digest", "")));
+                           json_object_new_string(j->label));
     json_object_object_add(b, "labels", labels);
     free(src);
     free(obj);
@@ -404,7 +442,7 @@ static void img_next(struct img_job *j)
             break;
         }
         json_object_object_add(md, LABEL_SOURCE,
-                               json_object_new_string(d_str(op, "digest", "")));
+                               json_object_new_string(j->label));
         o.bucket = j->g->cfg.bucket;
         o.name = obj;
         o.fd = j->fd;
@@ -446,6 +484,89 @@ static void img_next(struct img_job *j)
         img_end(j, ret);
 }
 
+static int start_archive(struct img_job *j)
+{
+    int ret =
+        uv_queue_work(kc_op_loop(j->op), &j->work, archive_work, archive_done);
+
+    if (ret < 0)
+        return kc_err_from_uv(kc_op_err(j->op), ret, "archive");
+    kc_op_progress(j->op, "building the disk archive");
+    return 0;
+}
+
+static void on_ids_persisted(struct kc_op *op, int status)
+{
+    struct gcp_job *gj = gcp_job_take(kc_op_provider_data(op), op);
+    struct img_job *j = kc_container_of(gj, struct img_job, job);
+
+    if (status == 0)
+        status = start_archive(j);
+    if (status < 0)
+        img_end(j, status);
+}
+
+/* generate shared: its inputs as one map, and the ids from the state
+ * (generated and persisted the first time). 1: persist started. */
+static int shared_prepare(struct img_job *j)
+{
+    static const char *const keys[] = {
+        "mode",    "key_provider", "key_provider_id",
+        "compose", "user_config",  "app_compose",
+        "ports"
+    };
+    struct kc_op *op = j->op;
+    const char *vm = kc_value_str(kc_op_desired(op, "vm_name"));
+    char *kseed, *kapp;
+    const struct kc_value *v;
+    unsigned gen = 0;
+    int ret;
+
+    if (!vm)
+        return kc_err_set(kc_op_err(op), KC_EINVAL,
+                          "image '%s': generate shared needs vm_name",
+                          kc_op_name(op));
+    j->vm = kc_value_new_map();
+    for (size_t i = 0; i < KC_ARRAY_SIZE(keys); i++)
+        if ((v = kc_op_desired(op, keys[i])))
+            kc_value_map_set(j->vm, keys[i], kc_value_dup(v));
+    j->sin.vm_name = vm;
+    j->sin.base_dir = kc_value_str(kc_op_desired(op, "base_dir"));
+    j->sin.os_image_hash = kc_value_str(kc_op_desired(op, "os_image_hash"));
+    j->sin.kms_addr = kc_value_str(kc_op_desired(op, "kms_addr"));
+    kseed = kc_xasprintf("kms_vms.%s.instance_id_seed", vm);
+    kapp = kc_xasprintf("kms_vms.%s.app_id", vm);
+    if ((v = kc_op_generated(op, kseed)) && kc_value_str(v))
+        kc_snprintf(j->sin.ids.instance_id_seed,
+                    sizeof(j->sin.ids.instance_id_seed), "%.40s",
+                    kc_value_str(v));
+    if ((v = kc_op_generated(op, kapp)) && kc_value_str(v))
+        kc_snprintf(j->sin.ids.app_id, sizeof(j->sin.ids.app_id), "%.40s",
+                    kc_value_str(v));
+    ret = dstack_ids_fill(&j->sin.ids, &gen, kc_op_err(op));
+    if (ret == 0 && gen) {
+        struct kc_value *a = kc_value_new_str(j->sin.ids.instance_id_seed);
+        struct kc_value *b = kc_value_new_str(j->sin.ids.app_id);
+
+        ret = kc_op_generated_put(op, kseed, a, kc_op_err(op));
+        if (ret == 0)
+            ret = kc_op_generated_put(op, kapp, b, kc_op_err(op));
+        kc_value_free(a);
+        kc_value_free(b);
+        if (ret == 0) {
+            gcp_job_put(j->g, &j->job, op);
+            ret = kc_op_persist(op, on_ids_persisted);
+            if (ret < 0)
+                gcp_job_take(j->g, op);
+            else
+                ret = 1;
+        }
+    }
+    free(kseed);
+    free(kapp);
+    return ret;
+}
+
 static int image_create(struct kc_op *op)
 {
     struct img_job *j;
@@ -471,19 +592,26 @@ static int image_create(struct kc_op *op)
     j->generate = gen ? kc_xstrdup(gen) : NULL;
     j->raw = kc_xasprintf("%s/disk.raw", j->dir);
     j->tgz = kc_xasprintf("%s/disk.tar.gz", j->dir);
+    kc_snprintf(j->label, sizeof(j->label), "%.48s",
+                kc_value_str(kc_op_desired(op, "digest"))
+                    ? kc_value_str(kc_op_desired(op, "digest"))
+                    : "");
     j->step = IMG_ARCHIVE;
-    ret = uv_queue_work(kc_op_loop(op), &j->work, archive_work, archive_done);
+    ret = gen && strcmp(gen, "shared") == 0 ? shared_prepare(j) : 0;
+    if (ret == 0)
+        ret = start_archive(j);
     if (ret < 0) {
+        /* Nothing started: undo without kc_op_done. */
         rmdir(j->dir);
         free(j->dir);
         free(j->disk);
         free(j->generate);
         free(j->raw);
         free(j->tgz);
+        kc_value_free(j->vm);
         free(j);
-        return kc_err_from_uv(kc_op_err(op), ret, "archive");
+        return ret;
     }
-    kc_op_progress(op, "archiving the disk");
     return 0;
 }
 

@@ -30,7 +30,8 @@ static void gcp_provider_cleanup(struct kc_provider *p)
 }
 
 static const struct kc_resource_type *const gcp_kinds[] = {
-    &kc_gcp_firewall, &kc_gcp_image, &kc_gcp_disk, &kc_gcp_instance, NULL,
+    &kc_gcp_firewall, &kc_gcp_image,    &kc_gcp_disk,
+    &kc_gcp_instance, &kc_gcp_os_image, NULL,
 };
 
 const struct kc_provider_type kc_provider_gcp = {
