@@ -67,6 +67,15 @@ I='[o for o in d if o["kind"]=="instance"][0]["attrs"]'
 [ "$(q '[o for o in d if o["name"]=="dstack-kms-allow-tcp-18000"][0]["attrs"]["targetTags"]')" = "['fw-dstack-kms']" ] ||
     fail "firewall tag"
 
+# --- kmsctl logs: the serial port output, and --follow ---
+K logs dstack-kms >"$tmp/logs.out" || fail "logs"
+grep -q 'app-compose.sh: starting containers' "$tmp/logs.out" || fail "logs: $(cat "$tmp/logs.out")"
+set +e
+K logs no-such-vm 2>"$tmp/logs.err"
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "no kms_vms entry 'no-such-vm'" "$tmp/logs.err" || fail "logs of a missing VM"
+
 # --- a second apply: nothing mutating, nothing uploaded ---
 m1=$(sim_count mutating)
 u1=$(sim_route_count "$UPLOAD")
@@ -87,7 +96,24 @@ d() { js "$1" <"$tmp/drift.json"; }
 [ "$(d 'sorted(x["address"]+"/"+str(x["field"]) for x in d["differences"])')" = \
   "['gcp.firewall.dstack-kms-allow-tcp-12001/None', 'gcp.instance.dstack-kms/labels', 'gcp.instance.dstack-kms/running']" ] ||
     fail "drift JSON: $(cat "$tmp/drift.json")"
+# A follower sees the boot lines of the restart that repairs the drift.
+"$KMSCTL" logs dstack-kms --follow -f kms.yaml >"$tmp/follow.out" 2>"$tmp/follow.err" &
+follower=$!
+SIM_ON_EXIT='kill $follower 2>/dev/null; rm -rf "$tmp"'
 K apply --auto-approve >"$tmp/apply3.log" 2>&1 || { cat "$tmp/apply3.log"; fail "repair"; }
+for i in $(seq 50); do
+    [ "$(grep -c 'app-compose.sh: starting containers' "$tmp/follow.out")" -ge 2 ] && break
+    sleep 0.1
+done
+kill -INT $follower
+set +e
+wait $follower
+rc=$?
+set -e
+[ $rc = 130 ] || fail "logs --follow exit $rc after Ctrl-C"
+[ "$(grep -c 'app-compose.sh: starting containers' "$tmp/follow.out")" = 2 ] ||
+    fail "follow output: $(cat "$tmp/follow.out")"
+SIM_ON_EXIT='rm -rf "$tmp"'
 inv >"$tmp/inv.json"
 [ "$(q "$I[\"status\"]")" = RUNNING ] || fail "not started again"
 [ "$(q "$I[\"labels\"][\"kmsctl-deployment\"]")" = sandbox ] || fail "label not set back"
