@@ -157,6 +157,33 @@ grep -q "Required 'compute\.[a-z]*\.get' permission for 'projects/denied-sandbox
 # One token request plus at most one GET per resource: no retries.
 [ $(($(sim_count total) - t0)) -le 8 ] || fail "403 was retried: $(($(sim_count total) - t0)) requests"
 
+# --- kill -9 during apply, then apply again: converges, nothing twice ---
+K destroy --auto-approve >"$tmp/destroy0.log" 2>&1 || { cat "$tmp/destroy0.log"; fail "destroy before kill test"; }
+sim_faults '[{"match":".","latency_ms":[20,40]}]'
+for delay in 0.3 0.6 0.9 1.2; do
+    "$KMSCTL" apply -f kms.yaml --auto-approve >"$tmp/killed.log" 2>&1 &
+    victim=$!
+    sleep $delay
+    kill -9 $victim 2>/dev/null || true
+    wait $victim 2>/dev/null || true
+    # A killed apply leaves its lock; kmsctl refuses to guess that it is
+    # stale, the operator unlocks.
+    if [ -e .kmsctl/sandbox.state.json.lock ]; then
+        "$KMSCTL" state unlock --state .kmsctl/sandbox.state.json >/dev/null 2>&1 ||
+            fail "unlock after kill -9"
+    fi
+done
+sim_clear_faults
+K apply --auto-approve >"$tmp/apply5.log" 2>&1 || { cat "$tmp/apply5.log"; fail "apply after kill -9"; }
+inv >"$tmp/inv.json"
+[ "$(q 'len([o for o in d if o["kind"]=="instance"])')" = 1 ] || fail "instances after kill -9"
+[ "$(q 'len([o for o in d if o["kind"]=="image"])')" = 3 ] || fail "images after kill -9"
+[ "$(q 'len([o for o in d if o["kind"]=="firewall"])')" = 2 ] || fail "firewalls after kill -9"
+[ "$(q 'len([o for o in d if o["kind"]=="disk"])')" = 3 ] || fail "disks after kill -9: $(q '[o["name"] for o in d if o["kind"]=="disk"]')"
+K drift >/dev/null || fail "drift after kill -9 and apply"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert not s.get("intents"), s["intents"]' \
+    .kmsctl/sandbox.state.json || fail "intents left in the state"
+
 # --- destroy: nothing labelled is left ---
 K destroy --auto-approve >"$tmp/destroy.log" 2>&1 || { cat "$tmp/destroy.log"; fail "destroy"; }
 [ "$(inv | js 'len([o for o in d if o["labels"].get("kmsctl-deployment")=="sandbox"])')" = 0 ] ||
