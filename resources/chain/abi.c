@@ -667,7 +667,7 @@ static int decode_seq(struct decoder *d, struct chain_abi_type *const *types,
         if (hs > len - pos) {
             ret = decode_fail(d, "data too short");
         } else if (chain_abi_type_is_dynamic(t)) {
-            size_t off;
+            size_t off = 0;
             ret = read_size(d, p + pos, len, &off);
             if (ret == 0)
                 ret = decode_value(d, t, p + off, len - off, &vals[i]);
@@ -683,7 +683,8 @@ static int decode_seq(struct decoder *d, struct chain_abi_type *const *types,
 static int decode_value(struct decoder *d, const struct chain_abi_type *t,
                         const uint8_t *p, size_t len, struct chain_abi_value *v)
 {
-    size_t n;
+    size_t n =
+        0; /* set by every branch; gcc -O2 cannot see read_size() fail < 0 */
     int ret;
 
     memset(v, 0, sizeof(*v));
