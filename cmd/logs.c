@@ -150,8 +150,8 @@ static int logs_run(struct logs *l, struct cmd_opts *opts, struct kc_err *err)
     if (!node)
         return kc_err_set(err, KC_ENOENT, "%s: no kms_vms entry '%s'",
                           opts->file, name);
-    ret = gcp_config_parse(kc_value_map_get(l->s.providers, "gcp"), NULL, &cfg,
-                           err);
+    ret = gcp_config_parse(kc_value_map_get(l->s.providers, "gcp"),
+                           l->s.doc->dir, &cfg, err);
     if (ret == 0)
         ret = gcp_new(&l->s.loop, l->s.http, &l->s.log, &cfg, l->s.name, NULL,
                       &l->g, err);

@@ -11,9 +11,8 @@ static int gcp_provider_init(struct kc_provider *p, struct kc_err *err)
     struct gcp *g = NULL;
     int ret;
 
-    /* A relative credentials path is taken from the current folder: the
-     * engine does not tell providers the manifest's folder (yet). */
-    ret = gcp_config_parse(p->config, NULL, &cfg, err);
+    /* A relative credentials path is the manifest's folder's. */
+    ret = gcp_config_parse(p->config, p->manifest_dir, &cfg, err);
     if (ret == 0)
         ret = gcp_new(p->loop, p->http, p->log, &cfg, p->deployment, NULL, &g,
                       err);
