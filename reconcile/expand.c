@@ -245,6 +245,7 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
         kc_expand_set_value(inst, "machine_type",
                             kc_value_new_str("c3-standard-4"));
     kc_expand_set_ref(inst, "boot_image", a_boot, "name");
+    kc_expand_set_ref(inst, "boot_digest", a_boot, "digest");
     if (kc_node_get(vm, "boot_disk_size"))
         kc_expand_set_node(ex, inst, "boot_disk_size_gb",
                            kc_node_get(vm, "boot_disk_size"), err);

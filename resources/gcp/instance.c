@@ -43,6 +43,8 @@ static const struct kc_field instance_fields[] = {
     { "zone", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
     { "machine_type", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
     { "boot_image", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
+    /* the boot image's kmsctl-source: a new OS image build is a new VM */
+    { "boot_digest", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
     { "boot_disk_size_gb", KC_VALUE_INT, KC_FIELD_FORCE_NEW },
     { "data_disk", KC_VALUE_STRING, KC_FIELD_FORCE_NEW },
     { "shared_image", KC_VALUE_STRING, 0 },
@@ -88,7 +90,7 @@ struct inst_job {
     bool adopting, observing;
     struct json_object *inst; /* last GET of the instance */
     char *boot_image, *shared_image, *shared_disk, *old_shared;
-    char *shared_digest;
+    char *shared_digest, *boot_digest;
     char *new_shared;
     bool do_swap, do_labels, do_tags, do_start;
     struct gcp_call call;
@@ -137,6 +139,7 @@ static void inst_end(struct inst_job *j, int status)
     free(j->boot_image);
     free(j->shared_image);
     free(j->shared_digest);
+    free(j->boot_digest);
     free(j->shared_disk);
     free(j->old_shared);
     free(j->new_shared);
@@ -214,6 +217,8 @@ static int inst_observed(struct inst_job *j)
         kc_value_new_str(last_seg(kc_json_opt_str(o, "machineType"))));
     kc_value_map_set(m, "boot_image",
                      kc_value_new_str(j->boot_image ? j->boot_image : ""));
+    kc_value_map_set(m, "boot_digest",
+                     kc_value_new_str(j->boot_digest ? j->boot_digest : ""));
     ad = boot_disk(o);
     if (ad && kc_json_opt_str(ad, "diskSizeGb"))
         kc_value_map_set(m, "boot_disk_size_gb",
@@ -328,6 +333,11 @@ static void on_inst_get(struct gcp_call *c, int status)
     case IS_GET_BOOT:
         free(j->boot_image);
         j->boot_image = kc_xstrdup(last_seg(img));
+        free(j->boot_digest);
+        j->boot_digest =
+            img && kc_json_opt_str(c->resp, "labels.kmsctl-source")
+                ? kc_xstrdup(kc_json_opt_str(c->resp, "labels.kmsctl-source"))
+                : NULL;
         j->step = IS_GET_SHARED;
         break;
     default: /* IS_GET_SHARED */
@@ -485,8 +495,12 @@ static struct json_object *insert_body(struct inst_job *j)
     s = kc_xasprintf("zones/%s/diskTypes/pd-balanced", zone);
     json_object_object_add(ip, "diskType", jstr(s));
     free(s);
-    json_object_object_add(ip, "labels",
-                           gcp_owner_labels(g, kc_op_address(op)));
+    o = gcp_owner_labels(g, kc_op_address(op));
+    if (kc_value_str(kc_op_desired(op, "boot_digest")))
+        json_object_object_add(
+            o, "kmsctl-source",
+            jstr(kc_value_str(kc_op_desired(op, "boot_digest"))));
+    json_object_object_add(ip, "labels", o);
     json_object_object_add(d, "initializeParams", ip);
     json_object_array_add(disks, d);
     /* Data disk: its own resource, kept when the instance goes. */

@@ -415,6 +415,9 @@ static void image(struct kc_graph *g, const char *name, const char *digest,
     kc_resource_set_value(r, "guest_os_features", features);
 }
 
+/* The boot image's digest (a new OS image build). */
+static const char *boot_digest = "b1";
+
 /* SHARED: digest of the shared image; MT: machine type; CONSENT: the
  * manifest's allow_identity_loss. */
 static struct kc_graph *vm_graph(const char *shared, const char *mt,
@@ -423,7 +426,8 @@ static struct kc_graph *vm_graph(const char *shared, const char *mt,
     struct kc_graph *g = fw_graph("0.0.0.0/0");
     struct kc_resource *r;
 
-    image(g, "boot-0-1", "b1", strs("UEFI_COMPATIBLE", "TDX_CAPABLE", "GVNIC"));
+    image(g, "boot-0-1", boot_digest,
+          strs("UEFI_COMPATIBLE", "TDX_CAPABLE", "GVNIC"));
     image(g, "dstack-data-disk", "d1", strs("GVNIC", NULL, NULL));
     image(g, "kms-shared", shared, strs("GVNIC", NULL, NULL));
     cr_assert_eq(kc_graph_add(g, "gcp.disk", "kms-data", &r, NULL), 0);
@@ -436,6 +440,7 @@ static struct kc_graph *vm_graph(const char *shared, const char *mt,
     kc_resource_set_value(r, "zone", kc_value_new_str("us-central1-a"));
     kc_resource_set_value(r, "machine_type", kc_value_new_str(mt));
     kc_resource_set_ref(r, "boot_image", "gcp.image.boot-0-1", "name");
+    kc_resource_set_ref(r, "boot_digest", "gcp.image.boot-0-1", "digest");
     kc_resource_set_value(r, "boot_disk_size_gb", kc_value_new_int(10));
     kc_resource_set_ref(r, "data_disk", "gcp.disk.kms-data", "name");
     kc_resource_set_ref(r, "shared_image", "gcp.image.kms-shared", "name");
@@ -587,6 +592,18 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
     o = inv_obj("instance", "kms");
     cr_assert_str_eq(kc_json_opt_str(o, "id"), id);
     json_object_put(o);
+
+    /* A new OS image build: the boot image is replaced, and so would be
+     * the VM (its boot disk comes from it): refused without consent. */
+    boot_digest = "b2";
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-4", false), false),
+                 0);
+    cr_assert_eq(action_of(&r, "gcp.image.boot-0-1"), KC_ACTION_REPLACE);
+    cr_assert_eq(action_of(&r, VM), KC_ACTION_REPLACE);
+    cr_assert_not_null(kc_plan_find(r.plan, VM)->consent);
+    run_fini(&r);
+    boot_digest = "b1";
 
     /* Destroy (the manifest consents): nothing labelled is left. */
     cr_assert_gt(count_labelled("t1"), 0);
