@@ -17,10 +17,13 @@ int cmd_destroy(int argc, char **argv)
         ret = ui_plan(&s, true, &err);
     if (ret < 0)
         goto out;
+    if (!kc_plan_has_changes(s.plan)) {
+        if (!opts.json)
+            printf("Nothing to destroy: the state records no resource.\n");
+        goto out;
+    }
     if (!opts.json)
         ui_print_plan(&s);
-    if (!kc_plan_has_changes(s.plan))
-        goto out;
     for (size_t i = 0; i < s.plan->n; i++) {
         const struct kc_plan_item *it = &s.plan->items[i];
 

@@ -1,10 +1,12 @@
 /* cmd/output.c: kmsctl output [NAME], the outputs recorded in the state.
- * NAME is an address ("gcp.instance.kms": all its outputs) or an address
- * and an output ("gcp.instance.kms.external_ip": the value alone). */
-#include "cmd/cmd.h"
+ * NAME is an address ("gcp.instance.kms": all its outputs), an address and
+ * an output ("gcp.instance.kms.external_ip": the value alone), or a
+ * reference as the manifest writes it ("kms_vms.kms.external_ip"). */
+#include "cmd/ui.h"
 
 #include <json-c/json.h>
 
+#include "reconcile/graph.h"
 #include "reconcile/json.h"
 #include "reconcile/manifest.h"
 #include "reconcile/state.h"
@@ -52,6 +54,42 @@ static struct json_object *shown(struct json_object *v)
     if (s && strncmp(s, "(sensitive", 10) == 0)
         return json_object_new_string("(sensitive)");
     return json_object_get(v);
+}
+
+/* NAME as the manifest writes references ("kms_vms.dstack-kms.external_ip"):
+ * the manifest's aliases say which resource supplies it. True if printed. */
+static bool by_reference(struct cmd_opts *opts, struct kc_state *st,
+                         const char *want)
+{
+    struct ui_session s;
+    struct kc_err err = { 0 };
+    struct kc_graph *g = NULL;
+    struct kc_resource *res;
+    char *name = NULL;
+    const struct kc_state_resource *rec;
+    const struct kc_value *v;
+    bool printed = false;
+
+    if (ui_open(&s, opts, false, true, "kmsctl output", &err) == 0 &&
+        kc_expand_doc(s.doc, &g, &err) == 0 &&
+        kc_graph_resolve_ref(g, want, &res, &name, &err) == 0 &&
+        (rec = kc_state_get(st, res->address)) && rec->outputs &&
+        (v = kc_value_map_get(rec->outputs, name))) {
+        struct json_object *j = kc_value_to_json(v, NULL);
+        struct json_object *sv = shown(j);
+
+        if (opts->json)
+            printf("%s\n", json_object_to_json_string(sv));
+        else
+            print_value(sv);
+        json_object_put(sv);
+        json_object_put(j);
+        printed = true;
+    }
+    free(name);
+    kc_graph_free(g);
+    ui_close(&s);
+    return printed;
 }
 
 int cmd_output(int argc, char **argv)
@@ -117,6 +155,8 @@ int cmd_output(int argc, char **argv)
         json_object_put(mine);
         json_object_put(rec);
     }
+    if (want && !found && by_reference(&opts, st, want))
+        goto out;
     if (want && !found) {
         ret = kc_err_set(&err, KC_ENOENT,
                          "no output '%s' in state '%s' (kmsctl output lists "

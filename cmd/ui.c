@@ -3,6 +3,7 @@
 #include "cmd/ui.h"
 
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +153,12 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct ui_session *s = h->data;
 
+    if (s->confirming) {
+        /* At the prompt nothing has started: a signal means no. */
+        s->answer = -1;
+        fputc('\n', stdout);
+        return;
+    }
     if (++s->nsignals > 1) {
         fprintf(stderr,
                 "\nkmsctl: aborted by a second signal; operations in flight "
@@ -220,6 +227,7 @@ int ui_open(struct ui_session *s, struct cmd_opts *opts, bool lock,
     s->eng.state = s->st;
     s->eng.providers = s->providers;
     s->eng.deployment = s->name;
+    s->eng.manifest_dir = s->doc->dir;
     s->eng.parallelism = opts->parallelism;
     s->eng.consent = opts->identity_loss;
     s->eng.nconsent = opts->nidentity_loss;
@@ -273,6 +281,23 @@ static const char *past(const char *what)
     return what;
 }
 
+static const char *gerund(const char *what)
+{
+    static const struct {
+        const char *a, *b;
+    } t[] = {
+        { "create", "creating" },   { "update", "updating" },
+        { "replace", "replacing" }, { "delete", "deleting" },
+        { "read", "reading" },      { "observe", "observing" },
+        { "forget", "forgetting" },
+    };
+
+    for (size_t i = 0; i < KC_ARRAY_SIZE(t); i++)
+        if (strcmp(t[i].a, what) == 0)
+            return t[i].b;
+    return what;
+}
+
 static void live_clear(struct ui_session *s)
 {
     if (!s->tty)
@@ -288,18 +313,23 @@ static void live_draw(struct ui_session *s)
 
     if (!s->tty)
         return;
+    struct winsize ws;
+    int cols = 80;
+
+    /* A line wider than the terminal wraps, and the cursor moves of
+     * live_clear would then miss it: cut lines to the width. */
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
+        cols = ws.ws_col;
     for (size_t i = 0; i < s->nlive; i++) {
         struct ui_live *l = &s->live[i];
+        char line[1024];
 
-        printf("  %s: %sing... (%.0fs)%s%s\n", l->address,
-               strcmp(l->what, "create") == 0    ? "creat"
-               : strcmp(l->what, "update") == 0  ? "updat"
-               : strcmp(l->what, "replace") == 0 ? "replac"
-               : strcmp(l->what, "delete") == 0  ? "delet"
-               : strcmp(l->what, "forget") == 0  ? "forgett"
-                                                 : l->what,
-               (double)(now - l->start_ms) / 1000.0, l->note ? ": " : "",
-               l->note ? l->note : "");
+        (void)kc_snprintf(line, sizeof(line), "  %s: %s... (%.0fs)%s%s",
+                          l->address, gerund(l->what),
+                          (double)(now - l->start_ms) / 1000.0,
+                          l->note ? ": " : "", l->note ? l->note : "");
+        /* Truncation is fine: the line is cut to the width anyway. */
+        printf("%.*s\n", cols - 1, line);
     }
     s->drawn = s->nlive;
     fflush(stdout);
@@ -332,6 +362,20 @@ static void on_event(void *data, const struct kc_event *ev)
 {
     struct ui_session *s = data;
     char ts[32];
+
+    if (s->refreshing) {
+        /* Observing: live lines on a terminal, lines with -v, else quiet;
+         * failures are reported once the refresh ended. */
+        if (!s->tty && (s->opts->verbose == 0 || ev->type == KC_EVENT_FAILED))
+            return;
+        if (s->tty && ev->type != KC_EVENT_STARTED &&
+            ev->type != KC_EVENT_PROGRESS) {
+            live_clear(s);
+            live_remove(s, ev->address);
+            live_draw(s);
+            return;
+        }
+    }
 
     if (s->opts->json) {
         struct json_object *o = json_object_new_object();
@@ -441,14 +485,19 @@ int ui_plan(struct ui_session *s, bool destroy, struct kc_err *err)
         return ret;
     s->plan->manifest = kc_xstrdup(s->opts->file);
     s->plan->manifest_digest = kc_xstrdup(s->manifest_digest);
-    if (s->opts->verbose > 0 && !s->opts->json) {
+    if (!s->opts->json) {
         s->eng.on_event = on_event;
         s->eng.event_data = s;
     }
+    s->refreshing = true;
     ret = kc_engine_refresh(&s->eng, s->plan, on_engine_done, err);
-    if (ret < 0)
+    if (ret < 0) {
+        s->refreshing = false;
         return ret;
+    }
     ret = run_until_done(s);
+    s->refreshing = false;
+    live_clear(s);
     s->eng.on_event = NULL;
     if (ret < 0) {
         /* Name every resource that could not be observed. */
@@ -590,9 +639,44 @@ int ui_save_plan(struct ui_session *s, const char *path, struct kc_err *err)
     return ret;
 }
 
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct ui_session *s = h->data;
+
+    (void)size;
+    buf->base = s->rbuf;
+    buf->len = sizeof(s->rbuf);
+}
+
+/* The answer is read on the loop, so that a signal at the prompt is an
+ * answer too ("no"), not a kill that would leave the lock behind. */
+static void on_answer(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct ui_session *s = st->data;
+
+    if (n < 0) {
+        s->answer = -1;
+        return;
+    }
+    for (ssize_t i = 0; i < n && !s->answer; i++) {
+        char c = buf->base[i];
+
+        if (c == '\n' || c == '\r') {
+            s->line[s->linelen] = '\0';
+            s->answer = strcmp(s->line, "y") == 0 ||
+                                strcmp(s->line, "yes") == 0 ||
+                                strcmp(s->line, "Y") == 0
+                            ? 1
+                            : -1;
+        } else if (s->linelen < sizeof(s->line) - 1) {
+            s->line[s->linelen++] = c;
+        }
+    }
+}
+
 int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
 {
-    char line[16];
+    int ret;
 
     if (s->opts->auto_approve)
         return 0;
@@ -601,11 +685,29 @@ int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
                           "stdin is not a terminal: nothing was changed; run "
                           "with --auto-approve to %s without asking",
                           s->opts->verb);
+    ret = uv_tty_init(&s->loop, &s->in, STDIN_FILENO, 1);
+    if (ret < 0)
+        return kc_err_from_uv(err, ret, "reading the answer");
+    s->in_open = true;
+    s->in.data = s;
     printf("\n%s [y/N] ", question);
     fflush(stdout);
-    if (!fgets(line, sizeof(line), stdin) ||
-        (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0 &&
-         strcmp(line, "Y\n") != 0))
+    s->answer = 0;
+    s->linelen = 0;
+    s->confirming = true;
+    ret = uv_read_start((uv_stream_t *)&s->in, on_alloc, on_answer);
+    if (ret < 0) {
+        s->confirming = false;
+        return kc_err_from_uv(err, ret, "reading the answer");
+    }
+    while (!s->answer)
+        if (uv_run(&s->loop, UV_RUN_ONCE) == 0 && !s->answer)
+            s->answer = -1;
+    s->confirming = false;
+    (void)uv_read_stop((uv_stream_t *)&s->in); /* always 0 */
+    uv_close((uv_handle_t *)&s->in, on_closed);
+    s->in_open = false;
+    if (s->answer < 0)
         return kc_err_set(err, KC_EPERM, "%s cancelled: nothing changed",
                           s->opts->verb);
     return 0;
@@ -622,6 +724,8 @@ void ui_close(struct ui_session *s)
     }
     if (s->tick_open)
         uv_close((uv_handle_t *)&s->tick, on_closed);
+    if (s->in_open)
+        uv_close((uv_handle_t *)&s->in, on_closed);
     if (s->loop_open) {
         uv_run(&s->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&s->loop) != 0)

@@ -49,6 +49,14 @@ struct ui_session {
     int nsignals;
     bool done;
     int status;
+    bool refreshing; /* observing: progress is quieter */
+    /* the y/N prompt */
+    uv_tty_t in;
+    bool in_open, confirming;
+    int answer; /* 0 none yet, 1 yes, -1 no */
+    char rbuf[256];
+    char line[16];
+    size_t linelen;
 };
 
 /* Loads the manifest (opts->file), checks it, loads the state; LOCK takes

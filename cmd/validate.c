@@ -4,6 +4,7 @@
 
 #include <json-c/json.h>
 
+#include "reconcile/buf.h"
 #include "reconcile/check.h"
 #include "reconcile/manifest.h"
 
@@ -95,9 +96,20 @@ int cmd_validate(int argc, char **argv)
         if (opts.json) {
             print_json(&opts, &diags, NULL);
         } else {
-            kc_diags_print(&diags, stderr);
-            fprintf(stderr, "%s: %zu error%s\n", opts.file, diags.n,
-                    diags.n == 1 ? "" : "s");
+            /* One write: thousands of lines to unbuffered stderr would
+             * cost one system call each. */
+            struct kc_buf out = { 0 };
+
+            for (size_t i = 0; i < diags.n; i++) {
+                char *line = kc_diags_format(&diags, i);
+
+                kc_buf_addf(&out, "%s\n", line);
+                free(line);
+            }
+            kc_buf_addf(&out, "%s: %zu error%s\n", opts.file, diags.n,
+                        diags.n == 1 ? "" : "s");
+            fwrite(out.data, 1, out.len, stderr);
+            kc_buf_release(&out);
         }
         ret = KC_EXIT_ERROR;
         goto out;

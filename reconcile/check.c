@@ -13,11 +13,50 @@
 #define CHECK_PORT_AUTH_API 18000
 #define CHECK_PORT_HELIOS   18545
 
+/* A map's keys, sorted, for lookups in O(log n): manifests may be large
+ * and hostile, kc_node_get() is linear. */
+struct names {
+    const char **v;
+    size_t n;
+};
+
 struct chk {
     const struct kc_doc *doc;
     const struct kc_check_opts *opts;
     struct kc_diags *diags;
+    struct names apps; /* contracts.apps */
+    size_t nsuggest;   /* "did you mean" searches so far (bounded) */
 };
+
+/* "Did you mean" costs a pass over a map: at most this many per check. */
+#define CHECK_MAX_SUGGEST 64
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void names_init(struct names *t, const struct kc_node *map)
+{
+    memset(t, 0, sizeof(*t));
+    if (!map || map->type != KC_NODE_MAP || map->n == 0)
+        return;
+    t->v = kc_xcalloc(map->n, sizeof(*t->v));
+    for (size_t i = 0; i < map->n; i++)
+        t->v[t->n++] = map->pairs[i].key->str;
+    qsort(t->v, t->n, sizeof(*t->v), str_cmp);
+}
+
+static bool names_has(const struct names *t, const char *key)
+{
+    return t->n && bsearch(&key, t->v, t->n, sizeof(*t->v), str_cmp);
+}
+
+static void names_release(struct names *t)
+{
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
 
 static void err_at(struct chk *c, const struct kc_node *node,
                    const struct kc_pos *pos, const char *path, const char *fmt,
@@ -92,15 +131,21 @@ static int port_of(const struct kc_node *n, int def)
     return n ? 0 : def;
 }
 
-/* The key of MAP closest to NAME, if close enough to suggest. */
-static const char *closest_key(const struct kc_node *map, const char *name)
+/* The key of MAP closest to NAME (other than EXCEPT), if close enough to
+ * suggest. */
+static const char *closest_key(const struct kc_node *map, const char *name,
+                               const char *except)
 {
     const char *best = NULL;
     size_t bestd = 3;
 
     for (size_t i = 0; is_map(map) && i < map->n; i++) {
         const char *k = map->pairs[i].key->str;
-        size_t d = kc_schema_edit_distance(name, k);
+        size_t d;
+
+        if (except && strcmp(k, except) == 0)
+            continue;
+        d = kc_schema_edit_distance(name, k);
 
         if (d < bestd && d * 3 <= strlen(k)) {
             best = k;
@@ -112,50 +157,74 @@ static const char *closest_key(const struct kc_node *map, const char *name)
 
 /* ---- secrets ---------------------------------------------------------- */
 
-/* The dotted path of WANT inside ROOT, appended to PATH. */
-static bool node_path(const struct kc_node *root, const struct kc_node *want,
-                      struct kc_buf *path)
+static void check_secrets(struct chk *c,
+                          const struct kc_schema_secrets *secrets)
 {
-    size_t len = path->len;
-
-    if (root == want)
-        return true;
-    for (size_t i = 0; is_map(root) && i < root->n; i++) {
-        kc_buf_addf(path, "%s%s", path->len ? "." : "",
-                    root->pairs[i].key->str);
-        if (node_path(root->pairs[i].val, want, path))
-            return true;
-        path->len = len;
-        path->data[len] = '\0';
-    }
-    for (size_t i = 0; is_seq(root) && i < root->n; i++) {
-        kc_buf_addf(path, "[%zu]", i);
-        if (node_path(root->items[i], want, path))
-            return true;
-        path->len = len;
-        path->data[len] = '\0';
-    }
-    return false;
-}
-
-static void check_secrets(struct chk *c, const struct kc_node *const *secrets,
-                          size_t n)
-{
-    if (c->opts && c->opts->allow_literal_secrets)
+    if (!secrets || (c->opts && c->opts->allow_literal_secrets))
         return;
-    for (size_t i = 0; i < n; i++) {
-        const struct kc_node *s = secrets[i];
-        struct kc_buf path = { 0 };
+    for (size_t i = 0; i < secrets->n; i++) {
+        const struct kc_node *s = secrets->nodes[i];
 
         if (!is_scalar(s) || kc_node_scalar_type(s) == KC_SCALAR_NULL ||
             kc_interp_is_secret_source(s))
             continue;
-        node_path(c->doc->root, s, &path);
-        err_at(c, s, NULL, kc_buf_str(&path),
+        err_at(c, s, NULL, secrets->paths[i],
                "a literal secret: write ${env:NAME} or ${file:PATH} instead "
                "(or pass --allow-literal-secrets)");
-        kc_buf_release(&path);
     }
+}
+
+/* ---- duplicates, in O(n log n) --------------------------------------- */
+
+struct keyed {
+    const char *key;
+    size_t idx;
+};
+
+static int keyed_cmp(const void *pa, const void *pb)
+{
+    const struct keyed *a = pa, *b = pb;
+    int r = strcmp(a->key, b->key);
+
+    if (r)
+        return r;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* For each of the N KEYS (NULL: no key), the index of the first key equal
+ * to it, or SIZE_MAX when it is the first (or NULL). Caller frees. */
+static size_t *first_same(char *const *keys, size_t n)
+{
+    struct keyed *k = kc_xcalloc(n ? n : 1, sizeof(*k));
+    size_t *first = kc_xcalloc(n ? n : 1, sizeof(*first)), m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        first[i] = SIZE_MAX;
+        if (keys[i])
+            k[m++] = (struct keyed){ keys[i], i };
+    }
+    qsort(k, m, sizeof(*k), keyed_cmp);
+    for (size_t i = 1; i < m; i++) {
+        if (strcmp(k[i].key, k[i - 1].key) != 0)
+            continue;
+        first[k[i].idx] = first[k[i - 1].idx] == SIZE_MAX ? k[i - 1].idx
+                                                          : first[k[i - 1].idx];
+    }
+    free(k);
+    return first;
+}
+
+static int keyed_name_cmp(const void *pa, const void *pb)
+{
+    return strcmp(((const struct keyed *)pa)->key,
+                  ((const struct keyed *)pb)->key);
+}
+
+static void free_keys(char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
 }
 
 /* ---- hashes ----------------------------------------------------------- */
@@ -199,6 +268,7 @@ static void check_hash_list(struct chk *c, const struct kc_node *list,
                             const char *path, bool sources)
 {
     char **keys;
+    size_t *first;
 
     if (!is_seq(list))
         return;
@@ -206,34 +276,42 @@ static void check_hash_list(struct chk *c, const struct kc_node *list,
     for (size_t i = 0; i < list->n; i++) {
         const struct kc_node *it = list->items[i];
         const char *lit = is_scalar(it) ? str(it) : str(get(it, "hash"));
-        char *ip = kc_xasprintf("%s[%zu]", path, i);
 
-        if (sources && all_zero_hash(lit) && !is_true(get(it, "allow_zero")))
+        if (sources && all_zero_hash(lit) && !is_true(get(it, "allow_zero"))) {
+            char *ip = kc_xasprintf("%s[%zu]", path, i);
+
             err_at(c, is_scalar(it) ? it : get(it, "hash"), NULL, ip,
                    "the all-zero hash is refused (the guide's demo value, or "
-                   "the PCRs of a debug-mode enclave); write {hash: %s, "
-                   "allow_zero: true} if you really mean it",
-                   is_scalar(it) ? "0x00..." : "0x00...");
-        keys[i] = hash_key(it, true);
-        for (size_t j = 0; keys[i] && j < i; j++) {
-            if (keys[j] && strcmp(keys[i], keys[j]) == 0) {
-                const struct kc_node *first = list->items[j];
-                char *a = hash_key(it, false), *b = hash_key(first, false);
-                bool exact = a && b && strcmp(a, b) == 0;
-
-                free(a);
-                free(b);
-                /* Exact duplicates are the schema's (uniqueItems). */
-                if (exact)
-                    break;
-                err_at(c, it, NULL, ip, "the same %s as item %zu (line %d)",
-                       strncmp(keys[i], "hash:", 5) == 0 ? "hash" : "source", j,
-                       first ? first->pos.line : 0);
-                break;
-            }
+                   "the PCRs of a debug-mode enclave); write {hash: 0x00..., "
+                   "allow_zero: true} if you really mean it");
+            free(ip);
         }
+        keys[i] = hash_key(it, true);
+    }
+    first = first_same(keys, list->n);
+    for (size_t i = 0; i < list->n; i++) {
+        const struct kc_node *it = list->items[i], *f;
+        char *a, *b, *ip;
+        bool exact;
+
+        if (first[i] == SIZE_MAX)
+            continue;
+        f = list->items[first[i]];
+        a = hash_key(it, false);
+        b = hash_key(f, false);
+        exact = a && b && strcmp(a, b) == 0;
+        free(a);
+        free(b);
+        /* Exact duplicates are the schema's (uniqueItems). */
+        if (exact)
+            continue;
+        ip = kc_xasprintf("%s[%zu]", path, i);
+        err_at(c, it, NULL, ip, "the same %s as item %zu (line %d)",
+               strncmp(keys[i], "hash:", 5) == 0 ? "hash" : "source", first[i],
+               f ? f->pos.line : 0);
         free(ip);
     }
+    free(first);
     for (size_t i = 0; i < list->n; i++)
         free(keys[i]);
     free(keys);
@@ -312,9 +390,23 @@ static void check_firewall(struct chk *c, const struct kc_node *vm,
                            const char *path, int auth_port, int helios_port)
 {
     const struct kc_node *fw = get(vm, "firewall");
+    char **keys;
+    size_t *first;
 
     if (!is_seq(fw))
         return;
+    keys = kc_xcalloc(fw->n ? fw->n : 1, sizeof(*keys));
+    for (size_t i = 0; i < fw->n; i++) {
+        const struct kc_node *e = fw->items[i];
+        int port = port_of(get(e, "port"), 0);
+
+        if (port)
+            keys[i] = kc_xasprintf(
+                "%d/%s", port,
+                str(get(e, "protocol")) ? str(get(e, "protocol")) : "tcp");
+    }
+    first = first_same(keys, fw->n);
+    free_keys(keys, fw->n);
     for (size_t i = 0; i < fw->n; i++) {
         const struct kc_node *e = fw->items[i];
         const struct kc_node *pn = get(e, "port");
@@ -330,22 +422,14 @@ static void check_firewall(struct chk *c, const struct kc_node *vm,
             free(ip);
             continue;
         }
-        for (size_t j = 0; j < i; j++) {
-            const struct kc_node *o = fw->items[j];
-            const char *oproto =
-                str(get(o, "protocol")) ? str(get(o, "protocol")) : "tcp";
+        if (first[i] != SIZE_MAX) {
+            char *pp = kc_xasprintf("%s.port", ip);
 
-            if (port_of(get(o, "port"), 0) == port &&
-                strcmp(oproto, proto) == 0) {
-                char *pp = kc_xasprintf("%s.port", ip);
-
-                err_at(c, pn, NULL, pp,
-                       "port %d/%s already has a rule (firewall[%zu], line "
-                       "%d): one rule per port",
-                       port, proto, j, o->pos.line);
-                free(pp);
-                break;
-            }
+            err_at(c, pn, NULL, pp,
+                   "port %d/%s already has a rule (firewall[%zu], line %d): "
+                   "one rule per port",
+                   port, proto, first[i], fw->items[first[i]]->pos.line);
+            free(pp);
         }
         if (strcmp(action, "allow") == 0 &&
             (port == auth_port || port == helios_port)) {
@@ -375,11 +459,13 @@ static void check_firewall(struct chk *c, const struct kc_node *vm,
         }
         free(ip);
     }
+    free(first);
 }
 
 static void check_kms_vm(struct chk *c, const struct kc_node *root,
                          const struct kc_node *vms, size_t idx)
 {
+    struct names env_names = { 0 };
     const struct kc_node *vm = vms->pairs[idx].val;
     const char *name = vms->pairs[idx].key->str;
     const struct kc_node *compose = get(vm, "compose");
@@ -426,15 +512,80 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                "template '%s' does not match mode '%s'", tmpl, mode);
         free(p);
     }
-    if (mode && strcmp(mode, "light") == 0 && !get(uc, "EXECUTION_RPC")) {
-        p = kc_xasprintf("%s.mode", path);
-        err_at(c, get(vm, "mode"), NULL, p,
-               "light mode needs user_config.EXECUTION_RPC (the execution "
-               "RPC helios verifies against; it must serve eth_getProof)");
+    /* The built-in templates read the chain through one variable, which
+     * must come from one side: compose.env (measured) or user_config
+     * (secret). */
+    if (mode && !get(compose, "file") &&
+        (strcmp(mode, "light") == 0 || strcmp(mode, "direct") == 0)) {
+        bool light = strcmp(mode, "light") == 0;
+        const char *need = light ? "EXECUTION_RPC" : "ETH_RPC_URL";
+
+        if (!get(uc, need) && !get(env, need)) {
+            p = kc_xasprintf("%s.mode", path);
+            if (light)
+                err_at(c, get(vm, "mode"), NULL, p,
+                       "light mode needs user_config.EXECUTION_RPC (the "
+                       "execution RPC helios verifies against; it must "
+                       "serve eth_getProof), or EXECUTION_RPC in "
+                       "compose.env");
+            else
+                err_at(c, get(vm, "mode"), NULL, p,
+                       "direct mode needs ETH_RPC_URL (the chain RPC "
+                       "auth-api reads) in compose.env, or in user_config "
+                       "when the URL carries a key");
+            free(p);
+        }
+    }
+    names_init(&env_names, env);
+    for (size_t i = 0; is_map(uc) && i < uc->n; i++) {
+        const struct kc_node *k = uc->pairs[i].key;
+        static const char *const set_by_kmsctl[] = {
+            "KMS_HTTPS_PORT",
+            "AUTH_HTTP_PORT",
+            "HELIOS_RPC_PORT",
+            "KMS_CONTRACT_ADDR",
+            NULL,
+        };
+        static const char *const measured[] = {
+            "KMS_IMAGE",
+            "DSTACK_REPO",
+            "DSTACK_REF",
+            NULL,
+        };
+
+        p = kc_xasprintf("%s.user_config", path);
+        if (names_has(&env_names, k->str)) {
+            err_at(c, k, NULL, p,
+                   "'%s' is also in compose.env: keep it in one (user_config "
+                   "if it is a secret)",
+                   k->str);
+        } else if (!get(compose, "file")) {
+            for (size_t j = 0; set_by_kmsctl[j]; j++)
+                if (strcmp(k->str, set_by_kmsctl[j]) == 0)
+                    err_at(c, k, NULL, p,
+                           "'%s' is set by kmsctl (from ports and the KMS "
+                           "contract); it cannot come from user_config",
+                           k->str);
+            for (size_t j = 0; measured[j]; j++)
+                if (strcmp(k->str, measured[j]) == 0)
+                    err_at(c, k, NULL, p,
+                           "'%s' decides what runs in the VM: set it in "
+                           "compose.env, where it is measured",
+                           k->str);
+        }
         free(p);
     }
     for (size_t i = 0; is_map(env) && i < env->n; i++) {
         const struct kc_node *v = env->pairs[i].val;
+
+        if (is_scalar(v) &&
+            (memchr(v->str, '\n', v->len) || memchr(v->str, '\r', v->len))) {
+            p = kc_xasprintf("%s.compose.env.%s", path, env->pairs[i].key->str);
+            err_at(c, v, NULL, p,
+                   "a line break in a .env value would start another "
+                   "variable");
+            free(p);
+        }
 
         if (is_scalar(v) && kc_interp_is_secret_source(v)) {
             p = kc_xasprintf("%s.compose.env.%s", path, env->pairs[i].key->str);
@@ -453,66 +604,27 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                "KMS-encrypted env vars need key_provider: kms");
         free(p);
     }
+    /* dstack forces gateway_enabled off for other key providers. */
+    if (is_true(get(get(vm, "app_compose"), "gateway_enabled")) &&
+        str(get(vm, "key_provider")) &&
+        strcmp(str(get(vm, "key_provider")), "kms") != 0) {
+        p = kc_xasprintf("%s.app_compose.gateway_enabled", path);
+        err_at(c, get(get(vm, "app_compose"), "gateway_enabled"), NULL, p,
+               "a gateway needs key_provider: kms (dstack turns it off for "
+               "'%s')",
+               str(get(vm, "key_provider")));
+        free(p);
+    }
     if (!get(root, "contracts") && !get(env, "KMS_CONTRACT_ADDR"))
         err_at(c, NULL, key_pos(vms, name), path,
                "the KMS needs its contract: add a contracts section (kmsctl "
                "deploys or adopts it) or set compose.env.KMS_CONTRACT_ADDR");
 
-    /* bootstrap.onboard_from: another VM of this manifest, no cycle */
-    {
-        const struct kc_node *of = get(get(vm, "bootstrap"), "onboard_from");
-        const char *src = str(of);
-
-        if (src) {
-            p = kc_xasprintf("%s.bootstrap.onboard_from", path);
-            if (strcmp(src, name) == 0) {
-                err_at(c, of, NULL, p, "a KMS cannot onboard from itself");
-            } else if (!get(vms, src)) {
-                err_at(c, of, NULL, p, "no KMS VM named '%s' in kms_vms", src);
-            } else {
-                const char *cur = src;
-                size_t steps = 0;
-
-                bool earlier = false;
-
-                while (cur && steps++ <= vms->n) {
-                    for (size_t j = 0; j < idx; j++)
-                        earlier |= strcmp(vms->pairs[j].key->str, cur) == 0;
-                    cur = str(
-                        get(get(get(vms, cur), "bootstrap"), "onboard_from"));
-                    /* A cycle is reported once, at its first member. */
-                    if (cur && strcmp(cur, name) == 0 && !earlier) {
-                        err_at(c, of, NULL, p,
-                               "onboarding cycle: '%s' onboards, directly "
-                               "or not, from '%s'; one KMS must bootstrap",
-                               src, name);
-                        break;
-                    }
-                }
-            }
-            free(p);
-        }
-    }
-
-    /* two VMs, one domain */
-    for (size_t j = 0; j < idx; j++) {
-        const char *d1 = str(get(vm, "domain"));
-        const char *d2 = str(get(vms->pairs[j].val, "domain"));
-
-        if (d1 && d2 && strcasecmp(d1, d2) == 0 &&
-            !kc_schema_has_interp(d1, strlen(d1))) {
-            p = kc_xasprintf("%s.domain", path);
-            err_at(c, get(vm, "domain"), NULL, p,
-                   "domain '%s' is already used by kms_vms.%s", d1,
-                   vms->pairs[j].key->str);
-            free(p);
-            break;
-        }
-    }
     p = kc_xasprintf("%s.labels", path);
     check_reserved_keys(c, get(vm, "labels"), p, false);
     free(p);
 out:
+    names_release(&env_names);
     free(path);
 }
 
@@ -525,19 +637,22 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
     const struct kc_node *ssh = get(h, "ssh");
     const char *app = str(get(h, "app"));
     char *path = kc_xasprintf("nitro_hosts.%s", name);
+    const char *s;
     char *p;
 
     if (!is_map(h))
         goto out;
-    if (app && !get(apps, app)) {
+    if (app && !names_has(&c->apps, app)) {
         p = kc_xasprintf("%s.app", path);
         if (!apps)
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s': contracts.apps is empty", app);
-        else if (closest_key(apps, app))
+        else if ((s = c->nsuggest++ < CHECK_MAX_SUGGEST
+                          ? closest_key(apps, app, NULL)
+                          : NULL))
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s' in contracts.apps (did you mean '%s'?)",
-                   app, closest_key(apps, app));
+                   app, s);
         else
             err_at(c, get(h, "app"), NULL, p,
                    "no app named '%s' in contracts.apps", app);
@@ -557,29 +672,12 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
                    "private_key_file (where a new private key is written)");
         free(p);
     }
-    /* One EC2 key pair name, one key: two hosts may share a key pair only
-     * if they say the same about it. */
-    for (size_t j = 0; is_map(ssh) && j < idx; j++) {
-        const struct kc_node *o = get(hosts->pairs[j].val, "ssh");
-        const char *k1 = str(get(ssh, "key_name")),
-                   *k2 = str(get(o, "key_name"));
-        const char *pub1 = str(get(ssh, "public_key"));
-        const char *pub2 = str(get(o, "public_key"));
-        const char *pk1 = str(get(ssh, "private_key_file"));
-        const char *pk2 = str(get(o, "private_key_file"));
-
-        if (!k1 || !k2 || strcmp(k1, k2) != 0)
-            continue;
-        if ((pub1 ? !pub2 || strcmp(pub1, pub2) != 0 : !!pub2) ||
-            (pk1 ? !pk2 || strcmp(pk1, pk2) != 0 : !!pk2)) {
-            p = kc_xasprintf("%s.ssh.key_name", path);
-            err_at(c, get(ssh, "key_name"), NULL, p,
-                   "key pair '%s' is also used by nitro_hosts.%s with another "
-                   "key: use another name or the same key",
-                   k1, hosts->pairs[j].key->str);
-            free(p);
-        }
-        break;
+    if (get(h, "vpc_id") && !get(h, "subnet_id")) {
+        p = kc_xasprintf("%s.vpc_id", path);
+        err_at(c, get(h, "vpc_id"), NULL, p,
+               "give subnet_id too (a subnet of that VPC): the default "
+               "subnet belongs to the default VPC");
+        free(p);
     }
     p = kc_xasprintf("%s.tags", path);
     check_reserved_keys(c, get(h, "tags"), p, true);
@@ -588,9 +686,152 @@ out:
     free(path);
 }
 
+/* bootstrap.onboard_from names another VM and onboarding has no cycle;
+ * no two VMs share a domain. O(n log n) in the number of VMs. */
+static void check_kms_vm_set(struct chk *c, const struct kc_node *vms)
+{
+    size_t n = vms->n;
+    char **keys = kc_xcalloc(n ? n : 1, sizeof(*keys));
+    struct keyed *names = kc_xcalloc(n ? n : 1, sizeof(*names));
+    size_t *target = kc_xcalloc(n ? n : 1, sizeof(*target));
+    size_t *stamp = kc_xcalloc(n ? n : 1, sizeof(*stamp));
+    size_t *first;
+
+    for (size_t i = 0; i < n; i++)
+        names[i] = (struct keyed){ vms->pairs[i].key->str, i };
+    qsort(names, n, sizeof(*names), keyed_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const struct kc_node *vm = vms->pairs[i].val;
+        const char *name = vms->pairs[i].key->str;
+        const struct kc_node *of = get(get(vm, "bootstrap"), "onboard_from");
+        const char *src = str(of), *dom = str(get(vm, "domain"));
+        struct keyed want = { src, 0 }, *hit;
+        char *p;
+
+        target[i] = SIZE_MAX;
+        stamp[i] = SIZE_MAX;
+        if (dom && !kc_schema_has_interp(dom, strlen(dom))) {
+            keys[i] = kc_xstrdup(dom);
+            for (char *q = keys[i]; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+        }
+        if (!src)
+            continue;
+        p = kc_xasprintf("kms_vms.%s.bootstrap.onboard_from", name);
+        hit = bsearch(&want, names, n, sizeof(*names), keyed_name_cmp);
+        if (strcmp(src, name) == 0) {
+            err_at(c, of, NULL, p, "a KMS cannot onboard from itself");
+        } else if (!hit) {
+            const char *s = c->nsuggest++ < CHECK_MAX_SUGGEST
+                                ? closest_key(vms, src, name)
+                                : NULL;
+
+            if (s)
+                err_at(c, of, NULL, p,
+                       "no KMS VM named '%s' in kms_vms (did you mean "
+                       "'%s'?)",
+                       src, s);
+            else
+                err_at(c, of, NULL, p, "no KMS VM named '%s' in kms_vms", src);
+        } else {
+            target[i] = hit->idx;
+        }
+        free(p);
+    }
+    /* Each VM onboards from at most one other: follow the chains, marking
+     * every VM with the walk that reached it first; meeting the current
+     * walk's mark again is a cycle, reported once at its first member. */
+    for (size_t i = 0; i < n; i++) {
+        size_t cur = i, m, min;
+
+        while (cur != SIZE_MAX && stamp[cur] == SIZE_MAX) {
+            stamp[cur] = i;
+            cur = target[cur];
+        }
+        if (cur == SIZE_MAX || stamp[cur] != i)
+            continue;
+        min = cur;
+        for (m = target[cur]; m != cur; m = target[m])
+            if (m < min)
+                min = m;
+        {
+            const char *name = vms->pairs[min].key->str;
+            const char *src = vms->pairs[target[min]].key->str;
+            const struct kc_node *of =
+                get(get(vms->pairs[min].val, "bootstrap"), "onboard_from");
+            char *p = kc_xasprintf("kms_vms.%s.bootstrap.onboard_from", name);
+
+            err_at(c, of, NULL, p,
+                   "onboarding cycle: '%s' onboards, directly or not, from "
+                   "'%s'; one KMS must bootstrap",
+                   src, name);
+            free(p);
+        }
+    }
+    first = first_same(keys, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct kc_node *d = get(vms->pairs[i].val, "domain");
+        char *p;
+
+        if (first[i] == SIZE_MAX)
+            continue;
+        p = kc_xasprintf("kms_vms.%s.domain", vms->pairs[i].key->str);
+        err_at(c, d, NULL, p, "domain '%s' is already used by kms_vms.%s",
+               d->str, vms->pairs[first[i]].key->str);
+        free(p);
+    }
+    free(first);
+    free_keys(keys, n);
+    free(names);
+    free(target);
+    free(stamp);
+}
+
+/* One EC2 key pair name, one key: hosts may share a key pair only if they
+ * say the same about it. */
+static void check_key_pairs(struct chk *c, const struct kc_node *hosts)
+{
+    size_t n = hosts->n;
+    char **keys = kc_xcalloc(n ? n : 1, sizeof(*keys));
+    size_t *first;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *k = str(get(get(hosts->pairs[i].val, "ssh"), "key_name"));
+
+        keys[i] = k ? kc_xstrdup(k) : NULL;
+    }
+    first = first_same(keys, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct kc_node *ssh, *o;
+        const char *pub1, *pub2, *pk1, *pk2;
+
+        if (first[i] == SIZE_MAX)
+            continue;
+        ssh = get(hosts->pairs[i].val, "ssh");
+        o = get(hosts->pairs[first[i]].val, "ssh");
+        pub1 = str(get(ssh, "public_key"));
+        pub2 = str(get(o, "public_key"));
+        pk1 = str(get(ssh, "private_key_file"));
+        pk2 = str(get(o, "private_key_file"));
+        if ((pub1 ? !pub2 || strcmp(pub1, pub2) != 0 : !!pub2) ||
+            (pk1 ? !pk2 || strcmp(pk1, pk2) != 0 : !!pk2)) {
+            char *p = kc_xasprintf("nitro_hosts.%s.ssh.key_name",
+                                   hosts->pairs[i].key->str);
+
+            err_at(c, get(ssh, "key_name"), NULL, p,
+                   "key pair '%s' is also used by nitro_hosts.%s with another "
+                   "key: use another name or the same key",
+                   keys[i], hosts->pairs[first[i]].key->str);
+            free(p);
+        }
+    }
+    free(first);
+    free_keys(keys, n);
+}
+
 void kc_check_semantics(const struct kc_doc *doc,
                         const struct kc_check_opts *opts,
-                        const struct kc_node *const *secrets, size_t nsecrets,
+                        const struct kc_schema_secrets *secrets,
                         struct kc_diags *diags)
 {
     struct chk c = { .doc = doc, .opts = opts, .diags = diags };
@@ -599,9 +840,10 @@ void kc_check_semantics(const struct kc_doc *doc,
     const struct kc_node *hosts = get(root, "nitro_hosts");
     const struct kc_node *prov = get(root, "providers");
 
-    check_secrets(&c, secrets, nsecrets);
+    check_secrets(&c, secrets);
     if (!is_map(root))
         return;
+    names_init(&c.apps, get(get(root, "contracts"), "apps"));
     check_contracts(&c, root);
     if (is_map(vms) && vms->n > 0 && !get(prov, "gcp"))
         err_at(&c, NULL, key_pos(root, "kms_vms"), "kms_vms",
@@ -609,12 +851,17 @@ void kc_check_semantics(const struct kc_doc *doc,
                "bucket)");
     for (size_t i = 0; is_map(vms) && i < vms->n; i++)
         check_kms_vm(&c, root, vms, i);
+    if (is_map(vms))
+        check_kms_vm_set(&c, vms);
     for (size_t i = 0; is_map(hosts) && i < hosts->n; i++)
         check_nitro_host(&c, root, hosts, i);
+    if (is_map(hosts))
+        check_key_pairs(&c, hosts);
     check_reserved_keys(&c, get(get(prov, "gcp"), "labels"),
                         "providers.gcp.labels", false);
     check_reserved_keys(&c, get(get(prov, "aws"), "tags"), "providers.aws.tags",
                         true);
+    names_release(&c.apps);
 }
 
 int kc_manifest_check(const struct kc_doc *doc,
@@ -642,7 +889,7 @@ int kc_manifest_check(const struct kc_doc *doc,
     }
     kc_schema_validate_node(schema, doc->root, diags, &secrets);
     kc_interp_check_doc(doc, diags);
-    kc_check_semantics(doc, opts, secrets.nodes, secrets.n, diags);
+    kc_check_semantics(doc, opts, &secrets, diags);
     kc_schema_secrets_release(&secrets);
     kc_schema_free(schema);
     kc_diags_sort(diags);

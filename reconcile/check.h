@@ -20,11 +20,16 @@
  *   compose.env is measured and public, so ${env:}/${file:} there is an
  *   error (such values belong in user_config);
  * - compose: file and template are exclusive; template must agree with
- *   mode; light mode needs user_config.EXECUTION_RPC; allowed_envs needs
- *   key_provider kms;
+ *   mode; with a template, direct mode needs ETH_RPC_URL and light mode
+ *   EXECUTION_RPC, in compose.env or user_config but not both; template
+ *   settings (KMS_IMAGE, DSTACK_REPO, DSTACK_REF) stay in compose.env and
+ *   kmsctl's own (ports, KMS_CONTRACT_ADDR) out of user_config; a .env value
+ *   is one line; allowed_envs and gateway_enabled need key_provider kms;
  * - hashes: the all-zero hash needs allow_zero: true; a list must not hold
  *   the same hash twice (also when only the hex case differs);
- * - ssh: exactly one of public_key (import) and private_key_file (create);
+ * - nitro hosts: ssh has exactly one of public_key (import) and
+ *   private_key_file (create); one key_name, one key; vpc_id needs
+ *   subnet_id;
  * - names: two KMS VMs must not share a domain; labels and tags must not
  *   use the keys kmsctl sets itself (kmsctl-*, and Name / aws:* on AWS);
  *   contracts.kms.app_implementation only with contracts.kms.address.
@@ -35,6 +40,7 @@
 #include "reconcile/diag.h"
 #include "reconcile/kc.h"
 #include "reconcile/manifest.h"
+#include "reconcile/schema.h"
 
 struct kc_check_opts {
     bool allow_literal_secrets; /* --allow-literal-secrets */
@@ -47,10 +53,10 @@ int kc_manifest_check(const struct kc_doc *doc,
                       const struct kc_check_opts *opts, struct kc_diags *diags);
 
 /* Only the semantic rules above (no schema, no interpolation checks);
- * SECRETS are the nodes the schema matched as writeOnly. For tests. */
+ * SECRETS (may be NULL) are the nodes the schema matched as writeOnly. */
 void kc_check_semantics(const struct kc_doc *doc,
                         const struct kc_check_opts *opts,
-                        const struct kc_node *const *secrets, size_t nsecrets,
+                        const struct kc_schema_secrets *secrets,
                         struct kc_diags *diags);
 
 #endif

@@ -75,6 +75,8 @@ static const char *phase_name(enum kc_op_phase p)
         return "update";
     case KC_PHASE_DELETE:
         return "delete";
+    case KC_PHASE_LIST:
+        return "list";
     }
     return "?";
 }
@@ -279,7 +281,8 @@ void kc_op_require_consent(struct kc_op *op, const char *fmt, ...)
 static bool op_may_write(const struct kc_op *op)
 {
     return !op->eng->readonly && op->phase != KC_PHASE_OBSERVE &&
-           op->phase != KC_PHASE_READ && op->phase != KC_PHASE_REVIEW;
+           op->phase != KC_PHASE_READ && op->phase != KC_PHASE_REVIEW &&
+           op->phase != KC_PHASE_LIST;
 }
 
 const struct kc_state_intent *kc_op_intent(const struct kc_op *op)
@@ -368,6 +371,20 @@ static int dep_value(struct kc_engine *eng, struct kc_plan_item *dep,
                                   dep->action == KC_ACTION_READ);
     if (dep->st == KC_ITEM_FAILED || dep->st == KC_ITEM_SKIPPED)
         return kc_err_set(err, KC_ENOENT, "'%s' did not finish", ref);
+    /* Observes run at once, before their dependencies are planned: they
+     * see the dependency's last known outputs (from the state, or observed
+     * just now), as an observe needs them to find its object (an allowlist
+     * entry needs the contract's address). Values are bound again once the
+     * dependency is planned (settle). */
+    if (eng->phase == 1 && dep->st != KC_ITEM_DONE) {
+        v = dep->outputs ? kc_value_map_get(dep->outputs, output) : NULL;
+        if (v && !(v->type == KC_VALUE_STRING && kc_value_str(v) &&
+                   strncmp(kc_value_str(v), "(sensitive:", 11) == 0)) {
+            *out = kc_value_dup(v);
+            return 0;
+        }
+        pending = true;
+    }
     if (pending) {
         *out = kc_value_new_unknown(ref);
         return 0;
@@ -376,6 +393,19 @@ static int dep_value(struct kc_engine *eng, struct kc_plan_item *dep,
         v = kc_value_map_get(dep->outputs, output);
     if (!v && dep->desired)
         v = kc_value_map_get(dep->desired, output);
+    if (v && v->type == KC_VALUE_STRING && kc_value_str(v) &&
+        strncmp(kc_value_str(v), "(sensitive:", 11) == 0) {
+        /* Only the state's digest is known: the provider's observe did not
+         * read the value again. Never pass a digest on as the value. */
+        if (eng->phase == 1) {
+            *out = kc_value_new_unknown(ref);
+            return 0;
+        }
+        return kc_err_set(err, KC_ENOENT,
+                          "output '%s' of '%s' is sensitive and was not read "
+                          "again by observe",
+                          output, dep->res->address);
+    }
     if (!v) {
         if (eng->phase == 1 && dep->action == KC_ACTION_UPDATE) {
             *out = kc_value_new_unknown(ref);
@@ -542,6 +572,7 @@ static int init_providers(struct kc_engine *eng, struct kc_plan *plan,
                             ? kc_value_map_get(eng->providers, p->type->name)
                             : NULL;
             p->deployment = eng->deployment;
+            p->manifest_dir = eng->manifest_dir;
             p->loop = eng->loop;
             p->log = eng->log;
             p->http = eng->http;
@@ -604,10 +635,15 @@ int kc_engine_prepare(struct kc_engine *eng, struct kc_graph *g, bool destroy,
                 kc_resource_type_field(it->type, it->res->attrs[a].field);
 
             if (!f || (f->flags & KC_FIELD_COMPUTED)) {
+                const struct kc_node *n = it->res->attrs[a].node;
+
                 ret = kc_err_set(err, KC_EINVAL,
                                  "'%s': kind '%s' has no %sfield '%s'",
                                  it->res->address, it->res->kind,
                                  f ? "settable " : "", it->res->attrs[a].field);
+                if (n)
+                    kc_err_prefix(err, "%s:%d:%d", n->pos.file, n->pos.line,
+                                  n->pos.col);
                 goto out;
             }
         }
@@ -673,6 +709,10 @@ static int readiness(const struct kc_engine *eng, const struct kc_plan_item *it)
     const struct kc_resource *r = it->res;
     int ready = 1;
 
+    /* Observing needs no dependency (values are bound when they are
+     * planned, in settle()); reading a data source needs its inputs. */
+    if (eng->phase == 1 && !(it->type->flags & KC_KIND_DATA))
+        return 1;
     if (eng->phase == 2 && is_delete(it)) {
         for (size_t e = 0; e < r->nredges; e++) {
             const struct kc_plan_item *d = &plan->items[r->redges[e]];
@@ -693,7 +733,9 @@ static int readiness(const struct kc_engine *eng, const struct kc_plan_item *it)
             continue;
         if (d->st == KC_ITEM_FAILED || d->st == KC_ITEM_SKIPPED)
             return -1;
-        if (d->st != KC_ITEM_DONE)
+        /* A finished dependency releases its dependents at once; its
+         * record reaches the disk meanwhile (the write is coalesced). */
+        if (d->st != KC_ITEM_DONE && !d->released)
             ready = 0;
     }
     return ready;
@@ -748,6 +790,9 @@ static int op_call(struct kc_op *op)
         break;
     case KC_PHASE_DELETE:
         fn = t->delete;
+        break;
+    case KC_PHASE_LIST:
+        fn = t->list;
         break;
     case KC_PHASE_REVIEW:
         break;
@@ -877,9 +922,9 @@ static void refresh_start(struct kc_engine *eng, struct kc_plan_item *it)
         return;
     }
     if (data && (eng->destroy || it->res->orphan)) {
-        /* Nothing to delete for a data source: forget it. */
+        /* Nothing to delete for a data source: forget its record. */
         it->st = KC_ITEM_RUNNING;
-        it->exists = false;
+        kc_plan_diff(it, NULL, kc_state_salt(eng->state), eng->destroy);
         item_finish(eng, it, 0, NULL);
         return;
     }
@@ -902,6 +947,7 @@ static void refresh_done(struct kc_engine *eng, struct kc_op *op, int status)
     const struct kc_state_resource *rec =
         kc_state_get(eng->state, it->res->address);
 
+    it->elapsed = since(eng, op->started_ms);
     if (status < 0) {
         char *msg = kc_xasprintf("%s: %s", phase_name(op->phase), op->err.msg);
 
@@ -921,11 +967,64 @@ static void refresh_done(struct kc_engine *eng, struct kc_op *op, int status)
         kc_value_free(it->outputs);
         it->outputs = NULL;
     }
-    kc_plan_diff(it, rec ? rec->attrs : NULL, kc_state_salt(eng->state),
-                 eng->destroy);
-    if (!eng->readonly)
-        review(eng, it);
-    item_finish(eng, it, 0, NULL);
+    if (op->phase == KC_PHASE_READ) {
+        kc_plan_diff(it, rec ? rec->attrs : NULL, kc_state_salt(eng->state),
+                     eng->destroy);
+        item_finish(eng, it, 0, NULL);
+        return;
+    }
+    it->st = KC_ITEM_OBSERVED;
+}
+
+/* Refresh: an observed item whose dependencies are planned has its values
+ * bound again and is diffed, in dependency order. True if any progressed. */
+static bool settle(struct kc_engine *eng)
+{
+    const char *salt = kc_state_salt(eng->state);
+    bool progress = false;
+
+    for (size_t k = 0; k < eng->plan->n; k++) {
+        struct kc_plan_item *it =
+            &eng->plan->items[kc_graph_order(eng->plan->graph, k)->index];
+        const struct kc_state_resource *rec;
+        struct kc_err err = { 0 };
+        int ready = 1;
+
+        if (it->st != KC_ITEM_OBSERVED)
+            continue;
+        for (size_t e = 0; e < it->res->nedges && ready > 0; e++) {
+            const struct kc_plan_item *d = &eng->plan->items[it->res->edges[e]];
+
+            if (d->excluded)
+                continue;
+            if (d->st == KC_ITEM_FAILED || d->st == KC_ITEM_SKIPPED)
+                ready = -1;
+            else if (d->st != KC_ITEM_DONE)
+                ready = 0;
+        }
+        if (ready == 0)
+            continue;
+        progress = true;
+        it->st = KC_ITEM_RUNNING;
+        if (ready < 0) {
+            it->st = KC_ITEM_SKIPPED;
+            free(it->error);
+            it->error = kc_xstrdup("a dependency failed");
+            emit(eng, KC_EVENT_SKIPPED, it, "observe", it->elapsed, it->error);
+            continue;
+        }
+        if (!eng->destroy && !it->res->orphan &&
+            eval_desired(eng, it, &err) < 0) {
+            item_finish(eng, it, err.code, err.msg);
+            continue;
+        }
+        rec = kc_state_get(eng->state, it->res->address);
+        kc_plan_diff(it, rec ? rec->attrs : NULL, salt, eng->destroy);
+        if (!eng->readonly)
+            review(eng, it);
+        item_finish(eng, it, 0, NULL);
+    }
+    return progress;
 }
 
 /* The record of a finished item, put in the state. */
@@ -1046,6 +1145,7 @@ static void apply_record(struct kc_engine *eng, struct kc_op *op)
         free(msg);
         return;
     }
+    it->released = true;
     write_then_finish(eng, op, 0, NULL);
 }
 
@@ -1111,11 +1211,15 @@ static void apply_done(struct kc_engine *eng, struct kc_op *op, int status)
     apply_record(eng, op);
 }
 
+static void list_done(struct kc_engine *eng, struct kc_op *op, int status);
+
 static void op_complete(struct kc_op *op, int status)
 {
     struct kc_engine *eng = op->eng;
 
-    if (eng->phase == 1) {
+    if (op->phase == KC_PHASE_LIST) {
+        list_done(eng, op, status);
+    } else if (eng->phase == 1) {
         eng->running--;
         refresh_done(eng, op, status);
         op_free(op);
@@ -1242,9 +1346,7 @@ static void item_finish(struct kc_engine *eng, struct kc_plan_item *it,
         emit(eng, KC_EVENT_FAILED, it, what, it->elapsed, it->error);
     } else {
         it->st = KC_ITEM_DONE;
-        if (eng->phase == 2 || it->res->orphan || eng->destroy ||
-            kc_log_enabled(eng->log, KC_LOG_DEBUG))
-            emit(eng, KC_EVENT_FINISHED, it, what, it->elapsed, NULL);
+        emit(eng, KC_EVENT_FINISHED, it, what, it->elapsed, NULL);
     }
 }
 
@@ -1338,7 +1440,7 @@ static void schedule(struct kc_engine *eng)
     if (!eng->phase || eng->finishing)
         return;
     while (progress) {
-        progress = false;
+        progress = eng->phase == 1 && settle(eng);
         waiting = false;
         for (size_t k = 0; k < eng->plan->n; k++) {
             /* Topological order; deletes wait for their dependents in
@@ -1347,7 +1449,7 @@ static void schedule(struct kc_engine *eng)
                 &eng->plan->items[kc_graph_order(eng->plan->graph, k)->index];
             int r;
 
-            if (it->st == KC_ITEM_RUNNING)
+            if (it->st == KC_ITEM_RUNNING || it->st == KC_ITEM_OBSERVED)
                 waiting = true;
             if (it->st != KC_ITEM_PENDING || !has_work(eng, it))
                 continue;
@@ -1389,8 +1491,75 @@ static void schedule(struct kc_engine *eng)
             progress = true;
         }
     }
-    if (!waiting && !eng->ndeferred && eng->running == 0)
+    if (!waiting && !eng->ndeferred && eng->running == 0 && !eng->nlisting)
         finish_phase(eng);
+}
+
+void kc_op_found(struct kc_op *op, const char *name, const char *id)
+{
+    struct kc_engine *eng = op->eng;
+    char *addr;
+
+    if (op->phase != KC_PHASE_LIST)
+        KC_BUG("kc_op_found outside list");
+    addr = kc_xasprintf("%s.%s", op->item->type->kind, name);
+    if (!kc_graph_find(eng->plan->graph, addr) &&
+        !kc_state_get(eng->state, addr))
+        kc_plan_add_unmanaged(eng->plan, addr, id);
+    free(addr);
+}
+
+/* A list op has an item of its own, not in the plan: its address is the
+ * kind. */
+static void list_free(struct kc_op *op)
+{
+    struct kc_plan_item *it = op->item;
+
+    op_free(op);
+    free(it->res->address);
+    free(it->res);
+    free(it->error);
+    free(it);
+}
+
+static void list_done(struct kc_engine *eng, struct kc_op *op, int status)
+{
+    eng->nlisting--;
+    if (status < 0) {
+        /* Not fatal: the plan is complete without it; say so. */
+        kc_log(eng->log, KC_LOG_WARN, "engine",
+               "listing the objects of '%s' failed: %s", op->item->type->kind,
+               op->err.msg);
+    }
+    list_free(op);
+    schedule(eng);
+}
+
+static void start_lists(struct kc_engine *eng)
+{
+    for (size_t p = 0; p < eng->nprovs; p++) {
+        const struct kc_provider_type *pt = eng->provs[p]->type;
+
+        for (size_t k = 0; pt->kinds && pt->kinds[k]; k++) {
+            const struct kc_resource_type *t = pt->kinds[k];
+            struct kc_plan_item *it;
+            struct kc_op *op;
+
+            if (!t->list)
+                continue;
+            it = kc_xcalloc(1, sizeof(*it));
+            it->res = kc_xcalloc(1, sizeof(*it->res));
+            it->res->address = kc_xstrdup(t->kind);
+            it->res->kind = it->res->address;
+            it->res->name = it->res->address + strlen(t->kind);
+            it->type = t;
+            it->ptype = pt;
+            it->prov = eng->provs[p];
+            op = op_new(eng, it, KC_PHASE_LIST);
+            eng->nlisting++;
+            start_op(eng, op);
+        }
+    }
 }
 
 static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
@@ -1414,9 +1583,12 @@ static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
     kc_err_clear(&eng->err);
     for (size_t i = 0; i < plan->n; i++) {
         plan->items[i].st = KC_ITEM_PENDING;
+        plan->items[i].released = false;
         free(plan->items[i].error);
         plan->items[i].error = NULL;
     }
+    if (phase == 1 && !plan->destroy)
+        start_lists(eng);
     /* Start from the loop, never inside this call. */
     arm_kick(eng);
     return 0;

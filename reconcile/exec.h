@@ -64,8 +64,9 @@ struct kc_engine {
     struct kc_state *state;
     const struct kc_value *providers; /* map: provider name -> config */
     const char *deployment;
-    int parallelism;      /* 0: 10 */
-    char *const *consent; /* --allow-identity-loss addresses */
+    const char *manifest_dir; /* given to providers; may be NULL */
+    int parallelism;          /* 0: 10 */
+    char *const *consent;     /* --allow-identity-loss addresses */
     size_t nconsent;
     char *const *targets; /* --target addresses */
     size_t ntargets;
@@ -82,7 +83,8 @@ struct kc_engine {
     struct kc_provider **provs;
     size_t nprovs;
     size_t running;
-    int phase; /* 1 refresh, 2 apply */
+    size_t nlisting; /* list ops in flight */
+    int phase;       /* 1 refresh, 2 apply */
     bool destroy, readonly;
     int status;
     kc_engine_cb cb;

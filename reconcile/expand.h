@@ -80,6 +80,17 @@ void kc_expand_depends_on(struct kc_resource *res, const char *addr);
  * ("gcp.instance.dstack-kms"); the rest is the output name. */
 void kc_expand_alias(struct kc_expand *ex, const char *prefix,
                      const char *addr);
+/* Resolves REF as a manifest writes it ("contracts.kms.address") through
+ * the aliases added so far (sections run in the order of sections[] in
+ * expand.c: contracts, kms_vms, nitro_hosts): 0 with *ADDR (borrowed from
+ * the graph) and *OUTPUT (caller frees), or KC_ENOENT (nothing supplies it).
+ * Use it instead of guessing another section's addresses:
+ *
+ *     if (kc_expand_resolve(ex, "contracts.kms.address", &a, &o) == 0)
+ *         kc_expand_set_ref(res, "kms_addr", a, o);
+ */
+int kc_expand_resolve(struct kc_expand *ex, const char *ref, const char **addr,
+                      char **output);
 /* The document being expanded (borrowed). */
 const struct kc_doc *kc_expand_document(const struct kc_expand *ex);
 /* The resource ADDR added so far, or NULL. */

@@ -83,7 +83,10 @@ static int next_seg(const char *s, size_t len, size_t *i, struct seg *seg,
     if (!(s[at] == '$' && at + 1 < len && s[at + 1] == '{')) {
         /* Literal text up to the next "${" or "$${". */
         end = at + 1;
-        while (end < len && s[end] != '$')
+        while (end < len &&
+               !(s[end] == '$' && end + 1 < len &&
+                 (s[end + 1] == '{' ||
+                  (s[end + 1] == '$' && end + 2 < len && s[end + 2] == '{'))))
             end++;
         seg->kind = SEG_TEXT;
         seg->arg = s + at;
@@ -107,9 +110,12 @@ static int next_seg(const char *s, size_t len, size_t *i, struct seg *seg,
     if (memchr(body, '$', blen) && memchr(body, '{', blen))
         return kc_err_set(err, KC_EINVAL,
                           "nested '${' inside '${…}' is not supported");
-    if (memchr(body, '\n', blen) || memchr(body, '\0', blen))
-        return kc_err_set(err, KC_EINVAL,
-                          "'${…}' spans a line break or holds a NUL");
+    for (size_t k = 0; k < blen; k++)
+        if ((unsigned char)body[k] < 0x20 || body[k] == 0x7F)
+            return kc_err_set(err, KC_EINVAL,
+                              "'${…}' holds a line break or control "
+                              "character (byte 0x%02x)",
+                              (unsigned char)body[k]);
     if (blen >= 4 && memcmp(body, "env:", 4) == 0) {
         seg->kind = SEG_ENV;
         seg->arg = body + 4;
@@ -151,13 +157,20 @@ static int next_seg(const char *s, size_t len, size_t *i, struct seg *seg,
     for (size_t k = 0; k < blen; k++) {
         char c = body[k];
 
-        if (!(c == '.' || c == '-' || c == '_' || (c >= 'a' && c <= 'z') ||
-              (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+        if (c == '.' || c == '-' || c == '_' || (c >= 'a' && c <= 'z') ||
+            (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c > 0x20 && c < 0x7F)
             return kc_err_set(err, KC_EINVAL,
                               "'${%.*s}' is not a reference: character '%c' "
                               "(a reference is SECTION.NAME.ATTR of letters, "
                               "digits, '-' and '_')",
                               (int)blen, body, c);
+        return kc_err_set(err, KC_EINVAL,
+                          "'${%.*s}' is not a reference: byte 0x%02x (a "
+                          "reference is SECTION.NAME.ATTR of letters, digits, "
+                          "'-' and '_')",
+                          (int)blen, body, (unsigned char)c);
     }
     if (!memchr(body, '.', blen))
         return kc_err_set(err, KC_EINVAL,
@@ -426,7 +439,25 @@ static int seg_value(const struct kc_interp_opts *o, const struct kc_node *n,
         break;
     }
     case SEG_FILE: {
-        char *path = kc_file_resolve(o->doc ? o->doc->dir : NULL, arg);
+        char *path;
+        const char *home = getenv("HOME");
+
+        /* kc_file_resolve expands "~/" from HOME, and only that form. */
+        if (arg[0] == '~' && arg[1] == '/' && (!home || !home[0])) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "${file:%s}: HOME is not set, so '~/' cannot be "
+                             "expanded",
+                             arg);
+            break;
+        }
+        if (arg[0] == '~' && arg[1] != '/') {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "${file:%s}: only '~/' is expanded, not '~user/'; "
+                             "write the full path",
+                             arg);
+            break;
+        }
+        path = kc_file_resolve(o->doc ? o->doc->dir : NULL, arg);
 
         ret = read_secret_file(path, out, err);
         if (ret < 0) {
@@ -522,8 +553,11 @@ static int fail_node(const struct kc_node *n, struct kc_err *err, int code,
     return code;
 }
 
-static int interp_typed(const struct kc_node *n, struct kc_value **out,
-                        struct kc_err *err)
+/* The value of a scalar without ${…}. Values have no float type, and an
+ * Ethereum address or hash written without quotes is, to YAML 1.2, an
+ * integer of 160 or 256 bits: these keep their text, as strings, for the
+ * consumer that expects them (the schema has checked their form). */
+static void interp_typed(const struct kc_node *n, struct kc_value **out)
 {
     int64_t i;
     bool bv;
@@ -531,36 +565,58 @@ static int interp_typed(const struct kc_node *n, struct kc_value **out,
     switch (kc_node_scalar_type(n)) {
     case KC_SCALAR_NULL:
         *out = kc_value_new_null();
-        return 0;
+        return;
     case KC_SCALAR_BOOL:
         kc_node_scalar_bool(n, &bv);
         *out = kc_value_new_bool(bv);
-        return 0;
+        return;
     case KC_SCALAR_INT:
-        if (!kc_node_scalar_int(n, &i))
-            return fail_node(n, err, KC_ERANGE,
-                             "integer '%s' does not fit in 64 bits (quote it "
-                             "to make it a string)",
-                             n->str);
-        *out = kc_value_new_int(i);
-        return 0;
+        /* "0x" and more than 16 digits: an address, hash or id, even when
+         * its value would fit (0x00…01). */
+        if (!(n->str[0] == '0' && n->str[1] == 'x' && n->len > 2 + 16) &&
+            kc_node_scalar_int(n, &i)) {
+            *out = kc_value_new_int(i);
+            return;
+        }
+        break;
     case KC_SCALAR_FLOAT:
-        return fail_node(n, err, KC_EINVAL,
-                         "'%s' is a floating-point number; kmsctl takes "
-                         "integers and strings (quote it to make it a string)",
-                         n->str);
     case KC_SCALAR_STRING:
         break;
     }
     *out = kc_value_new_strn(n->str, n->len);
+}
+
+/* One kc_interp_node call: its options and what it may still produce. */
+struct run {
+    const struct kc_interp_opts *o;
+    size_t budget; /* bytes that ${…} may still add */
+};
+
+/* Charges V's bytes (a string from ${…}) to the run. */
+static int charge(struct run *r, const struct kc_node *n, const struct seg *sg,
+                  const struct kc_value *v, struct kc_err *err)
+{
+    size_t len = 0;
+
+    if (v->type == KC_VALUE_STRING)
+        kc_value_reveal(v, &len);
+    if (len > r->budget) {
+        kc_err_set(err, KC_ERANGE,
+                   "interpolation would produce more than %u bytes in all",
+                   KC_INTERP_MAX_TOTAL_BYTES);
+        return fail_at(r->o->doc, n, sg->off, err);
+    }
+    r->budget -= len;
     return 0;
 }
 
-static int interp_scalar(const struct kc_interp_opts *o,
-                         const struct kc_node *n, struct kc_value **out,
-                         struct kc_err *err)
+static int interp_scalar(struct run *r, const struct kc_node *n,
+                         struct kc_value **out, struct kc_err *err)
 {
-    struct kc_value *acc = NULL, *v = NULL;
+    const struct kc_interp_opts *o = r->o;
+    struct kc_value *v = NULL, *unknown = NULL;
+    struct kc_buf acc = { 0 };
+    bool sensitive = false;
     struct seg sg;
     size_t i = 0, err_off = 0, nseg = 0;
     int ret;
@@ -568,8 +624,14 @@ static int interp_scalar(const struct kc_interp_opts *o,
     *out = NULL;
     if (memchr(n->str, '\0', n->len))
         return fail_node(n, err, KC_EINVAL, "value holds a NUL character");
-    if (!has_dollar_brace(n->str, n->len))
-        return interp_typed(n, out, err);
+    if (!has_dollar_brace(n->str, n->len)) {
+        interp_typed(n, out);
+        return 0;
+    }
+    /* The pieces are joined in one buffer (wiped after), not with
+     * kc_value_concat one by one, which would copy a long value once per
+     * piece; the result follows kc_value_concat's rules: sensitive if any
+     * piece is, UNKNOWN (the first unknown's reference) if any piece is. */
     for (;;) {
         ret = next_seg(n->str, n->len, &i, &sg, &err_off, err);
         if (ret < 0) {
@@ -580,14 +642,16 @@ static int interp_scalar(const struct kc_interp_opts *o,
             break;
         nseg++;
         ret = seg_value(o, n, &sg, &v, err);
+        if (ret == 0 && sg.kind != SEG_TEXT)
+            ret = charge(r, n, &sg, v, err);
         if (ret < 0)
             goto out;
         if (nseg == 1 && i >= n->len && sg.kind != SEG_TEXT) {
             /* Exactly one ${…}: its value as it is (a reference may be an
              * integer, a list...). */
-            acc = v;
+            *out = v;
             v = NULL;
-            break;
+            goto out;
         }
         if (sg.kind == SEG_REF) {
             char *ref = kc_xstrndup(sg.arg, sg.len);
@@ -599,32 +663,41 @@ static int interp_scalar(const struct kc_interp_opts *o,
                 goto out;
             }
         }
-        if (acc) {
-            struct kc_value *cat = kc_value_concat(acc, v);
-
-            /* kc_value_concat returns a copy of an UNKNOWN operand as it
-             * is; the other operand's sensitivity must not be lost. */
-            if (kc_value_is_sensitive(acc) || kc_value_is_sensitive(v))
-                kc_value_set_sensitive(cat);
-            kc_value_free(acc);
-            kc_value_free(v);
-            acc = cat;
+        sensitive = sensitive || kc_value_is_sensitive(v);
+        if (v->type == KC_VALUE_UNKNOWN) {
+            if (!unknown) {
+                unknown = v;
+                v = NULL;
+            }
         } else {
-            acc = v;
+            size_t len;
+            const char *bytes = kc_value_reveal(v, &len);
+
+            kc_buf_add(&acc, bytes, len);
         }
+        kc_value_free(v);
         v = NULL;
     }
-    *out = acc;
-    acc = NULL;
+    if (unknown) {
+        *out = unknown;
+        unknown = NULL;
+    } else if (sensitive) {
+        *out = kc_value_new_secret(kc_buf_str(&acc), acc.len);
+    } else {
+        *out = kc_value_new_strn(kc_buf_str(&acc), acc.len);
+    }
+    if (sensitive)
+        kc_value_set_sensitive(*out);
     ret = 0;
 out:
     kc_value_free(v);
-    kc_value_free(acc);
+    kc_value_free(unknown);
+    kc_buf_release_wipe(&acc);
     return ret;
 }
 
-int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
-                   struct kc_value **out, struct kc_err *err)
+static int interp_node(struct run *r, const struct kc_node *node,
+                       struct kc_value **out, struct kc_err *err)
 {
     struct kc_value *c = NULL, *v;
     int ret;
@@ -635,11 +708,11 @@ int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
         return 0;
     }
     if (node->type == KC_NODE_SCALAR)
-        return interp_scalar(o, node, out, err);
+        return interp_scalar(r, node, out, err);
     if (node->type == KC_NODE_SEQ) {
         c = kc_value_new_list();
         for (size_t i = 0; i < node->n; i++) {
-            ret = kc_interp_node(o, node->items[i], &v, err);
+            ret = interp_node(r, node->items[i], &v, err);
             if (ret < 0)
                 goto fail;
             kc_value_list_push(c, v);
@@ -653,7 +726,7 @@ int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
                 ret = fail_node(k, err, KC_EINVAL, "key holds a NUL character");
                 goto fail;
             }
-            ret = kc_interp_node(o, node->pairs[i].val, &v, err);
+            ret = interp_node(r, node->pairs[i].val, &v, err);
             if (ret < 0)
                 goto fail;
             kc_value_map_set(c, k->str, v);
@@ -664,6 +737,14 @@ int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
 fail:
     kc_value_free(c);
     return ret;
+}
+
+int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
+                   struct kc_value **out, struct kc_err *err)
+{
+    struct run r = { o, KC_INTERP_MAX_TOTAL_BYTES };
+
+    return interp_node(&r, node, out, err);
 }
 
 struct check {

@@ -4,7 +4,8 @@
  *   ${env:NAME}    the environment variable NAME ([A-Za-z_][A-Za-z0-9_]*);
  *                  unset is an error (set but empty gives "")
  *   ${file:PATH}   the contents of PATH, relative to the manifest's folder,
- *                  "~/" expanded, trailing CR/LF trimmed, at most
+ *                  "~/" expanded from HOME ("~user/" refused), trailing
+ *                  CR/LF trimmed, no NUL byte inside, at most
  *                  KC_INTERP_MAX_FILE_BYTES, a regular file only
  *   ${a.b.c}       a reference to something another resource supplies, one
  *                  of KINDS below; resolved by the caller's resolver, else
@@ -33,6 +34,10 @@
 #include "reconcile/value.h"
 
 #define KC_INTERP_MAX_FILE_BYTES (1u << 20)
+/* What one kc_interp_node call may add through ${…} in all (env, files
+ * and resolved references), so that a 4 MiB manifest naming one big file
+ * 100000 times cannot ask for gigabytes. */
+#define KC_INTERP_MAX_TOTAL_BYTES (16u << 20)
 /* kc_interp_check_doc stops adding diagnostics after this many. */
 #define KC_INTERP_MAX_DIAGS 100
 
@@ -54,12 +59,15 @@ struct kc_interp_opts {
 
 /* The value of NODE (scalar, list or map, recursively) with every ${…}
  * expanded. Plain scalars typed per YAML 1.2 core schema (int, bool, null,
- * string); a float is refused (values have no float type: quote it); a
- * scalar containing an interpolation is a string, except that a scalar that
- * is exactly one reference is the resolved value as it is. A reference
- * inside a longer string must resolve to a string, integer or boolean.
- * Values containing a NUL byte are refused. Map keys stay literal. Errors are
- * "FILE:LINE:COL: …" naming the variable/file/reference. *OUT is new
+ * string), except that what an int64 cannot carry keeps its text as a
+ * string: floats ("0.5", values have no float type), integers too large,
+ * and "0x" integers of more than 16 hex digits (addresses and hashes, even
+ * 0x00…01). A scalar containing an interpolation is a string, except that a
+ * scalar that is exactly one reference is the resolved value as it is. A
+ * reference inside a longer string must resolve to a string, integer or
+ * boolean. Values containing a NUL byte are refused. Map keys stay literal.
+ * Errors are "FILE:LINE:COL: …" naming the variable/file/reference; at most
+ * KC_INTERP_MAX_TOTAL_BYTES come from ${…} in one call. *OUT is new
  * (kc_value_free). */
 int kc_interp_node(const struct kc_interp_opts *o, const struct kc_node *node,
                    struct kc_value **out, struct kc_err *err);

@@ -260,6 +260,7 @@ struct frame {
     struct strmap keys;   /* MAP: key -> index in pairs */
     char *anchor;         /* registered when the node is complete */
     size_t nodes_before;  /* b->nodes before this node */
+    size_t bytes_before;  /* b->bytes before this node */
     int height;           /* deepest child's height */
 };
 
@@ -267,6 +268,7 @@ struct anchor {
     char *name;
     const struct kc_node *node; /* borrowed from the tree */
     size_t count;               /* nodes in its subtree */
+    size_t bytes;               /* scalar bytes in its subtree */
     int height;                 /* collection levels in its subtree */
 };
 
@@ -279,6 +281,8 @@ struct builder {
     size_t nanchors, capanchors;
     struct strmap anchor_idx;
     size_t nodes;
+    size_t bytes;       /* scalar bytes in the tree, copies included */
+    size_t alias_bytes; /* of which copies made for aliases */
     struct kc_node *root;
     int docs;
     /* libyaml's marks count characters; this maps them to bytes, moving
@@ -427,7 +431,8 @@ static int count_node(struct builder *b, size_t more, const struct kc_pos *p,
 }
 
 static void add_anchor(struct builder *b, const char *name,
-                       const struct kc_node *n, size_t count, int height)
+                       const struct kc_node *n, size_t count, size_t bytes,
+                       int height)
 {
     struct anchor *a;
 
@@ -436,6 +441,7 @@ static void add_anchor(struct builder *b, const char *name,
     a->name = kc_xstrdup(name);
     a->node = n;
     a->count = count;
+    a->bytes = bytes;
     a->height = height;
     /* A later anchor of the same name takes over (YAML 1.2 §3.2.2.2). */
     strmap_put(&b->anchor_idx, a->name, strlen(a->name), b->nanchors);
@@ -574,6 +580,7 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev,
     if (n->len)
         memcpy(n->str, ev->data.scalar.value, n->len);
     n->str[n->len] = '\0';
+    b->bytes += n->len;
     /* An explicit tag (!!str, or "!") makes a plain scalar a string. */
     n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || tag;
     if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
@@ -583,7 +590,7 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev,
         b->nspans++;
     }
     if (ev->data.scalar.anchor)
-        add_anchor(b, (const char *)ev->data.scalar.anchor, n, 1, 0);
+        add_anchor(b, (const char *)ev->data.scalar.anchor, n, 1, n->len, 0);
     return attach(b, n, 0, err);
 }
 
@@ -617,6 +624,15 @@ static int on_alias(struct builder *b, const yaml_event_t *ev,
                    kc_buf_str(&m), KC_MANIFEST_MAX_NODES);
         goto out;
     }
+    /* Nodes are not the only cost: one big scalar copied 100000 times would
+     * be gigabytes. Copies may add as much text as the file may hold. */
+    if (a->bytes > KC_MANIFEST_MAX_BYTES - b->alias_bytes) {
+        ret = fail(b, err, KC_ERANGE, &p,
+                   "alias %s would copy more than 4 MiB of text in all "
+                   "(alias expansion bound)",
+                   kc_buf_str(&m));
+        goto out;
+    }
     if (b->depth + a->height > KC_MANIFEST_MAX_DEPTH) {
         ret = fail(b, err, KC_ERANGE, &p,
                    "alias %s nests the document deeper than %d levels",
@@ -630,6 +646,8 @@ static int on_alias(struct builder *b, const yaml_event_t *ev,
         goto out;
     }
     b->nodes += a->count;
+    b->bytes += a->bytes;
+    b->alias_bytes += a->bytes;
     c = node_copy(a->node);
     /* The copy is where the alias is; its insides keep their own places. */
     c->pos = p;
@@ -672,6 +690,7 @@ static int on_start(struct builder *b, const yaml_event_t *ev,
     f = &b->frames[b->depth++];
     memset(f, 0, sizeof(*f));
     f->nodes_before = b->nodes - 1;
+    f->bytes_before = b->bytes;
     f->node = node_new(b, type, ev);
     f->anchor = anchor ? kc_xstrdup((const char *)anchor) : NULL;
     return 0;
@@ -688,7 +707,8 @@ static int on_end(struct builder *b, const yaml_event_t *ev, struct kc_err *err)
     if (n->src_end < n->src_off)
         n->src_end = n->src_off;
     if (f->anchor)
-        add_anchor(b, f->anchor, n, b->nodes - f->nodes_before, height);
+        add_anchor(b, f->anchor, n, b->nodes - f->nodes_before,
+                   b->bytes - f->bytes_before, height);
     free(f->anchor);
     strmap_release(&f->keys);
     /* A map always ends after a value: libyaml emits an empty scalar. */

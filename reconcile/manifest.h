@@ -5,7 +5,9 @@
  * KC_MANIFEST_MAX_BYTES, invalid UTF-8, tabs in indentation, more than one
  * document, duplicate keys, non-scalar keys, nesting deeper than
  * KC_MANIFEST_MAX_DEPTH, and alias expansion past KC_MANIFEST_MAX_NODES
- * nodes in all (billion laughs). Aliases are expanded into copies.
+ * nodes in all or past KC_MANIFEST_MAX_BYTES of copied scalar text
+ * (billion laughs, checked before each copy). Aliases are expanded into
+ * copies.
  *
  * Tags: only !!str (and the non-specific "!") on scalars, which then count
  * as quoted, and !!seq / !!map on their own kind; any other tag is refused.

@@ -52,6 +52,11 @@ void kc_plan_free(struct kc_plan *plan)
         kc_value_free(it->outputs);
     }
     free(plan->items);
+    for (size_t i = 0; i < plan->nunmanaged; i++) {
+        free(plan->unmanaged[i].address);
+        free(plan->unmanaged[i].id);
+    }
+    free(plan->unmanaged);
     kc_graph_free(plan->graph);
     free(plan->lineage);
     free(plan->deployment);
@@ -184,8 +189,16 @@ void kc_plan_diff(struct kc_plan_item *it, const struct kc_value *prior,
     it->cause = KC_CAUSE_NONE;
     it->action = KC_ACTION_NOOP;
     if (it->type && (it->type->flags & KC_KIND_DATA)) {
-        if (!destroy && it->desired && kc_value_has_unknown(it->desired))
+        if ((destroy || it->res->orphan) && it->in_state) {
+            /* Nothing to delete: the record is only forgotten. */
+            it->action = KC_ACTION_DELETE;
+            it->exists = false;
+            it->cause = KC_CAUSE_MANIFEST;
+            set_str(&it->reason, "data source: only forgotten");
+        } else if (!destroy && !it->res->orphan && it->desired &&
+                   kc_value_has_unknown(it->desired)) {
             it->action = KC_ACTION_READ;
+        }
         return;
     }
     if (destroy || it->res->orphan) {
@@ -239,6 +252,21 @@ void kc_plan_diff(struct kc_plan_item *it, const struct kc_value *prior,
         it->action = KC_ACTION_UPDATE;
 }
 
+void kc_plan_add_unmanaged(struct kc_plan *plan, const char *addr,
+                           const char *id)
+{
+    struct kc_plan_unmanaged *u;
+
+    for (size_t i = 0; i < plan->nunmanaged; i++)
+        if (strcmp(plan->unmanaged[i].address, addr) == 0)
+            return;
+    kc_xgrow(&plan->unmanaged, &plan->capunmanaged, plan->nunmanaged + 1,
+             sizeof(*plan->unmanaged));
+    u = &plan->unmanaged[plan->nunmanaged++];
+    u->address = kc_xstrdup(addr);
+    u->id = id ? kc_xstrdup(id) : NULL;
+}
+
 void kc_plan_count(const struct kc_plan *plan, struct kc_plan_counts *c)
 {
     memset(c, 0, sizeof(*c));
@@ -280,7 +308,7 @@ bool kc_plan_has_changes(const struct kc_plan *plan)
 
 void kc_plan_drift(const struct kc_plan *plan, bool *external, bool *manifest)
 {
-    *external = false;
+    *external = plan->nunmanaged > 0;
     *manifest = false;
     for (size_t i = 0; i < plan->n; i++) {
         const struct kc_plan_item *it = &plan->items[i];
@@ -393,6 +421,15 @@ struct json_object *kc_plan_to_json(const struct kc_plan *plan)
         json_object_array_add(arr, r);
     }
     json_object_object_add(root, "resources", arr);
+    arr = json_object_new_array();
+    for (size_t i = 0; i < plan->nunmanaged; i++) {
+        struct json_object *u = json_object_new_object();
+
+        add_str(u, "address", plan->unmanaged[i].address);
+        add_str(u, "id", plan->unmanaged[i].id);
+        json_object_array_add(arr, u);
+    }
+    json_object_object_add(root, "unmanaged", arr);
     kc_plan_count(plan, &c);
     json_object_object_add(sum, "create", json_object_new_int64(c.create));
     json_object_object_add(sum, "update", json_object_new_int64(c.update));
@@ -456,6 +493,10 @@ struct json_object *kc_plan_drift_json(const struct kc_plan *plan)
                           value_json(pc->prior, pc->sensitive), pc->cause);
         }
     }
+    for (size_t i = 0; i < plan->nunmanaged; i++)
+        drift_add(arr, plan->unmanaged[i].address, NULL,
+                  json_object_new_string("absent"),
+                  json_object_new_string("present"), KC_CAUSE_EXTERNAL);
     kc_plan_drift(plan, &ext, &man);
     json_object_object_add(root, "in_sync",
                            json_object_new_boolean(!ext && !man));
@@ -580,6 +621,15 @@ void kc_plan_render(const struct kc_plan *plan, bool color, struct kc_buf *out)
                                         "--allow-identity-loss",
                         it->consent);
     }
+    for (size_t i = 0; i < plan->nunmanaged; i++)
+        kc_buf_addf(out,
+                    "! %s%s%s%s: carries this deployment's label but is in "
+                    "neither the manifest nor the state (not managed; delete "
+                    "it by hand or add it to the manifest)\n",
+                    plan->unmanaged[i].address,
+                    plan->unmanaged[i].id ? " (" : "",
+                    plan->unmanaged[i].id ? plan->unmanaged[i].id : "",
+                    plan->unmanaged[i].id ? ")" : "");
     kc_plan_render_summary(plan, out);
 }
 

@@ -46,6 +46,7 @@ struct kc_plan_change {
 enum kc_item_state {
     KC_ITEM_PENDING = 0,
     KC_ITEM_RUNNING,
+    KC_ITEM_OBSERVED, /* refresh: observed, waiting for its dependencies */
     KC_ITEM_DONE,
     KC_ITEM_FAILED,
     KC_ITEM_SKIPPED,
@@ -78,6 +79,8 @@ struct kc_plan_item {
     bool consented;
     /* execution (exec.c) */
     enum kc_item_state st;
+    bool released;  /* apply: done, its record being written: dependents
+                       may start */
     char *error;    /* failure message */
     double elapsed; /* seconds */
     struct kc_op *op;
@@ -94,6 +97,13 @@ struct kc_plan {
     char *deployment;
     char *manifest;        /* path, or NULL */
     char *manifest_digest; /* "sha256:<hex>" of the file, or NULL */
+    /* Objects carrying the deployment's label that are in neither the
+     * manifest nor the state (found by the kinds' list). */
+    struct kc_plan_unmanaged {
+        char *address;
+        char *id;
+    } * unmanaged;
+    size_t nunmanaged, capunmanaged;
 };
 
 /* A plan over G (taken), every item noop. */
@@ -111,6 +121,9 @@ struct kc_plan_counts {
     size_t create, update, replace, delete, read, noop;
 };
 void kc_plan_count(const struct kc_plan *plan, struct kc_plan_counts *c);
+/* Records an unmanaged object (once per address; ID may be NULL). */
+void kc_plan_add_unmanaged(struct kc_plan *plan, const char *addr,
+                           const char *id);
 /* True if any selected item has an action other than noop/read. */
 bool kc_plan_has_changes(const struct kc_plan *plan);
 

@@ -52,6 +52,13 @@
  *   read(op)     Data sources (KC_KIND_DATA): look something up, set
  *                outputs. Run at plan time when the inputs are known, else at
  *                apply time once they are; never mutates.
+ *   list(op)     Optional, at plan and drift time, once per kind: finds
+ *                every object of the kind that carries this deployment's
+ *                ownership label (kmsctl-deployment=<p->deployment>) and
+ *                calls kc_op_found(op, name, id) for each. Objects that are
+ *                in neither the manifest nor the state are reported as not
+ *                managed (drift: external). kc_op_address() is the kind;
+ *                never mutates.
  *   review(op)   Optional, synchronous, at plan time, for a resource whose
  *                action is not noop: may call kc_op_warn() to annotate the
  *                plan and kc_op_require_consent() to refuse the change unless
@@ -131,7 +138,9 @@
  * at plan time and again at apply time when a reference was unknown),
  * kc_expand_set_value() for attributes expand computes itself,
  * kc_expand_set_ref() for an attribute that is another resource's output,
- * kc_expand_depends_on() for an ordering the references do not show.
+ * kc_expand_depends_on() for an ordering the references do not show, and
+ * kc_expand_resolve() to find what another section supplies (through its
+ * alias, e.g. "contracts.kms.address") rather than guessing its address.
  * Dependencies also come from every ${...} reference inside the nodes.
  *
  * References: the forms a manifest may write are the table in
@@ -232,7 +241,8 @@ enum kc_action {
     KC_ACTION_READ,
 };
 
-/* What an op is doing when its callback runs. */
+/* What an op is doing when its callback runs. More may be added: a switch
+ * over it needs a default. */
 enum kc_op_phase {
     KC_PHASE_OBSERVE = 0,
     KC_PHASE_READ,
@@ -240,6 +250,7 @@ enum kc_op_phase {
     KC_PHASE_CREATE,
     KC_PHASE_UPDATE,
     KC_PHASE_DELETE,
+    KC_PHASE_LIST,
 };
 
 /* Starts the work of OP. See the callback contract above. */
@@ -260,6 +271,7 @@ struct kc_resource_type {
     kc_op_fn delete;
     kc_op_fn read; /* data sources */
     kc_op_review_fn review;
+    kc_op_fn list; /* optional: the objects carrying the ownership label */
 };
 
 struct kc_provider_type {
@@ -276,6 +288,10 @@ struct kc_provider {
     const struct kc_provider_type *type;
     const struct kc_value *config; /* providers.<name>, or NULL */
     const char *deployment;        /* the manifest's name: ownership labels */
+    /* The manifest's folder: relative paths in the config and in desired
+     * values (credentials, artifacts, images) are relative to it. NULL when
+     * there is no manifest (tests): the working folder. */
+    const char *manifest_dir;
     uv_loop_t *loop;
     struct kc_log *log;
     struct kc_http *http; /* shared HTTP client (NULL in engine unit tests) */
@@ -336,6 +352,13 @@ void kc_op_fail(struct kc_op *op, int code, const char *fmt, ...)
     KC_PRINTF(3, 4);
 /* A progress note for the live display ("waiting for operation-123"). */
 void kc_op_progress(struct kc_op *op, const char *fmt, ...) KC_PRINTF(2, 3);
+
+/* --- list only --- */
+
+/* An object of the op's kind carrying the ownership label: NAME is the part
+ * of its address after the kind (the address is "<kind>.<NAME>"), ID the
+ * provider's id (may be NULL). Both copied. */
+void kc_op_found(struct kc_op *op, const char *name, const char *id);
 
 /* --- plan-time review only --- */
 

@@ -12,6 +12,8 @@
 
 /* $ref chains and nested schemas deeper than this are a schema bug. */
 #define SCHEMA_MAX_DEPTH 200
+/* "Did you mean" is computed for at most this many unknown keys per map. */
+#define SCHEMA_MAX_SUGGEST 64
 /* Values quoted in messages are cut at this many bytes. */
 #define SCHEMA_QUOTE_MAX 60
 
@@ -44,10 +46,15 @@ struct verr {
     char *aux;
 };
 
+struct vsec {
+    const struct kc_node *node;
+    char *path;
+};
+
 struct vres {
     struct verr *errs;
     size_t n, cap;
-    const struct kc_node **sec;
+    struct vsec *sec;
     size_t nsec, seccap;
 };
 
@@ -111,6 +118,8 @@ static void res_release(struct vres *res)
         free(res->errs[i].aux);
     }
     free(res->errs);
+    for (size_t i = 0; i < res->nsec; i++)
+        free(res->sec[i].path);
     free(res->sec);
     memset(res, 0, sizeof(*res));
 }
@@ -131,10 +140,26 @@ static void res_take(struct vres *dst, struct vres *src)
     memset(src, 0, sizeof(*src));
 }
 
-static void res_secret(struct vres *res, const struct kc_node *node)
+static void res_secret(struct vres *res, const struct kc_node *node,
+                       const char *path)
 {
     kc_xgrow(&res->sec, &res->seccap, res->nsec + 1, sizeof(*res->sec));
-    res->sec[res->nsec++] = node;
+    res->sec[res->nsec].node = node;
+    res->sec[res->nsec].path = kc_xstrdup(path);
+    res->nsec++;
+}
+
+static int sec_cmp(const void *pa, const void *pb)
+{
+    const struct vsec *a = pa, *b = pb;
+
+    if (a->node->pos.line != b->node->pos.line)
+        return a->node->pos.line < b->node->pos.line ? -1 : 1;
+    if (a->node->pos.col != b->node->pos.col)
+        return a->node->pos.col < b->node->pos.col ? -1 : 1;
+    if (a->node != b->node)
+        return (uintptr_t)a->node < (uintptr_t)b->node ? -1 : 1;
+    return 0;
 }
 
 /* ---- paths and quoting ------------------------------------------------ */
@@ -159,10 +184,11 @@ static char *path_key(const char *parent, const char *key)
     return kc_xasprintf("%s.%s", parent, key);
 }
 
-/* Quotes scalar text for a message: 'text', cut and with controls escaped. */
-static void quote(struct kc_buf *b, const char *s, size_t len)
+/* Quotes scalar text for a message: 'text', cut after MAX bytes (then
+ * '...') and with controls escaped. */
+static void quote_max(struct kc_buf *b, const char *s, size_t len, size_t max)
 {
-    size_t n = len < SCHEMA_QUOTE_MAX ? len : SCHEMA_QUOTE_MAX;
+    size_t n = len < max ? len : max;
 
     kc_buf_addch(b, '\'');
     for (size_t i = 0; i < n; i++) {
@@ -176,6 +202,11 @@ static void quote(struct kc_buf *b, const char *s, size_t len)
     if (n < len)
         kc_buf_addstr(b, "...");
     kc_buf_addch(b, '\'');
+}
+
+static void quote(struct kc_buf *b, const char *s, size_t len)
+{
+    quote_max(b, s, len, SCHEMA_QUOTE_MAX);
 }
 
 /* ---- instance typing -------------------------------------------------- */
@@ -798,6 +829,19 @@ out:
     kc_buf_release(&b);
 }
 
+/* How much of a URL messages may quote: scheme and host, not the path or
+ * query, which often carry an API key (https://host/v2/<key>). */
+static size_t url_origin_len(const char *s, size_t len)
+{
+    const char *sep = memmem(s, len, "://", 3);
+    size_t start = sep ? (size_t)(sep - s) + 3 : 0;
+
+    for (size_t i = start; i < len; i++)
+        if (s[i] == '/' || s[i] == '?' || s[i] == '#')
+            return i;
+    return len;
+}
+
 static size_t utf8_length(const char *s, size_t len)
 {
     size_t n = 0;
@@ -843,6 +887,11 @@ static void check_string(struct vctx *cx, struct json_object *sch,
     }
     if (secret)
         kc_buf_addstr(&b, "the value");
+    else if (fmt && strcmp(fmt, "uri") == 0)
+        quote_max(&b, node->str, node->len,
+                  url_origin_len(node->str, node->len) < SCHEMA_QUOTE_MAX
+                      ? url_origin_len(node->str, node->len)
+                      : SCHEMA_QUOTE_MAX);
     else
         quote(&b, node->str, node->len);
     if (fmt && (strlen(node->str) != node->len || !format_ok(fmt, node->str))) {
@@ -942,8 +991,23 @@ static void check_object(struct vctx *cx, struct json_object *sch,
     struct json_object *maxp = kw(sch, "maxProperties");
     const struct kc_pos *mpos = keypos ? keypos : &node->pos;
 
+    const char **sugg;
+    size_t nunknown = 0;
+
     if (node->type != KC_NODE_MAP)
         return;
+    /* Suggestions for the first unknown keys only: a hostile map with
+     * thousands of keys must not cost thousands of edit distances each. */
+    sugg = kc_xcalloc(node->n ? node->n : 1, sizeof(*sugg));
+    for (size_t j = 0; props && j < node->n; j++) {
+        const char *k = node->pairs[j].key->str;
+
+        if (json_object_object_get_ex(props, k, NULL))
+            continue;
+        if (nunknown++ >= SCHEMA_MAX_SUGGEST)
+            break;
+        sugg[j] = suggest(props, k);
+    }
     for (size_t i = 0; req && i < json_object_array_length(req); i++) {
         const char *name =
             json_object_get_string(json_object_array_get_idx(req, i));
@@ -952,14 +1016,8 @@ static void check_object(struct vctx *cx, struct json_object *sch,
         if (kc_node_pair(node, name))
             continue;
         /* A misspelt key is reported once, as unknown with a suggestion. */
-        for (size_t j = 0; !typo && j < node->n; j++) {
-            const char *k = node->pairs[j].key->str;
-            const char *s = props && !json_object_object_get_ex(props, k, NULL)
-                                ? suggest(props, k)
-                                : NULL;
-
-            typo = s && strcmp(s, name) == 0;
-        }
+        for (size_t j = 0; !typo && j < node->n; j++)
+            typo = sugg[j] && strcmp(sugg[j], name) == 0;
         res_add(res, node, mpos, path, VERR_MISSING, name,
                 typo ? "" : "missing required property '%s'", name);
         if (typo)
@@ -1013,7 +1071,7 @@ static void check_object(struct vctx *cx, struct json_object *sch,
         if (!matched && addl) {
             if (json_object_is_type(addl, json_type_boolean) &&
                 !json_object_get_boolean(addl)) {
-                const char *s = suggest(props, key->str);
+                const char *s = sugg[i];
 
                 if (s)
                     res_add(res, node, &key->pos, path, VERR_UNKNOWN, s,
@@ -1028,6 +1086,111 @@ static void check_object(struct vctx *cx, struct json_object *sch,
         }
         free(sub_path);
     }
+    free(sugg);
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* A hash that equal nodes (equals_node) share; map order does not count. */
+static uint64_t node_hash(const struct kc_node *n)
+{
+    uint64_t h = 0xcbf29ce484222325ull, sum = 0;
+    unsigned char tag;
+
+    if (!n)
+        return h;
+    tag = (unsigned char)n->type;
+    h = fnv(h, &tag, 1);
+    switch (n->type) {
+    case KC_NODE_SCALAR:
+        tag = (unsigned char)kc_node_scalar_type(n);
+        h = fnv(h, &tag, 1);
+        return fnv(h, n->str, n->len);
+    case KC_NODE_SEQ:
+        for (size_t i = 0; i < n->n; i++) {
+            uint64_t e = node_hash(n->items[i]);
+
+            h = fnv(h, &e, sizeof(e));
+        }
+        return h;
+    case KC_NODE_MAP:
+        for (size_t i = 0; i < n->n; i++)
+            sum += node_hash(n->pairs[i].key) * 31 + node_hash(n->pairs[i].val);
+        return fnv(h, &sum, sizeof(sum));
+    }
+    return h;
+}
+
+struct hashed {
+    uint64_t hash;
+    size_t idx;
+};
+
+static int hashed_cmp(const void *pa, const void *pb)
+{
+    const struct hashed *a = pa, *b = pb;
+
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* uniqueItems in O(n log n): items sorted by hash, equal hashes compared.
+ * Each duplicate names the first item equal to it. */
+static void check_unique(const struct kc_node *node, const char *path,
+                         struct vres *res)
+{
+    struct hashed *h = kc_xcalloc(node->n ? node->n : 1, sizeof(*h));
+    size_t *dup_of = kc_xcalloc(node->n ? node->n : 1, sizeof(*dup_of));
+
+    for (size_t i = 0; i < node->n; i++) {
+        h[i].hash = node_hash(node->items[i]);
+        h[i].idx = i;
+        dup_of[i] = SIZE_MAX;
+    }
+    qsort(h, node->n, sizeof(*h), hashed_cmp);
+    for (size_t g = 0; g < node->n;) {
+        size_t end = g + 1;
+
+        while (end < node->n && h[end].hash == h[g].hash)
+            end++;
+        /* Within a group, compare with the earlier items that are not
+         * themselves duplicates (usually just the first). */
+        for (size_t i = g + 1; i < end; i++) {
+            for (size_t j = g; j < i; j++) {
+                if (dup_of[h[j].idx] != SIZE_MAX)
+                    continue;
+                if (equals_node(node->items[h[i].idx], node->items[h[j].idx])) {
+                    dup_of[h[i].idx] = h[j].idx;
+                    break;
+                }
+            }
+        }
+        g = end;
+    }
+    for (size_t i = 0; i < node->n; i++) {
+        size_t j = dup_of[i];
+        char *ip;
+
+        if (j == SIZE_MAX)
+            continue;
+        ip = kc_xasprintf("%s[%zu]", path, i);
+        res_add(res, node->items[i], NULL, ip, VERR_OTHER, NULL,
+                "duplicate of item %zu (line %d)", j,
+                node->items[j] ? node->items[j]->pos.line : 0);
+        free(ip);
+    }
+    free(dup_of);
+    free(h);
 }
 
 static void check_array(struct vctx *cx, struct json_object *sch,
@@ -1069,21 +1232,8 @@ static void check_array(struct vctx *cx, struct json_object *sch,
             validate(cx, items, node->items[i], ip, NULL, res);
         free(ip);
     }
-    if (kw_true(sch, "uniqueItems")) {
-        for (size_t i = 1; i < node->n; i++) {
-            for (size_t j = 0; j < i; j++) {
-                if (equals_node(node->items[i], node->items[j])) {
-                    char *ip = kc_xasprintf("%s[%zu]", path, i);
-
-                    res_add(res, node->items[i], NULL, ip, VERR_OTHER, NULL,
-                            "duplicate of item %zu (line %d)", j,
-                            node->items[j] ? node->items[j]->pos.line : 0);
-                    free(ip);
-                    break;
-                }
-            }
-        }
-    }
+    if (kw_true(sch, "uniqueItems"))
+        check_unique(node, path, res);
 }
 
 /* ---- combinators ------------------------------------------------------ */
@@ -1260,7 +1410,7 @@ static void validate(struct vctx *cx, struct json_object *sch,
         return;
     }
     if (kw_true(sch, "writeOnly"))
-        res_secret(res, node);
+        res_secret(res, node, path);
     ref = kw_str(sch, "$ref");
     if (ref) {
         before = res->n;
@@ -1568,16 +1718,31 @@ static size_t run(const struct kc_schema *schema, const struct kc_node *root,
         n++;
     }
     if (secrets) {
-        for (size_t i = 0; i < res.nsec; i++) {
-            bool dup = false;
+        /* In document order, each node once (allOf may match it twice). */
+        size_t m = 0;
 
-            for (size_t j = 0; j < secrets->n && !dup; j++)
-                dup = secrets->nodes[j] == res.sec[i];
-            if (dup || !res.sec[i])
+        for (size_t i = 0; i < res.nsec; i++)
+            if (res.sec[i].node)
+                res.sec[m++] = res.sec[i];
+            else
+                free(res.sec[i].path);
+        res.nsec = m;
+        if (res.nsec > 1)
+            qsort(res.sec, res.nsec, sizeof(*res.sec), sec_cmp);
+        for (size_t i = 0; i < res.nsec; i++) {
+            if (i > 0 && res.sec[i].node == res.sec[i - 1].node)
                 continue;
+            size_t cap = secrets->cap;
+
             kc_xgrow(&secrets->nodes, &secrets->cap, secrets->n + 1,
                      sizeof(*secrets->nodes));
-            secrets->nodes[secrets->n++] = res.sec[i];
+            if (secrets->cap != cap || !secrets->paths)
+                secrets->paths = kc_xrealloc(
+                    secrets->paths, secrets->cap * sizeof(*secrets->paths));
+            secrets->nodes[secrets->n] = res.sec[i].node;
+            secrets->paths[secrets->n] = res.sec[i].path;
+            res.sec[i].path = NULL;
+            secrets->n++;
         }
     }
     res_release(&res);
@@ -1595,6 +1760,9 @@ size_t kc_schema_validate_node(const struct kc_schema *schema,
 
 void kc_schema_secrets_release(struct kc_schema_secrets *secrets)
 {
+    for (size_t i = 0; i < secrets->n; i++)
+        free(secrets->paths[i]);
+    free(secrets->paths);
     free(secrets->nodes);
     memset(secrets, 0, sizeof(*secrets));
 }

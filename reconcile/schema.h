@@ -54,6 +54,7 @@ struct kc_schema;
 /* Nodes matched by a writeOnly (secret) schema, in document order. */
 struct kc_schema_secrets {
     const struct kc_node **nodes; /* read-only, borrowed from the document */
+    char **paths;                 /* read-only: each node's dotted path */
     size_t n;                     /* read-only */
     size_t cap;                   /* private */
 };

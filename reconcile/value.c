@@ -350,10 +350,13 @@ struct kc_value *kc_value_concat(const struct kc_value *a,
     struct kc_value *v;
     size_t la, lb;
 
-    if (a->type == KC_VALUE_UNKNOWN)
-        return kc_value_dup(a);
-    if (b->type == KC_VALUE_UNKNOWN)
-        return kc_value_dup(b);
+    if (a->type == KC_VALUE_UNKNOWN || b->type == KC_VALUE_UNKNOWN) {
+        /* The first unknown's ref; sensitive if either operand is, so a
+         * secret concatenated to a late-bound value stays secret. */
+        v = kc_value_dup(a->type == KC_VALUE_UNKNOWN ? a : b);
+        v->flags |= (a->flags | b->flags) & KC_VALUE_SENSITIVE;
+        return v;
+    }
     if (a->type != KC_VALUE_STRING || b->type != KC_VALUE_STRING)
         KC_BUG("concat of non-string values");
     la = a->u.str.len;

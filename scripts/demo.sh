@@ -15,9 +15,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# A small OS image folder for the sandbox (disk.raw + auth_hash.txt).
-if [ -x scripts/make-sandbox-image.sh ] || [ -f scripts/make-sandbox-image.sh ]; then
-    bash scripts/make-sandbox-image.sh "$build/sandbox-images" >/dev/null
+# The sandbox OS image (disk.raw + auth_hash.txt) that manifests/sandbox.yaml
+# finds through image_search_paths (the build makes it too).
+if [ -f scripts/mkimage.sh ]; then
+    bash scripts/mkimage.sh .sandbox/images >/dev/null
 fi
 
 # anvil on a free loopback port.
@@ -35,21 +36,33 @@ for _ in $(seq 1 100); do
 done
 echo "sandbox: anvil at $KMSCTL_SANDBOX_RPC"
 
-# kmsctl-sim with every service it has.
+# kmsctl-sim with the services it has (the first of these lists it accepts).
+KMSCTL_SANDBOX_SIM=
 if [ -x "$sim" ]; then
-    "$sim" --listen 127.0.0.1:0 --services all --seed 1 >"$work/sim.out" 2>"$work/sim.log" &
-    pids+=($!)
-    for _ in $(seq 1 100); do
-        grep -q 'listening on' "$work/sim.out" 2>/dev/null && break
-        sleep 0.1
+    for services in gcp,ec2,kms gcp,ec2 gcp; do
+        : >"$work/sim.out"
+        "$sim" --listen 127.0.0.1:0 --services "$services" --seed 1 \
+            >"$work/sim.out" 2>"$work/sim.log" &
+        simpid=$!
+        for _ in $(seq 1 100); do
+            grep -q 'listening on' "$work/sim.out" 2>/dev/null && break
+            kill -0 "$simpid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if grep -q 'listening on' "$work/sim.out"; then
+            pids+=("$simpid")
+            KMSCTL_SANDBOX_SIM=$(sed -n 's/^listening on //p' "$work/sim.out" | head -n1)
+            echo "sandbox: kmsctl-sim ($services) at $KMSCTL_SANDBOX_SIM"
+            break
+        fi
+        wait "$simpid" 2>/dev/null || true
     done
-    KMSCTL_SANDBOX_SIM=$(sed -n 's/^listening on //p' "$work/sim.out" | head -n1)
-    export KMSCTL_SANDBOX_SIM
-    echo "sandbox: kmsctl-sim at $KMSCTL_SANDBOX_SIM"
-else
-    echo "sandbox: kmsctl-sim is not built yet" >&2
-    export KMSCTL_SANDBOX_SIM=http://127.0.0.1:9
 fi
+if [ -z "$KMSCTL_SANDBOX_SIM" ]; then
+    echo "sandbox: kmsctl-sim is not built yet (or has none of its services)" >&2
+    KMSCTL_SANDBOX_SIM=http://127.0.0.1:9
+fi
+export KMSCTL_SANDBOX_SIM
 
 manifest=manifests/sandbox.yaml
 state="$work/sandbox.state.json"

@@ -43,7 +43,7 @@ name: demo
 providers:
   fake: {world: ./world.json, delay_ms: $1}
 fake:
-  a: {kind: thing, value: "A", size: 1}
+  a: {kind: thing, value: "A", size: 1, alias: kms_vms.x}
   b: {kind: thing, value: "B", ref_from: fake.thing.a.ip}
   c: {kind: thing, value: "C", after: [fake.thing.b], secret: "\${env:SEC}"}
   d: {kind: identity, value: "D"}
@@ -98,6 +98,9 @@ run 0 "$K" output -f m.yaml fake.thing.a.ip
     fail "output a.ip: $out"
 run 0 "$K" output -f m.yaml --json
 [ "$(jq -r '.["fake.thing.b"].value' <<<"$out")" = B ] || fail "output: $out"
+run 0 "$K" output -f m.yaml kms_vms.x.external_ip
+[ "$out" = "$(jq -r '.objects["fake.thing.a"].attrs.ip' world.json)" ] ||
+    fail "output by reference: $out"
 run 1 "$K" output -f m.yaml fake.thing.zz.ip
 has "no output 'fake.thing.zz.ip'" "$errout"
 
@@ -206,6 +209,33 @@ jq -e '.resources["fake.thing.g"] == null' .kmsctl/demo.state.json \
 [ "$(jq -r '.objects["fake.thing.g"] // "none"' world.json)" = none ] ||
     fail "g was created after SIGINT"
 
+# --- SIGTERM twice: the second aborts at once, the lock is left stale ------
+manifest 3000 "  t: {kind: thing, value: T}"
+"$K" apply -f m.yaml --auto-approve >term.log 2>&1 </dev/null &
+bg=$!
+for _ in $(seq 1 100); do
+    grep -q "fake.thing.t: create started" term.log && break
+    sleep 0.05
+done
+start=$(date +%s%N)
+kill -TERM "$bg"
+sleep 0.2
+kill -TERM "$bg"
+rc=0
+wait "$bg" || rc=$?
+bg=
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$rc" = 130 ] || fail "SIGTERM twice: exit $rc: $(cat term.log)"
+[ "$elapsed_ms" -lt 2500 ] || fail "the second signal did not abort at once"
+has "aborted by a second signal" "$(cat term.log)"
+# plan only reads: a stale lock does not stop it
+run 2 "$K" plan -f m.yaml --detailed-exitcode
+run 3 "$K" apply -f m.yaml --auto-approve
+has "stale lock" "$errout"
+run 0 "$KC_BUILD_DIR/kmsctl" state unlock --state .kmsctl/demo.state.json
+run 0 "$K" apply -f m.yaml --auto-approve
+has "fake.thing.t: created" "$out"
+
 # --- on a terminal: y/N, then live lines with elapsed time -----------------
 if command -v script >/dev/null; then
     manifest 1300 "  h: {kind: thing, value: H}"
@@ -217,6 +247,13 @@ if command -v script >/dev/null; then
     has "apply cancelled: nothing changed" "$tty_out"
     [ "$(jq -r '.objects["fake.thing.h"] // "none"' world.json)" = none ] ||
         fail "h was created after answering n"
+    # Ctrl-C at the prompt: no, and no stale lock left behind.
+    rc=0
+    tty_out=$( (sleep 1; printf '\003') |
+        script -qec "$K apply -f m.yaml --no-color" /dev/null) || rc=$?
+    [ "$rc" = 1 ] || fail "Ctrl-C at the prompt: exit $rc: $tty_out"
+    has "apply cancelled: nothing changed" "$tty_out"
+    [ ! -s .kmsctl/demo.state.json.lock ] || fail "Ctrl-C left the lock"
     tty_out=$(printf 'y\n' | script -qec "$K apply -f m.yaml --no-color" \
         /dev/null) || fail "answering y: $tty_out"
     has "fake.thing.h: creating... (1s)" "$tty_out"

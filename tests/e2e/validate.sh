@@ -48,7 +48,7 @@ done
 
 # A precise example, spelled out: the position points at the offending node.
 "$KMSCTL" validate -f tests/data/manifests/invalid/type-list-for-string.yaml 2>"$dir/err" && fail "accepted"
-grep -qx 'tests/data/manifests/invalid/type-list-for-string.yaml:16:19: kms_vms.kms.machine_type: expected a GCP machine type such as c3-standard-4, got a list' "$dir/err" ||
+grep -qx 'tests/data/manifests/invalid/type-list-for-string.yaml:17:19: kms_vms.kms.machine_type: expected a GCP machine type such as c3-standard-4, got a list' "$dir/err" ||
     fail "unexpected: $(cat "$dir/err")"
 
 # --allow-literal-secrets lets a literal key through.

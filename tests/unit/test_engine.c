@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include "reconcile/expand.h"
 #include "reconcile/json.h"
 #include "reconcile/schema.h"
 #include "tests/unit/helpers/fake_provider.h"
@@ -442,6 +443,7 @@ Test(engine, sigint_lets_running_ops_finish_and_starts_nothing_new)
     cr_assert_eq(uv_signal_init(&r.loop, &sig), 0);
     cr_assert_eq(uv_signal_start(&sig, on_sigint, SIGINT), 0);
     cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    r.nfinished = 0; /* count the apply's events only */
     r.eng.on_event = raise_on_start;
     cr_assert_eq(run_apply(&r), KC_ECANCELED);
     /* The op in flight finished and is in the state; the others never
@@ -767,6 +769,21 @@ Test(engine, a_data_source_with_unknown_input_is_read_at_apply)
         kc_value_str(kc_value_map_get(
             kc_plan_find(r.plan, "fake.thing.user")->desired, "ref")),
         "data-of-id-1");
+    cr_assert_not_null(kc_state_get(r.st, "fake.data.q"));
+    run_fini(&r);
+
+    /* Gone from the manifest: the record of the data source is forgotten,
+     * without any call. */
+    g = kc_graph_new();
+    thing(g, "fake.thing", "a", "A");
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.data.q")->action, KC_ACTION_DELETE);
+    fake_world_reset_counters(world);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_null(kc_state_get(r.st, "fake.data.q"));
+    cr_assert_null(kc_state_get(r.st, "fake.thing.user"));
+    cr_assert_eq(fake_world_counter(world, "mutating"), 1);
     run_fini(&r);
 }
 
@@ -884,4 +901,204 @@ Test(engine, an_intent_and_a_generated_value_are_on_disk_before_the_call)
         kc_value_int(kc_state_generated_get(r.st, "fake.deploy.k.seed"), -1),
         seed1);
     run_fini(&r);
+}
+
+Test(engine, a_manifest_reference_is_an_edge_and_is_bound_late)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  b: {kind: thing, value: \"ip=${kms_vms.x.external_ip}\"}\n"
+        "  a: {kind: thing, value: A, alias: kms_vms.x}\n"
+        "  c: {kind: thing, value: C, after: [fake.thing.b]}\n";
+    struct kc_expand_eval_ctx ec = { NULL, NULL };
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+    struct kc_plan_item *b;
+    struct json_object *w, *objs, *ob, *attrs;
+    struct run r;
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(kc_graph_find(g, "fake.thing.b")->ndeps, 1);
+    cr_assert_str_eq(kc_graph_find(g, "fake.thing.b")->deps[0], "fake.thing.a");
+    run_init(&r, 0, 10);
+    r.eng.eval_node = kc_expand_eval;
+    r.eng.eval_data = &ec;
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    b = kc_plan_find(r.plan, "fake.thing.b");
+    cr_assert(kc_value_has_unknown(kc_value_map_get(b->desired, "value")));
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_lt(log_at("create fake.thing.a"), log_at("create fake.thing.b"));
+    cr_assert_lt(log_at("create fake.thing.b"), log_at("create fake.thing.c"));
+    w = fake_world_load(world);
+    json_object_object_get_ex(w, "objects", &objs);
+    json_object_object_get_ex(objs, "fake.thing.b", &ob);
+    json_object_object_get_ex(ob, "attrs", &attrs);
+    cr_assert_str_eq(
+        json_object_get_string(json_object_object_get(attrs, "value")),
+        "ip=10.0.0.1");
+    json_object_put(w);
+    run_fini(&r);
+    kc_doc_free(doc);
+}
+
+Test(engine, an_unknown_manifest_reference_names_its_position)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  b: {kind: thing, value: \"${kms_vms.y.external_ip}\"}\n";
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg,
+                     "t.yaml:4:27: reference 'kms_vms.y.external_ip' names no "
+                     "resource of this manifest");
+    cr_assert_null(g);
+    kc_doc_free(doc);
+}
+
+Test(engine, observes_run_at_once_whatever_the_dependencies)
+{
+    struct run r;
+    uint64_t t0, ms;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, seq_graph(6), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    run_init(&r, 0, 10);
+    kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")),
+                     "observe_delay_ms", kc_value_new_int(150));
+    t0 = uv_hrtime();
+    cr_assert_eq(run_plan(&r, seq_graph(6), false), 0, "%s", r.eng.err.msg);
+    ms = (uv_hrtime() - t0) / 1000000;
+    /* A chain of 6 observed one after the other would take 900 ms. */
+    cr_assert_lt(ms, 600, "a no-op plan took %llu ms", (unsigned long long)ms);
+    cr_assert_eq(r.eng.max_running, 6);
+    cr_assert_not(kc_plan_has_changes(r.plan));
+    run_fini(&r);
+}
+
+Test(engine, an_object_with_the_label_but_not_managed_is_reported)
+{
+    struct run r;
+    struct json_object *w, *objs, *obj;
+    struct kc_buf out;
+    bool ext, man;
+
+    apply_chain();
+    /* Someone made an object of this deployment outside kmsctl. */
+    w = fake_world_load(world);
+    json_object_object_get_ex(w, "objects", &objs);
+    obj = json_object_new_object();
+    json_object_object_add(obj, "id", json_object_new_string("id-99"));
+    json_object_object_add(obj, "attrs", json_object_new_object());
+    json_object_object_add(objs, "fake.thing.zz", obj);
+    fake_world_save(world, w);
+    json_object_put(w);
+
+    run_init(&r, 0, 10);
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, chain_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(r.plan->nunmanaged, 1);
+    cr_assert_str_eq(r.plan->unmanaged[0].address, "fake.thing.zz");
+    cr_assert_str_eq(r.plan->unmanaged[0].id, "id-99");
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert(ext);
+    cr_assert_not(man);
+    cr_assert_not(kc_plan_has_changes(r.plan)); /* never deleted by itself */
+    kc_buf_init(&out, 0);
+    kc_plan_render(r.plan, false, &out);
+    cr_assert_not_null(strstr(kc_buf_str(&out), "! fake.thing.zz (id-99): "
+                                                "carries this deployment's "
+                                                "label"),
+                       "%s", kc_buf_str(&out));
+    kc_buf_release(&out);
+    run_fini(&r);
+}
+
+/* An entry is observed before its parent is planned: it must see the
+ * parent's last known outputs, or it would look deleted outside. */
+static struct kc_graph *entry_graph(void)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_resource *e;
+
+    thing(g, "fake.thing", "parent", "P");
+    e = thing(g, "fake.entry", "child", "C");
+    kc_resource_set_ref(e, "ref", "fake.thing.parent", "id");
+    return g;
+}
+
+Test(engine, an_observe_sees_the_last_known_outputs_of_its_dependencies)
+{
+    struct run r;
+    bool ext, man;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(run_plan(&r, entry_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    run_init(&r, 0, 10);
+    kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")),
+                     "observe_delay_ms", kc_value_new_int(50));
+    r.eng.readonly = true;
+    cr_assert_eq(run_plan(&r, entry_graph(), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(kc_plan_find(r.plan, "fake.entry.child")->action,
+                 KC_ACTION_NOOP, "%s",
+                 kc_plan_find(r.plan, "fake.entry.child")->reason);
+    kc_plan_drift(r.plan, &ext, &man);
+    cr_assert_not(ext);
+    cr_assert_not(man);
+    run_fini(&r);
+}
+
+Test(engine, a_section_resolves_another_sections_reference_by_alias)
+{
+    static const char text[] =
+        "version: 1\n"
+        "name: t\n"
+        "fake:\n"
+        "  kms: {kind: thing, value: A, alias: contracts.kms}\n"
+        "  vm: {kind: thing, value: B, ref_path: contracts.kms.id}\n"
+        "  bad: {kind: thing, value: C, ref_path: contracts.nope.id}\n";
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+    const struct kc_resource *r;
+
+    cr_assert_eq(
+        kc_manifest_parse("t.yaml", NULL, text, sizeof(text) - 1, &doc, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), KC_ENOENT);
+    cr_assert_str_eq(err.msg, "t.yaml:6:42: ref_path: nothing supplies "
+                              "'contracts.nope.id' (yet)");
+    kc_doc_free(doc);
+    cr_assert_eq(kc_manifest_parse("t.yaml", NULL, text,
+                                   sizeof(text) - 1 -
+                                       strlen("  bad: {kind: thing, value: C, "
+                                              "ref_path: contracts.nope.id}\n"),
+                                   &doc, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
+    r = kc_graph_find(g, "fake.thing.vm");
+    cr_assert_eq(r->ndeps, 1);
+    cr_assert_str_eq(r->deps[0], "fake.thing.kms");
+    cr_assert_str_eq(r->attrs[1].ref_output, "id");
+    kc_graph_free(g);
+    kc_doc_free(doc);
 }

@@ -293,14 +293,41 @@ Test(interp, interpolated_number_is_a_string)
     kc_doc_free(doc);
 }
 
-Test(interp, float_and_huge_int_are_refused)
+Test(interp, floats_huge_ints_and_long_hex_keep_their_text)
 {
-    interp_fails("f: 1.5\n", "f", KC_EINVAL,
-                 "m.yaml:1:4: '1.5' is a floating-point number; kmsctl takes "
-                 "integers and strings (quote it to make it a string)");
-    interp_fails("f: 99999999999999999999\n", "f", KC_ERANGE,
-                 "m.yaml:1:4: integer '99999999999999999999' does not fit in "
-                 "64 bits (quote it to make it a string)");
+    struct kc_doc *doc =
+        parse("m:\n"
+              "  fee: 0.5\n"
+              "  inf: -.inf\n"
+              "  big: 99999999999999999999\n"
+              "  addr: 0x59E4a36B01a87fD9D1A4C12377253FE9a7b018Ba\n"
+              "  one: 0x0000000000000000000000000000000000000001\n"
+              "  hash: 0x1078aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+              "aaaaaaaa407d\n"
+              "  id16: 0x7fffffffffffffff\n"
+              "  max: 9223372036854775807\n");
+    struct kc_value *v = interp_ok(doc, "m");
+    static const char *strings[][2] = {
+        { "fee", "0.5" },
+        { "inf", "-.inf" },
+        { "big", "99999999999999999999" },
+        { "addr", "0x59E4a36B01a87fD9D1A4C12377253FE9a7b018Ba" },
+        { "one", "0x0000000000000000000000000000000000000001" },
+        { "hash", "0x1078aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                  "aa407d" },
+    };
+
+    for (size_t i = 0; i < KC_ARRAY_SIZE(strings); i++) {
+        const struct kc_value *f = kc_value_map_get(v, strings[i][0]);
+
+        cr_assert_eq(f->type, KC_VALUE_STRING, "%s", strings[i][0]);
+        cr_assert_str_eq(kc_value_str(f), strings[i][1]);
+    }
+    cr_assert_eq(kc_value_map_get(v, "id16")->type, KC_VALUE_INT);
+    cr_assert_eq(kc_value_int(kc_value_map_get(v, "id16"), 0), INT64_MAX);
+    cr_assert_eq(kc_value_int(kc_value_map_get(v, "max"), 0), INT64_MAX);
+    kc_value_free(v);
+    kc_doc_free(doc);
 }
 
 Test(interp, syntax_errors_have_positions)
@@ -719,4 +746,102 @@ Test(interp, log_learns_each_line_of_a_multi_line_secret_file)
     kc_value_free(v);
     kc_log_release(&log);
     kc_doc_free(doc);
+}
+
+Test(interp, tilde_forms_that_cannot_be_expanded_are_errors)
+{
+    char *home = kc_xstrdup(getenv("HOME") ? getenv("HOME") : "");
+
+    interp_fails("k: ${file:~root/key}\n", "k", KC_EINVAL,
+                 "m.yaml:1:4: ${file:~root/key}: only '~/' is expanded, not "
+                 "'~user/'; write the full path");
+    cr_assert_eq(unsetenv("HOME"), 0);
+    interp_fails("k: ${file:~/key}\n", "k", KC_EINVAL,
+                 "m.yaml:1:4: ${file:~/key}: HOME is not set, so '~/' cannot "
+                 "be expanded");
+    cr_assert_eq(setenv("HOME", home, 1), 0);
+    free(home);
+}
+
+Test(interp, total_expansion_is_bounded, .timeout = 30)
+{
+    struct kc_buf text = { 0 };
+    char *path = kc_xasprintf("%s/mib", tmpdir);
+    FILE *f = fopen(path, "w");
+    struct kc_doc *doc;
+    struct kc_interp_opts o;
+    struct kc_value *v = NULL;
+    struct kc_err err = { 0 };
+
+    cr_assert_not_null(f);
+    for (int i = 0; i < (1 << 20) - 1; i++)
+        fputc('s', f);
+    fclose(f);
+    /* 16 reads of 1 MiB - 1 fit in 16 MiB; the 17th does not. */
+    kc_buf_addstr(&text, "l:\n");
+    for (int i = 0; i < 20; i++)
+        kc_buf_addstr(&text, "  - ${file:mib}\n");
+    doc = parse(kc_buf_str(&text));
+    o = opts_for(doc);
+    cr_assert_eq(kc_interp_node(&o, doc->root, &v, &err), KC_ERANGE);
+    cr_assert_null(v);
+    cr_assert_str_eq(err.msg, "m.yaml:18:5: interpolation would produce more "
+                              "than 16777216 bytes in all");
+    kc_doc_free(doc);
+    kc_buf_release(&text);
+    free(path);
+}
+
+Test(interp, long_values_with_many_dollars_are_linear, .timeout = 20)
+{
+    struct kc_buf text = { 0 };
+    struct kc_doc *doc;
+    struct kc_value *v;
+
+    kc_buf_addstr(&text, "a: \"${env:PORT}");
+    for (int i = 0; i < 2000000; i++)
+        kc_buf_addch(&text, '$');
+    kc_buf_addstr(&text, " ${env:PORT}\"\n");
+    doc = parse(kc_buf_str(&text));
+    v = interp_ok(doc, "a");
+    cr_assert(kc_value_is_sensitive(v));
+    {
+        size_t len;
+        const char *s = kc_value_reveal(v, &len);
+
+        cr_assert_eq(len, 5 + 2000000 + 1 + 5);
+        cr_assert_eq(memcmp(s, "12001$$", 7), 0);
+        cr_assert_eq(memcmp(s + len - 7, "$ 12001", 7), 0);
+    }
+    kc_value_free(v);
+    kc_doc_free(doc);
+    kc_buf_release(&text);
+}
+
+Test(interp, dollar_before_an_escape_stays_literal)
+{
+    struct kc_doc *doc = parse("a: \"$$${env:PORT}\"\nb: \"$${env:PORT}$\"\n");
+    struct kc_value *a = interp_ok(doc, "a"), *b = interp_ok(doc, "b");
+
+    /* "$" then the escape "$${": never an expansion. */
+    cr_assert_str_eq(kc_value_str(a), "$${env:PORT}");
+    cr_assert_str_eq(kc_value_str(b), "${env:PORT}$");
+    kc_value_free(a);
+    kc_value_free(b);
+    kc_doc_free(doc);
+}
+
+Test(interp, odd_bytes_inside_braces_are_named)
+{
+    interp_fails("b: \"${kms_vms.a b.x}\"\n", "b", KC_EINVAL,
+                 "m.yaml:1:5: '${kms_vms.a b.x}' is not a reference: byte "
+                 "0x20 (a reference is SECTION.NAME.ATTR of letters, digits, "
+                 "'-' and '_')");
+    interp_fails("b: \"${kms_vms.a/b.x}\"\n", "b", KC_EINVAL,
+                 "m.yaml:1:5: '${kms_vms.a/b.x}' is not a reference: "
+                 "character '/' (a reference is SECTION.NAME.ATTR of letters, "
+                 "digits, '-' and '_')");
+    interp_fails("b: \"${env:A\\tB}\"\n", "b", KC_EINVAL,
+                 "m.yaml:1:5: '${…}' holds a line break or control character "
+                 "(byte 0x09)");
 }

@@ -927,3 +927,18 @@ Test(manifest, random_mutations_never_crash, .timeout = 300)
     cr_assert_gt(ok, iters / 20, "only %ld of %ld parsed", ok, iters);
     kc_buf_release(&text);
 }
+
+Test(manifest, aliases_of_a_big_scalar_are_bounded_by_bytes_too, .timeout = 10)
+{
+    struct kc_buf b = { 0 };
+
+    /* 1 MiB of text, then four copies fit (4 MiB) and the fifth does not. */
+    kc_buf_addstr(&b, "a: &big ");
+    for (int i = 0; i < (1 << 20); i++)
+        kc_buf_addch(&b, 'x');
+    kc_buf_addstr(&b, "\nb: [*big, *big, *big, *big, *big, *big]\n");
+    parse_fails(kc_buf_str(&b), KC_ERANGE,
+                "m.yaml:2:29: alias '*big' would copy more than 4 MiB of text "
+                "in all (alias expansion bound)");
+    kc_buf_release(&b);
+}

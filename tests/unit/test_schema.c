@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 
+#include "reconcile/buf.h"
 #include "reconcile/json.h"
 
 struct run {
@@ -465,7 +466,7 @@ Test(schema, bad_schemas_are_refused_when_loaded)
 
 Test(schema, embedded_schemas_load)
 {
-    const char *names[] = { "manifest", "state" };
+    const char *names[] = { "manifest", "state", "plan" };
 
     for (size_t i = 0; i < KC_ARRAY_SIZE(names); i++) {
         struct kc_schema *s = NULL;
@@ -511,4 +512,48 @@ Test(schema, interpolation_detection_honours_the_escape)
     cr_assert(kc_schema_has_interp("x$${y}${z}", 10));
     cr_assert_not(kc_schema_has_interp("$${env:A}", 9));
     cr_assert_not(kc_schema_has_interp("$ {x} $", 7));
+}
+
+Test(schema, unique_items_scales_and_names_the_first_of_many_copies)
+{
+    struct kc_buf yaml = { 0 };
+    struct run r;
+    size_t n;
+
+    /* 20000 items: a quadratic check would take minutes under ASan. */
+    for (size_t i = 0; i < 20000; i++)
+        kc_buf_addf(&yaml, "- {k: %zu}\n", i % 2 ? i : 0);
+    n = run(&r, "{\"type\":\"array\",\"uniqueItems\":true}", kc_buf_str(&yaml));
+    cr_assert_eq(n, 9999);
+    cr_assert_str_eq(r.diags.items[0].path, "[2]");
+    cr_assert_str_eq(r.diags.items[0].msg, "duplicate of item 0 (line 1)");
+    cr_assert_str_eq(r.diags.items[9998].path, "[19998]");
+    done(&r);
+    kc_buf_release(&yaml);
+}
+
+Test(schema, map_order_does_not_matter_for_unique_items)
+{
+    struct run r;
+
+    run(&r, "{\"type\":\"array\",\"uniqueItems\":true}",
+        "- {a: 1, b: 2}\n- {b: 2, a: 1}\n- {a: 1, b: '2'}\n");
+    EXPECT(&r, "m.yaml:2:3: [1]: duplicate of item 0 (line 1)");
+    done(&r);
+}
+
+Test(schema, bad_urls_are_quoted_without_their_path_or_query)
+{
+    struct run r;
+
+    run(&r,
+        "{\"type\":\"array\",\"items\":{\"format\":\"uri\",\"pattern\":"
+        "\"^https://\",\"title\":\"an https URL\"}}",
+        "- http://rpc.example.com/v2/SECRETKEY\n- https//x.example/?key=S\n");
+    EXPECT(&r,
+           "m.yaml:1:3: [0]: 'http://rpc.example.com...' is not an https "
+           "URL",
+           "m.yaml:2:3: [1]: 'https...' is not an https URL");
+    cr_assert_null(strstr(r.diags.items[0].msg, "SECRET"));
+    done(&r);
 }

@@ -88,6 +88,24 @@ Test(value, unknown_propagates_through_concat_and_render)
     kc_value_free(cat);
 }
 
+Test(value, secret_stays_sensitive_when_concatenated_with_unknown)
+{
+    struct kc_value *unk = kc_value_new_unknown("kms_vms.kms.external_ip");
+    struct kc_value *tok = kc_value_new_secret("s3cr3t-token", 12);
+    struct kc_value *ab = kc_value_concat(unk, tok);
+    struct kc_value *ba = kc_value_concat(tok, unk);
+
+    cr_assert_eq(ab->type, KC_VALUE_UNKNOWN);
+    cr_assert_eq(ba->type, KC_VALUE_UNKNOWN);
+    cr_assert(kc_value_is_sensitive(ab), "unknown ++ secret lost sensitivity");
+    cr_assert(kc_value_is_sensitive(ba), "secret ++ unknown lost sensitivity");
+    cr_assert(!kc_value_is_sensitive(unk));
+    kc_value_free(unk);
+    kc_value_free(tok);
+    kc_value_free(ab);
+    kc_value_free(ba);
+}
+
 Test(value, equal_compares_deeply_and_map_order_free)
 {
     struct kc_value *a = kc_value_new_map(), *b = kc_value_new_map();

@@ -34,10 +34,14 @@ struct json_object *fake_world_load(const char *path)
 void fake_world_save(const char *path, struct json_object *w)
 {
     const char *s = json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN);
-    struct kc_err err = { 0 };
+    char *tmp = kc_xasprintf("%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
 
-    if (kc_file_write_atomic(path, s, strlen(s), 0600, &err) < 0)
-        KC_BUG("fake world: %s", err.msg);
+    /* Temp file and rename, no fsync: a killed process leaves the old or
+     * the new world (the page cache survives it), and tests stay fast. */
+    if (!f || fputs(s, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        KC_BUG("fake world: cannot write '%s'", path);
+    free(tmp);
 }
 
 static struct json_object *member(struct json_object *o, const char *k)
@@ -213,6 +217,8 @@ static const char *phase_str(enum kc_op_phase ph)
         return "update";
     case KC_PHASE_DELETE:
         return "delete";
+    case KC_PHASE_LIST:
+        return "list";
     case KC_PHASE_REVIEW:
         break;
     }
@@ -233,8 +239,10 @@ static void report(struct kc_op *op, struct json_object *obj)
         kc_op_set_id(op, json_object_get_string(id));
     kc_op_set_output(op, "id", kc_value_new_str(kc_op_id(op)));
     ip = kc_value_map_get(v, "ip");
-    if (ip)
+    if (ip) {
         kc_op_set_output(op, "ip", kc_value_dup(ip));
+        kc_op_set_output(op, "external_ip", kc_value_dup(ip));
+    }
     if (kc_value_map_get(v, "value"))
         kc_op_set_output(op, "value",
                          kc_value_dup(kc_value_map_get(v, "value")));
@@ -271,6 +279,19 @@ static int fake_work(struct kc_op *op)
     }
     json_object_object_get_ex(objs, addr, &obj);
     switch (phase) {
+    case KC_PHASE_LIST: {
+        /* Every object of the kind (the fake world labels all of them). */
+        size_t klen = strlen(addr);
+
+        json_object_object_foreach (objs, key, val) {
+            if (strncmp(key, addr, klen) == 0 && key[klen] == '.' &&
+                !strchr(key + klen + 1, '~'))
+                kc_op_found(
+                    op, key + klen + 1,
+                    json_object_get_string(json_object_object_get(val, "id")));
+        }
+        break;
+    }
     case KC_PHASE_OBSERVE:
         /* The engine must refuse every write at observe time (drift). */
         if (kc_op_intent_put(op, "x", NULL, NULL) != KC_EPERM ||
@@ -279,6 +300,12 @@ static int fake_work(struct kc_op *op)
                              "fake: observe was allowed to write the state");
             goto out;
         }
+        /* An entry is found through its parent (like an allowlist entry
+         * through its contract): without the parent's id, nothing. */
+        if (strcmp(kc_op_type(op)->kind, "fake.entry") == 0 &&
+            (!kc_op_desired(op, "ref") ||
+             kc_value_has_unknown(kc_op_desired(op, "ref"))))
+            break;
         if (obj)
             report(op, obj);
         break;
@@ -454,9 +481,10 @@ static int fake_start(struct kc_op *op)
 {
     struct fake_ctx *ctx = kc_op_provider_data(op);
     enum kc_op_phase ph = kc_op_phase(op);
-    int64_t delay = ph == KC_PHASE_OBSERVE || ph == KC_PHASE_READ
-                        ? ctx->observe_delay_ms
-                        : ctx->delay_ms;
+    int64_t delay =
+        ph == KC_PHASE_OBSERVE || ph == KC_PHASE_READ || ph == KC_PHASE_LIST
+            ? ctx->observe_delay_ms
+            : ctx->delay_ms;
     struct json_object *w = load_or_die(ctx->world);
     struct fake_call *call;
     int ret;
@@ -510,6 +538,7 @@ static const struct kc_field data_fields[] = {
 static const struct kc_resource_type fake_thing = {
     .kind = "fake.thing",
     .fields = thing_fields,
+    .list = fake_start,
     .observe = fake_start,
     .create = fake_start,
     .update = fake_start,
@@ -560,6 +589,15 @@ static const struct kc_resource_type fake_cbd = {
     .delete = fake_start,
 };
 
+static const struct kc_resource_type fake_entry = {
+    .kind = "fake.entry",
+    .fields = value_fields,
+    .observe = fake_start,
+    .create = fake_start,
+    .update = fake_start,
+    .delete = fake_start,
+};
+
 static const struct kc_resource_type fake_deploy = {
     .kind = "fake.deploy",
     .fields = value_fields,
@@ -569,8 +607,8 @@ static const struct kc_resource_type fake_deploy = {
 };
 
 static const struct kc_resource_type *const fake_kinds[] = {
-    &fake_thing, &fake_frozen, &fake_identity, &fake_contract,
-    &fake_data,  &fake_cbd,    &fake_deploy,   NULL,
+    &fake_thing, &fake_frozen, &fake_identity, &fake_contract, &fake_data,
+    &fake_cbd,   &fake_deploy, &fake_entry,    NULL,
 };
 
 const struct kc_provider_type kc_provider_fake = {
@@ -581,7 +619,8 @@ const struct kc_provider_type kc_provider_fake = {
 };
 
 /* The `fake:` manifest section (test executables only): NAME: {kind: thing,
- * FIELD: VALUE..., ref_from: ADDRESS.OUTPUT, after: [ADDRESS...]}. */
+ * FIELD: VALUE..., ref_from: ADDRESS.OUTPUT, after: [ADDRESS...], alias:
+ * PREFIX (references starting with PREFIX name this resource)}. */
 int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
                            struct kc_err *err)
 {
@@ -612,9 +651,29 @@ int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
 
             if (strcmp(key, "kind") == 0)
                 continue;
+            if (strcmp(key, "alias") == 0) {
+                char *addr = kc_xasprintf(
+                    "fake.%s.%s", kind ? kind->str : "thing", name->str);
+
+                kc_expand_alias(ex, val->str, addr);
+                free(addr);
+                continue;
+            }
             if (strcmp(key, "after") == 0) {
                 for (size_t d = 0; d < val->n; d++)
                     kc_expand_depends_on(res, val->items[d]->str);
+            } else if (strcmp(key, "ref_path") == 0) {
+                const char *addr;
+                char *out = NULL;
+
+                if (kc_expand_resolve(ex, val->str, &addr, &out) < 0)
+                    return kc_err_set(err, KC_ENOENT,
+                                      "%s:%d:%d: ref_path: nothing supplies "
+                                      "'%s' (yet)",
+                                      val->pos.file, val->pos.line,
+                                      val->pos.col, val->str);
+                kc_expand_set_ref(res, "ref", addr, out);
+                free(out);
             } else if (strcmp(key, "ref_from") == 0) {
                 const char *dot = strrchr(val->str, '.');
                 char *addr;

@@ -12,7 +12,8 @@
  *   fake.thing    fields value (string), size (int, FORCE_NEW), secret
  *                 (string, SENSITIVE, write-only: never observed), label
  *                 (IGNORE_DRIFT), ref (any), ip (COMPUTED); outputs id, ip,
- *                 value, size. update is in place.
+ *                 external_ip (= ip), value, size. update is in place;
+ *                 list reports every fake.thing in the world.
  *   fake.frozen   like fake.thing without update: every change replaces.
  *   fake.identity field value; review requires consent to replace/delete.
  *   fake.contract field value; KC_KIND_RETAIN (destroy only forgets it).
@@ -22,6 +23,9 @@
  *   fake.deploy   field value; create keeps a generated seed
  *                 ("<address>.seed") and records an intent {seed}, persists
  *                 the state, then creates (and clears the intent).
+ *   fake.entry    field value, ref: observe finds it only when ref (its
+ *                 parent's id) is known, like an allowlist entry needs its
+ *                 contract's address.
  * fake.frozen allows 2 ops at once (a per-kind limit). Every observe checks
  * that the engine refuses it any write to the state.
  *
@@ -43,7 +47,10 @@ extern const struct kc_provider_type kc_provider_fake;
 
 /* The `fake:` manifest section, found by reconcile/expand.c through a weak
  * symbol: NAME: {kind: thing|frozen|identity|contract|data, FIELD: VALUE...,
- * ref_from: ADDRESS.OUTPUT (sets field ref, late bound), after: [ADDRESS]}. */
+ * ref_from: ADDRESS.OUTPUT (sets field ref, late bound), after: [ADDRESS],
+ * alias: PREFIX (e.g. kms_vms.x: ${kms_vms.x.external_ip} is its ip),
+ * ref_path: REFERENCE (sets field ref from kc_expand_resolve, e.g.
+ * contracts.kms.address, through an alias of an earlier entry)}. */
 int kc_expand_section_fake(struct kc_expand *ex, const struct kc_node *section,
                            struct kc_err *err);
 

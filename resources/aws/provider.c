@@ -1,0 +1,298 @@
+/* resources/aws/provider.c: the aws provider (providers.aws of the manifest)
+ * and the machinery its kinds share. */
+#include "resources/aws/kinds.h"
+
+#include <libxml/tree.h>
+
+static const char *cfg_str(const struct kc_value *cfg, const char *key)
+{
+    const struct kc_value *v = cfg ? kc_value_map_get(cfg, key) : NULL;
+
+    /* Values from ${env:...} are marked sensitive; endpoints and paths are
+     * not secrets, and are used only where they are needed. */
+    return v && v->type == KC_VALUE_STRING ? kc_value_reveal(v, NULL) : NULL;
+}
+
+/* A path from the manifest: relative to the manifest's folder (the working
+ * folder when there is none). NULL stays NULL. Caller frees. */
+static char *cfg_path(const struct kc_provider *p, const char *key)
+{
+    const char *s = cfg_str(p->config, key);
+
+    if (!s)
+        return NULL;
+    if (s[0] == '/' || s[0] == '~' || !p->manifest_dir || !*p->manifest_dir)
+        return kc_xstrdup(s);
+    return kc_xasprintf("%s/%s", p->manifest_dir, s);
+}
+
+static int aws_init(struct kc_provider *p, struct kc_err *err)
+{
+    struct aws_provider *prov = kc_xcalloc(1, sizeof(*prov));
+    struct aws_ec2_config c = { 0 };
+    char *cred_file = cfg_path(p, "credentials_file");
+    char *conf_file = cfg_path(p, "config_file");
+    int ret;
+
+    c.http = p->http;
+    c.log = p->log;
+    c.endpoint = cfg_str(p->config, "endpoint");
+    c.profile = cfg_str(p->config, "profile");
+    c.region = cfg_str(p->config, "region");
+    c.credentials_file = cred_file;
+    c.config_file = conf_file;
+    c.imds_endpoint = cfg_str(p->config, "imds_endpoint");
+    if (!p->http) {
+        free(prov);
+        free(cred_file);
+        free(conf_file);
+        return kc_err_set(err, KC_EINVAL, "aws: no http client");
+    }
+    ret = aws_ec2_new(&c, &prov->ec2, err);
+    free(cred_file); /* read (and copied) by aws_ec2_new */
+    free(conf_file);
+    if (ret < 0) {
+        free(prov);
+        return kc_err_prefix(err, "providers.aws");
+    }
+    (void)kc_snprintf(prov->deployment, sizeof(prov->deployment), "%s",
+                      p->deployment ? p->deployment : "");
+    p->data = prov;
+    return 0;
+}
+
+static void aws_cleanup(struct kc_provider *p)
+{
+    struct aws_provider *prov = p->data;
+
+    if (!prov)
+        return;
+    aws_ec2_free(prov->ec2);
+    free(prov);
+    p->data = NULL;
+}
+
+static const struct kc_resource_type *const aws_kinds[] = {
+    &kc_aws_ami, &kc_aws_key_pair, &kc_aws_security_group, &kc_aws_instance,
+    NULL,
+};
+
+const struct kc_provider_type kc_provider_aws = {
+    .name = "aws",
+    .kinds = aws_kinds,
+    /* EC2 throttles per account and region; a few calls at once is plenty. */
+    .concurrency = 8,
+    .init = aws_init,
+    .cleanup = aws_cleanup,
+};
+
+/* ------------------------------------------------------------------ */
+/* Jobs. */
+
+struct aws_job *aws_job_new(struct kc_op *op)
+{
+    struct aws_job *j = kc_xcalloc(1, sizeof(*j));
+
+    j->op = op;
+    j->prov = kc_op_provider_data(op);
+    j->started_ms = uv_now(kc_op_loop(op));
+    j->next_live = j->prov->live;
+    j->prov->live = j;
+    return j;
+}
+
+uint64_t aws_job_elapsed(const struct aws_job *j)
+{
+    return uv_now(kc_op_loop(j->op)) - j->started_ms;
+}
+
+static void on_job_call(struct aws_ec2_call *call, int status)
+{
+    struct aws_job *j = call->data;
+
+    j->next(j, status);
+}
+
+static void on_job_timer(uv_timer_t *t)
+{
+    struct aws_job *j = t->data;
+
+    j->next(j, j->status);
+}
+
+static void on_sync_fail(uv_timer_t *t)
+{
+    struct aws_job *j = t->data;
+
+    j->next(j, j->call.err.code ? j->call.err.code : KC_EIO);
+}
+
+static void arm(struct aws_job *j, uint64_t ms, uv_timer_cb cb)
+{
+    int ret;
+
+    if (!j->timer_open) {
+        ret = uv_timer_init(kc_op_loop(j->op), &j->timer);
+        if (ret < 0)
+            KC_BUG("uv_timer_init: %s", uv_strerror(ret));
+        j->timer.data = j;
+        j->timer_open = true;
+    }
+    ret = uv_timer_start(&j->timer, cb, ms, 0);
+    if (ret < 0)
+        KC_BUG("uv_timer_start: %s", uv_strerror(ret));
+}
+
+void aws_job_send(struct aws_job *j, unsigned flags, aws_job_fn next)
+{
+    j->next = next;
+    j->call.data = j;
+    if (aws_ec2_send(j->prov->ec2, &j->call, flags, on_job_call, &j->call.err) <
+        0)
+        arm(j, 0, on_sync_fail); /* from the loop, as promised */
+}
+
+void aws_job_sleep(struct aws_job *j, uint64_t ms, aws_job_fn next)
+{
+    j->next = next;
+    j->status = 0;
+    arm(j, ms, on_job_timer);
+}
+
+static void on_persisted(struct kc_op *op, int status)
+{
+    struct aws_provider *prov = kc_op_provider_data(op);
+    struct aws_job *j = prov->live;
+
+    while (j && j->op != op)
+        j = j->next_live;
+    if (!j)
+        KC_BUG("persist callback for an op without a job");
+    if (status < 0)
+        j->call.err = *kc_op_err(op);
+    j->next(j, status);
+}
+
+void aws_job_persist(struct aws_job *j, aws_job_fn next)
+{
+    j->next = next;
+    if (kc_op_persist(j->op, on_persisted) < 0) {
+        j->call.err = *kc_op_err(j->op);
+        arm(j, 0, on_sync_fail);
+    }
+}
+
+static void on_job_closed(uv_handle_t *h)
+{
+    struct aws_job *j = h->data;
+    struct kc_op *op = j->op;
+    int status = j->status;
+    struct aws_job **pp = &j->prov->live;
+
+    while (*pp && *pp != j)
+        pp = &(*pp)->next_live;
+    if (*pp)
+        *pp = j->next_live;
+
+    kc_value_free(j->values);
+    free(j);
+    kc_op_done(op, status);
+}
+
+void aws_job_finish(struct aws_job *j, int status)
+{
+    aws_ec2_call_release(&j->call);
+    j->status = status;
+    if (j->timer_open) {
+        uv_close((uv_handle_t *)&j->timer, on_job_closed);
+        return;
+    }
+    j->timer.data = j;
+    on_job_closed((uv_handle_t *)&j->timer);
+}
+
+void aws_job_fail_call(struct aws_job *j, int status)
+{
+    struct kc_err *err = kc_op_err(j->op);
+
+    *err = j->call.err;
+    if (!err->code)
+        kc_err_set(err, status < 0 ? status : KC_EIO, "ec2 %s failed",
+                   j->call.action);
+    aws_job_finish(j, err->code);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tags. */
+
+struct kc_value *aws_tags_from_xml(struct _xmlNode *item)
+{
+    struct kc_value *m = kc_value_new_map();
+
+    for (xmlNode *t = aws_xml_child(item, "tagSet/item"); t;
+         t = aws_xml_next(t)) {
+        const char *k = aws_xml_text(t, "key"), *v = aws_xml_text(t, "value");
+
+        if (k)
+            kc_value_map_set(m, k, kc_value_new_str(v ? v : ""));
+    }
+    return m;
+}
+
+const char *aws_tag(struct _xmlNode *item, const char *key)
+{
+    for (xmlNode *t = aws_xml_child(item, "tagSet/item"); t;
+         t = aws_xml_next(t)) {
+        const char *k = aws_xml_text(t, "key");
+
+        if (k && strcmp(k, key) == 0)
+            return aws_xml_text(t, "value");
+    }
+    return NULL;
+}
+
+void aws_query_tag_spec(struct aws_query *q, int n, const char *resource_type,
+                        const struct kc_value *tags)
+{
+    aws_query_addf(q, resource_type, "TagSpecification.%d.ResourceType", n);
+    for (size_t i = 0; tags && i < kc_value_map_len(tags); i++) {
+        const struct kc_value *v = kc_value_map_val(tags, i);
+
+        aws_query_addf(q, kc_value_map_key(tags, i),
+                       "TagSpecification.%d.Tag.%zu.Key", n, i + 1);
+        aws_query_addf(q,
+                       kc_value_reveal(v, NULL) ? kc_value_reveal(v, NULL) : "",
+                       "TagSpecification.%d.Tag.%zu.Value", n, i + 1);
+    }
+}
+
+struct kc_value *aws_tags_managed(const struct kc_value *observed,
+                                  const struct kc_value *desired)
+{
+    struct kc_value *m = kc_value_new_map();
+
+    for (size_t i = 0; desired && i < kc_value_map_len(desired); i++) {
+        const char *k = kc_value_map_key(desired, i);
+        const struct kc_value *v = kc_value_map_get(observed, k);
+
+        if (v)
+            kc_value_map_set(m, k, kc_value_dup(v));
+    }
+    return m;
+}
+
+bool aws_owned(struct aws_job *j, struct _xmlNode *item)
+{
+    const char *dep = aws_tag(item, AWS_TAG_DEPLOYMENT);
+    const char *addr = aws_tag(item, AWS_TAG_ADDRESS);
+
+    return dep && addr && strcmp(dep, j->prov->deployment) == 0 &&
+           strcmp(addr, kc_op_address(j->op)) == 0;
+}
+
+const char *aws_desired_str(struct kc_op *op, const char *field)
+{
+    const struct kc_value *v = kc_op_desired(op, field);
+
+    return v && v->type == KC_VALUE_STRING ? kc_value_reveal(v, NULL) : NULL;
+}
