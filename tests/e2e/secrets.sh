@@ -213,6 +213,11 @@ run 0 fake-apply-plan "$E" apply --auto-approve -v "${F[@]}" "$work/out/fake/pla
 [ -f "$work/out/fake/.kmsctl/fakesec.state.json.backup" ] || fail "no state backup"
 run 0 fake-output "$E" output --json "${F[@]}"
 run 0 fake-state-list "$E" state list "${FS[@]}"
+# Without --state: the default path from the manifest's name, the same list.
+cp "$last_out" "$work/in/list-explicit"
+run 0 fake-state-list-default "$E" state list "${F[@]}"
+cmp -s "$last_out" "$work/in/list-explicit" || fail "state list -f differs from state list --state"
+grep -qx fake.thing.a "$last_out" || fail "state list: $(cat "$last_out")"
 for a in fake.thing.a fake.thing.b; do
     run 0 "fake-state-show-$a" "$E" state show "$a" "${FS[@]}"
     run 0 "fake-state-show-json-$a" "$E" state show --json "$a" "${FS[@]}"
