@@ -343,6 +343,9 @@ if [ "${#HAVE[@]}" -gt 0 ]; then
         run 0 "state-show-$a" "$KMSCTL" state show "$a" "${RS[@]}"
     done
     run 0 graph "$KMSCTL" graph "${R[@]}"
+    if has gcp; then
+        run 0 logs "$KMSCTL" logs dstack-kms -v --debug "${R[@]}"
+    fi
     if has chain; then
         # The same signer from a keystore v3 file (made with node's crypto and
         # js-sha3), its password from the environment.
