@@ -116,7 +116,9 @@ has "plan: valid" "$out"
 
 # --- colour: only on a TTY, never with --no-color or NO_COLOR -------------
 E=$KC_BUILD_DIR/kmsctl-enginetest
-if [ -x "$E" ] && command -v script >/dev/null; then
+[ -x "$E" ] || fail "$E is not built"
+command -v script >/dev/null || fail "script(1) (bsdutils) is missing"
+{
     cat >f.yaml <<'YAML'
 version: 1
 name: demo
@@ -158,5 +160,5 @@ YAML
     has "fake.thing.a: observe started" "$out"
     run 0 "$E" -v plan -f f.yaml
     has "fake.thing.a: observe started" "$out"
-fi
+}
 echo "accept_cli.sh: ok"
