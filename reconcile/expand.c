@@ -43,7 +43,7 @@ KC_UNUSED static int not_built(const struct kc_node *section, const char *name,
  * chain.kms.main (and its gateway setting chain.kms_gateway_app_id.main);
  * allowlist entries are named by their 0x hash (lowercase). Hash sources are
  * read here, at plan time, so that the addresses are known. */
-#define CONTRACTS_KMS        "chain.kms.main"
+#define CONTRACTS_KMS          "chain.kms.main"
 #define CONTRACTS_MAX_HASHFILE (64u << 10)
 
 static int node_fail(const struct kc_node *n, struct kc_err *err, int code,
@@ -154,8 +154,8 @@ static int image_hash(struct kc_expand *ex, const struct kc_node *section,
             base = kc_file_resolve(ex->doc->dir, dir);
             path = kc_xasprintf("%s/%s/auth_hash.txt", base, image);
             kc_buf_addf(&tried, "%s%s", tried.len ? ", " : "", path);
-            ret = kc_file_read(path, CONTRACTS_MAX_HASHFILE, &text, &len,
-                               &ferr);
+            ret =
+                kc_file_read(path, CONTRACTS_MAX_HASHFILE, &text, &len, &ferr);
             free(base);
             if (ret == KC_ENOENT || (ret < 0 && ferr.code == KC_ENOENT)) {
                 free(path);
@@ -207,8 +207,8 @@ static int nitro_hash(struct kc_expand *ex, const struct kc_node *where,
         snprintf(key, sizeof(key), "Measurements.PCR%d", i);
         ret = kc_json_get_str(root, key, &hex, &ferr);
         if (ret == 0 && !unhex(hex, pcrs[i], 48))
-            ret = kc_err_set(&ferr, KC_EINVAL,
-                             "%s: %s is not 48 bytes of hex", path, key);
+            ret = kc_err_set(&ferr, KC_EINVAL, "%s: %s is not 48 bytes of hex",
+                             path, key);
     }
     if (ret == 0) {
         *all_zero = true;
@@ -254,8 +254,9 @@ static int hash_source(struct kc_expand *ex, const struct kc_node *section,
     } else if (n->type == KC_NODE_MAP) {
         v = kc_node_get(n, "allow_zero");
         if (v && !kc_node_scalar_bool(v, &allow_zero))
-            return node_fail(v, err, KC_EINVAL, "allow_zero: expected a "
-                                                "boolean");
+            return node_fail(v, err, KC_EINVAL,
+                             "allow_zero: expected a "
+                             "boolean");
         if ((v = kc_node_get(n, "hash")) != NULL) {
             if (!scalar(v) || !unhex(v->str, out, 32))
                 return node_fail(v, err, KC_EINVAL,
@@ -324,8 +325,8 @@ static int expand_hashes(struct kc_expand *ex, const struct kc_node *section,
 static int add_unmanaged(struct kc_expand *ex, const char *kind,
                          const char *name, const char *contract,
                          const struct kc_node *prune,
-                         const struct kc_node *where,
-                         struct kc_resource **out, struct kc_err *err)
+                         const struct kc_node *where, struct kc_resource **out,
+                         struct kc_err *err)
 {
     int ret = kc_expand_add(ex, kind, name, where, out, err);
 
@@ -352,8 +353,8 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
 
     if (section->type != KC_NODE_MAP)
         return node_fail(section, err, KC_EINVAL, "contracts: expected a map");
-    ret = kc_expand_add(ex, "chain.kms", "main", kms ? kms : section, &res,
-                        err);
+    ret =
+        kc_expand_add(ex, "chain.kms", "main", kms ? kms : section, &res, err);
     if (ret < 0)
         return ret;
     if (scalar(art) && !strstr(art->str, "${")) {
@@ -409,8 +410,8 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
         if (ret == 0) {
             kc_expand_set_ref(res, "kms", CONTRACTS_KMS, "address");
             kc_expand_set_value(res, "registered", kc_value_new_bool(true));
-            kc_expand_set_node(ex, res, "address",
-                               kc_node_get(app, "address"), err);
+            kc_expand_set_node(ex, res, "address", kc_node_get(app, "address"),
+                               err);
             kc_expand_set_node(ex, res, "disable_upgrades",
                                kc_node_get(app, "disable_upgrades"), err);
             kc_expand_alias(ex, alias, addr);
@@ -418,9 +419,9 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
                                 kc_node_get(app, "prune"), app, &um, err);
         }
         if (ret == 0 && kc_node_get(app, "allow_any_device")) {
-            ret = kc_expand_add(ex, "chain.app_allow_any_device", name,
-                                kc_node_get(app, "allow_any_device"), &res,
-                                err);
+            ret =
+                kc_expand_add(ex, "chain.app_allow_any_device", name,
+                              kc_node_get(app, "allow_any_device"), &res, err);
             if (ret == 0) {
                 kc_expand_set_ref(res, "app", addr, "address");
                 kc_expand_set_node(ex, res, "allow",
@@ -429,10 +430,9 @@ static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
         }
         managed = kc_value_new_list();
         if (ret == 0)
-            ret = expand_hashes(ex, section,
-                                kc_node_get(app, "compose_hashes"),
-                                "chain.app_compose_hash", prefix, "hash",
-                                "app", addr, um, "compose_hash", managed, err);
+            ret = expand_hashes(ex, section, kc_node_get(app, "compose_hashes"),
+                                "chain.app_compose_hash", prefix, "hash", "app",
+                                addr, um, "compose_hash", managed, err);
         if (ret == 0)
             ret = expand_hashes(ex, section, kc_node_get(app, "devices"),
                                 "chain.app_device", prefix, "device", "app",
@@ -478,11 +478,6 @@ static struct kc_value *str_list(const char *a, const char *b, const char *c)
     if (c)
         kc_value_list_push(l, kc_value_new_str(c));
     return l;
-}
-
-static const char *scalar(const struct kc_node *n)
-{
-    return n && n->type == KC_NODE_SCALAR ? n->str : NULL;
 }
 
 static int vm_firewalls(struct kc_expand *ex, const char *name,
@@ -749,21 +744,6 @@ static const struct {
     { "r7a", 8192 },  { "r7i", 8192 },
 };
 
-static int at(const struct kc_node *n, struct kc_err *err, int code,
-              const char *fmt, ...) KC_PRINTF(4, 5);
-static int at(const struct kc_node *n, struct kc_err *err, int code,
-              const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return kc_err_set(err, code, "%s:%d:%d: %s", n->pos.file, n->pos.line,
-                      n->pos.col, msg);
-}
-
 /* The host's instance type and enclave settings against the Nitro rules:
  * whole cores for the enclave (2 vCPUs each on these SMT families), at least
  * one core (2 vCPUs) and 1 GiB left to the parent (dstack.md §7, "E22 CPU
@@ -782,27 +762,29 @@ static int nitro_validate(const char *host, const struct kc_node *h,
 
     if (!type || type->type != KC_NODE_SCALAR || !cpu || !mem ||
         !kc_node_scalar_int(cpu, &cpus) || !kc_node_scalar_int(mem, &mib))
-        return at(h, err, KC_EINVAL,
-                  "nitro_hosts.%s: instance_type, enclave.cpu_count and "
-                  "enclave.memory_mib are required",
-                  host);
+        return node_fail(h, err, KC_EINVAL,
+                         "nitro_hosts.%s: instance_type, enclave.cpu_count and "
+                         "enclave.memory_mib are required",
+                         host);
     dot = strchr(type->str, '.');
     if (!dot || (size_t)(dot - type->str) >= sizeof(family))
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: '%s' is not an instance "
-                  "type",
-                  host, type->str);
+        return node_fail(
+            type, err, KC_EINVAL,
+            "nitro_hosts.%s.instance_type: '%s' is not an instance "
+            "type",
+            host, type->str);
     memcpy(family, type->str, (size_t)(dot - type->str));
     family[dot - type->str] = '\0';
     for (size_t i = 0; i < KC_ARRAY_SIZE(nitro_families); i++)
         if (strcmp(nitro_families[i].family, family) == 0)
             per = nitro_families[i].mib_per_vcpu;
     if (!per)
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: family '%s' does not "
-                  "support Nitro Enclaves (use an Intel or AMD C5/C6/C7, "
-                  "M5/M6/M7 or R5/R6/R7 type such as c5.xlarge)",
-                  host, family);
+        return node_fail(
+            type, err, KC_EINVAL,
+            "nitro_hosts.%s.instance_type: family '%s' does not "
+            "support Nitro Enclaves (use an Intel or AMD C5/C6/C7, "
+            "M5/M6/M7 or R5/R6/R7 type such as c5.xlarge)",
+            host, family);
     size = dot + 1;
     if (strcmp(size, "large") == 0) {
         vcpus = 2;
@@ -816,31 +798,32 @@ static int nitro_validate(const char *host, const struct kc_node *h,
         vcpus = strcmp(check, size) == 0 ? 4 * mult : 0;
     }
     if (!vcpus)
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: size '%s' is not one "
-                  "kmsctl knows (large, xlarge, <n>xlarge; no metal)",
-                  host, size);
+        return node_fail(type, err, KC_EINVAL,
+                         "nitro_hosts.%s.instance_type: size '%s' is not one "
+                         "kmsctl knows (large, xlarge, <n>xlarge; no metal)",
+                         host, size);
     if (vcpus < 4)
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: %s has %" PRId64
-                  " vCPUs; a Nitro Enclaves parent needs at least 4",
-                  host, type->str, vcpus);
+        return node_fail(type, err, KC_EINVAL,
+                         "nitro_hosts.%s.instance_type: %s has %" PRId64
+                         " vCPUs; a Nitro Enclaves parent needs at least 4",
+                         host, type->str, vcpus);
     if (cpus % 2)
-        return at(cpu, err, KC_EINVAL,
-                  "nitro_hosts.%s.enclave.cpu_count: %" PRId64
-                  " is odd; enclaves get whole cores (2 vCPUs each)",
-                  host, cpus);
+        return node_fail(cpu, err, KC_EINVAL,
+                         "nitro_hosts.%s.enclave.cpu_count: %" PRId64
+                         " is odd; enclaves get whole cores (2 vCPUs each)",
+                         host, cpus);
     if (cpus > vcpus - 2)
-        return at(cpu, err, KC_EINVAL,
-                  "nitro_hosts.%s.enclave.cpu_count: %" PRId64
-                  " leaves the host fewer than 2 of the %" PRId64
-                  " vCPUs of %s (at most %" PRId64 ")",
-                  host, cpus, vcpus, type->str, vcpus - 2);
+        return node_fail(cpu, err, KC_EINVAL,
+                         "nitro_hosts.%s.enclave.cpu_count: %" PRId64
+                         " leaves the host fewer than 2 of the %" PRId64
+                         " vCPUs of %s (at most %" PRId64 ")",
+                         host, cpus, vcpus, type->str, vcpus - 2);
     if (kc_node_get(h, "vpc_id") && !kc_node_get(h, "subnet_id"))
-        return at(kc_node_get(h, "vpc_id"), err, KC_EINVAL,
-                  "nitro_hosts.%s.vpc_id: give subnet_id too (a subnet of "
-                  "that VPC); without vpc_id the default VPC is used",
-                  host);
+        return node_fail(
+            kc_node_get(h, "vpc_id"), err, KC_EINVAL,
+            "nitro_hosts.%s.vpc_id: give subnet_id too (a subnet of "
+            "that VPC); without vpc_id the default VPC is used",
+            host);
     {
         const struct kc_node *ssh = kc_node_get(h, "ssh");
         const struct kc_node *from = ssh ? kc_node_get(ssh, "from") : NULL;
@@ -849,17 +832,18 @@ static int nitro_validate(const char *host, const struct kc_node *h,
              i++)
             if (from->items[i]->type == KC_NODE_SCALAR &&
                 strchr(from->items[i]->str, ':'))
-                return at(from->items[i], err, KC_ENOTSUP,
-                          "nitro_hosts.%s.ssh.from[%zu]: IPv6 ranges are "
-                          "not supported yet (IPv4 CIDRs only)",
-                          host, i);
+                return node_fail(
+                    from->items[i], err, KC_ENOTSUP,
+                    "nitro_hosts.%s.ssh.from[%zu]: IPv6 ranges are "
+                    "not supported yet (IPv4 CIDRs only)",
+                    host, i);
     }
     if (mib > vcpus * per - 1024)
-        return at(mem, err, KC_EINVAL,
-                  "nitro_hosts.%s.enclave.memory_mib: %" PRId64
-                  " leaves the host less than 1 GiB of the %" PRId64
-                  " MiB of %s (at most %" PRId64 ")",
-                  host, mib, vcpus * per, type->str, vcpus * per - 1024);
+        return node_fail(mem, err, KC_EINVAL,
+                         "nitro_hosts.%s.enclave.memory_mib: %" PRId64
+                         " leaves the host less than 1 GiB of the %" PRId64
+                         " MiB of %s (at most %" PRId64 ")",
+                         host, mib, vcpus * per, type->str, vcpus * per - 1024);
     return 0;
 }
 
@@ -903,7 +887,7 @@ static int nitro_key_pair(struct kc_expand *ex, const struct kc_node *ssh,
     int ret;
 
     if (!name || name->type != KC_NODE_SCALAR)
-        return at(ssh, err, KC_EINVAL, "ssh.key_name is required");
+        return node_fail(ssh, err, KC_EINVAL, "ssh.key_name is required");
     addr = kc_xasprintf("aws.key_pair.%s", name->str);
     if (kc_expand_find(ex, addr)) {
         free(addr); /* shared by several hosts */
@@ -911,9 +895,10 @@ static int nitro_key_pair(struct kc_expand *ex, const struct kc_node *ssh,
     }
     if (!pub && !priv) {
         free(addr);
-        return at(ssh, err, KC_EINVAL,
-                  "ssh needs public_key (a file to import, recommended) or "
-                  "private_key_file (where a new key is written)");
+        return node_fail(
+            ssh, err, KC_EINVAL,
+            "ssh needs public_key (a file to import, recommended) or "
+            "private_key_file (where a new key is written)");
     }
     ret = kc_expand_add(ex, "aws.key_pair", name->str, ssh, &res, err);
     if (ret < 0)
@@ -926,16 +911,17 @@ static int nitro_key_pair(struct kc_expand *ex, const struct kc_node *ssh,
         ret = kc_file_read(path, 16384, &text, &len, err);
         free(path);
         if (ret < 0) {
-            at(pub, err, ret, "ssh.public_key: %s", err->msg);
+            node_fail(pub, err, ret, "ssh.public_key: %s", err->msg);
             goto out;
         }
         while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
             text[--len] = '\0';
         if (strncmp(text, "ssh-ed25519 ", 12) != 0 &&
             strncmp(text, "ssh-rsa ", 8) != 0) {
-            ret = at(pub, err, KC_EINVAL,
-                     "ssh.public_key: not an OpenSSH ssh-ed25519 or ssh-rsa "
-                     "public key");
+            ret = node_fail(
+                pub, err, KC_EINVAL,
+                "ssh.public_key: not an OpenSSH ssh-ed25519 or ssh-rsa "
+                "public key");
             goto out;
         }
         kc_expand_set_value(res, "public_key", kc_value_new_str(text));
@@ -1078,7 +1064,8 @@ static int expand_nitro_hosts(struct kc_expand *ex,
                               const struct kc_node *section, struct kc_err *err)
 {
     if (section->type != KC_NODE_MAP)
-        return at(section, err, KC_EINVAL, "nitro_hosts: expected a map");
+        return node_fail(section, err, KC_EINVAL,
+                         "nitro_hosts: expected a map");
     for (size_t i = 0; i < section->n; i++) {
         int ret = nitro_host(ex, section->pairs[i].key->str,
                              section->pairs[i].val, err);
