@@ -187,6 +187,44 @@ grep -q "owner is $ANVIL_ADDR0, the signer is $ANVIL_ADDR1" "$work/adopt1.log" |
   { cat "$work/adopt1.log"; fail "no owner mismatch message"; }
 ok "adoption by address: nothing to change; a non-owner signer refused before any write"
 
+# 5c. contracts made outside kmsctl, then adopted: an app that the KMS
+#     never registered (apply registers it: registerApp), and a new app
+#     implementation for the KMS (apply sets it: setAppImplementation)
+deploy_outside() { # deploy_outside HEXDATA -> contract address
+  local h
+  h="$(anvil_rpc eth_sendTransaction "[{\"from\":\"$ANVIL_ADDR0\",\"data\":\"$1\",\"gas\":\"0x989680\"}]")"
+  anvil_rpc eth_getTransactionReceipt "[\"$h\"]" | python3 -c 'import json,sys; print(json.load(sys.stdin)["contractAddress"])'
+}
+code_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytecode"])' \
+  "$(find "$KC_BUILD_DIR/artifacts" -name "$1.json" | head -1)"; }
+IMPL2="$(deploy_outside "$(code_of DstackApp)")"
+proxy_data="$(python3 - "$(code_of ERC1967Proxy)" "$IMPL2" "$ANVIL_ADDR0" <<'PY'
+import sys
+code, impl, owner = sys.argv[1], sys.argv[2], sys.argv[3]
+w = lambda x: "%064x" % x
+init = "187515ca" + "0" * 24 + owner[2:].lower() + w(0) + w(0) + w(0) + w(0)
+data = bytes.fromhex(init)
+args = "0" * 24 + impl[2:].lower() + w(64) + w(len(data)) + data.hex() + "0" * ((32 - len(data) % 32) % 32 * 2)
+print(code + args)
+PY
+)"
+EXT="$(deploy_outside "$proxy_data")"
+r="$(call "$KMS" "0xa6c4cce9000000000000000000000000${EXT#0x}")"; [ "${r: -1}" = 0 ] || fail "the outside app is already registered"
+manifest "$work/m.yaml" true
+python3 - "$work/m.yaml" "$EXT" "$IMPL2" "$KMS" <<'PY'
+import sys
+p, ext, impl, kms = sys.argv[1:]
+s = open(p).read().replace("  kms: {}\n", '  kms: {address: "%s", app_implementation: "%s"}\n' % (kms.lower(), impl.lower()))
+s += '    outside:\n      address: "%s"\n' % ext.lower()
+open(p, "w").write(s)
+PY
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply7.log" 2>&1 || { cat "$work/apply7.log"; fail "adopting the outside app"; }
+r="$(call "$KMS" "0xa6c4cce9000000000000000000000000${EXT#0x}")"; [ "${r: -1}" = 1 ] || { cat "$work/apply7.log"; fail "the adopted app was not registered"; }
+r="$(call "$KMS" 0x25a992da)"; [ "${r: -40}" = "$(echo "${IMPL2#0x}" | tr A-F a-f)" ] || fail "appImplementation not set to $IMPL2"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/apply8.log" 2>&1 || fail "re-apply after adoption"
+grep -q "No changes" "$work/apply8.log" || { cat "$work/apply8.log"; fail "not converged after the updates"; }
+ok "an outside app adopted and registered (registerApp); the KMS app implementation changed (setAppImplementation)"
+
 # 6. destroy revokes every entry, leaves the contracts
 manifest "$work/m.yaml" true
 "$KMSCTL" destroy --auto-approve -f "$work/m.yaml" > "$work/destroy.log" 2>&1 || { cat "$work/destroy.log"; fail "destroy"; }
