@@ -446,6 +446,10 @@ static struct kc_graph *vm_graph(const char *shared, const char *mt,
     kc_resource_set_ref(r, "shared_image", "gcp.image.kms-shared", "name");
     kc_resource_set_value(r, "shared_digest", kc_value_new_str(shared));
     kc_resource_set_value(r, "network", kc_value_new_str("default"));
+    kc_resource_set_value(
+        r, "service_account",
+        kc_value_new_str("kms@kmsctl-sandbox.iam.gserviceaccount.com"));
+    kc_resource_set_value(r, "scopes", strs("cloud-platform", NULL, NULL));
     kc_resource_set_value(r, "tags", strs("fw-kms", NULL, NULL));
     kc_resource_set_value(r, "labels", kc_value_new_map());
     kc_resource_set_value(r, "running", kc_value_new_bool(true));
@@ -496,6 +500,10 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.scheduling.onHostMaintenance"),
                      "TERMINATE");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.tags.items[0]"), "fw-kms");
+    /* gcloud's alias became the scope URL (and reads back as the alias:
+     * the second plan below is all noop). */
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.serviceAccounts[0].scopes[0]"),
+                     "https://www.googleapis.com/auth/cloud-platform");
     cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-address"),
                      "gcp_instance_kms");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[0].deviceName"), "boot");
