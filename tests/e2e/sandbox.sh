@@ -183,7 +183,7 @@ sim_patch_object ec2 security_group "$sg" '{"attrs":{"ingress":[]}}' >/dev/null
 owner_tx "$app" 'setAllowAnyDevice(bool)' "$(printf '%064x' 0)"
 osh=$(jq -r '.resources | keys[] | select(startswith("chain.kms_os_image."))' "$S" | head -n1)
 owner_tx "$kms" 'removeOsImageHash(bytes32)' "${osh#chain.kms_os_image.0x}"
-m0=$(mutating)
+m0=$(mutating) n0=$(nonce)
 run 2 drift -f $M --state "$S" --json
 echo "$out" >"$w/drift.json"
 for want in "gcp.firewall.dstack-kms-allow-tcp-18000 source_ranges" \
@@ -194,6 +194,7 @@ for want in "gcp.firewall.dstack-kms-allow-tcp-18000 source_ranges" \
         grep -q "^$want" || fail "drift --json does not name '$want': $out"
 done
 [ "$(mutating)" = "$m0" ] || fail "drift made mutating requests"
+[ "$(nonce)" = "$n0" ] || fail "drift sent transactions"
 run 0 apply -f $M --state "$S" --auto-approve
 run 0 drift -f $M --state "$S" --json
 inventory_check applied || fail "inventory after the repair"
