@@ -480,11 +480,6 @@ static struct kc_value *str_list(const char *a, const char *b, const char *c)
     return l;
 }
 
-static const char *scalar(const struct kc_node *n)
-{
-    return n && n->type == KC_NODE_SCALAR ? n->str : NULL;
-}
-
 static int vm_firewalls(struct kc_expand *ex, const char *name,
                         const struct kc_node *vm, struct kc_err *err)
 {
