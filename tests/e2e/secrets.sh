@@ -60,6 +60,7 @@ S_KSPW=ks-pw-Quokka-7319-xyzzy-plover
 S_UC=uc-Wombat-5521-frobnicate-Zanzibar
 S_UC2=uc2-Narwhal-0042-quux-Tegucigalpa
 S_FAKE=fake-Axolotl-8803-grault-Ouagadougou
+S_EP=apikey-Capybara-6120-corge-Reykjavik # in the path of an endpoint URL
 S_AWS=$(sed -n 's/^aws_secret_access_key *= *//p' "$KC_SRC_DIR/tests/sim/creds/aws-credentials")
 [ -n "$S_AWS" ] || fail "no aws_secret_access_key in tests/sim/creds/aws-credentials"
 # Three lines from the second half of the PEM body (the private exponent and
@@ -76,6 +77,7 @@ print(base64.b64decode("".join(k[12:15])).hex())' "$KC_SRC_DIR/tests/sim/creds/g
     echo "user_config_file $S_UC"
     echo "user_config_env $S_UC2"
     echo "fake_sensitive $S_FAKE"
+    echo "endpoint_api_key $S_EP"
     echo "aws_secret_key $S_AWS"
     echo "gcp_key_pem1 ${PEM[0]}"
     echo "gcp_key_pem2 ${PEM[1]}"
@@ -376,7 +378,41 @@ JS
     ok "${HAVE[*]}: validate, plan --json/--out, apply, plan, drift --json --prom, output, state, graph, destroy"
 fi
 
-# --- 3. every byte kmsctl wrote -------------------------------------------
+# --- 3. a request that fails is named by its URL, which may hold a key ---
+# (an RPC URL such as https://host/v3/<API key>, from ${env:}): the error
+# printed for it says "[redacted]" instead. Port 9 on loopback is closed.
+mkdir -p "$work/out/ep"
+export SECRETS_EP="http://127.0.0.1:9/v3/$S_EP"
+if has aws; then
+    cat >"$work/out/ep/aws.yaml" <<EOF
+version: 1
+name: epaws
+providers:
+  aws: {region: us-east-1, credentials_file: $KC_SRC_DIR/tests/sim/creds/aws-credentials, profile: default, endpoint: "\${env:SECRETS_EP}"}
+nitro_hosts:
+  h:
+    instance_type: c5.xlarge
+    enclave: {cpu_count: 2, memory_mib: 512}
+    ssh: {key_name: k, public_key: $work/in/sandbox-ssh.pub, from: [198.51.100.7/32]}
+EOF
+    run 1 ep-aws-plan "$KMSCTL" plan -v --debug -f "$work/out/ep/aws.yaml"
+    grep -q 'gave up after .*: POST \[redacted\]/' "$last_err" || fail "the failed EC2 request is not named: $(tail -n 3 "$last_err")"
+fi
+if has chain; then
+    cat >"$work/out/ep/chain.yaml" <<EOF
+version: 1
+name: epchain
+providers:
+  chain: {rpc_url: "\${env:SECRETS_EP}", chain_id: 31337, private_key: "\${env:SECRETS_KEY}"}
+contracts:
+  artifacts: $KC_BUILD_DIR/artifacts
+  kms: {}
+EOF
+    run 1 ep-chain-apply "$KMSCTL" apply --auto-approve -v --debug -f "$work/out/ep/chain.yaml"
+    grep -q 'POST \[redacted\]' "$last_out" || fail "the failed RPC request is not named: $(tail -n 3 "$last_out")"
+fi
+
+# --- 4. every byte kmsctl wrote -------------------------------------------
 mapfile -t files < <(find "$work/out" -type f ! -name '*.yaml' \
     ! -path "$work/out/real/render/.user-config" ! -path "$work/out/real/render/shared.img" | sort)
 [ "${#files[@]}" -gt 40 ] || fail "only ${#files[@]} files to scan"
