@@ -2,6 +2,9 @@
 BUILD      ?= build
 TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+# cmake --build runs make again: without this, every sub-make prints
+# "Entering/Leaving directory" (over a hundred lines of noise).
+MAKEFLAGS  += --no-print-directory
 
 .PHONY: all deps build test demo clean format
 

@@ -82,10 +82,54 @@ void cmd_usage(FILE *out, const char *verb)
             "  130  interrupted\n");
 }
 
+/* Global options given before the verb ("kmsctl -v --no-color plan"):
+ * moves the verb to ARGV[1] so that the verb's own parser sees the options
+ * after it (getopt_long permutes). Options that take a value skip it. Leaves
+ * ARGV alone when no verb follows the options. */
+static void hoist_verb(int argc, char **argv)
+{
+    static const char *const with_value[] = {
+        "-f",
+        "--file",
+        "--state",
+        "--lock-timeout",
+        "--parallelism",
+        "--target",
+        "--out",
+        "--prom",
+        "--set",
+        "--allow-identity-loss",
+    };
+    int i = 1;
+
+    while (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
+        bool takes = false;
+
+        if (strcmp(argv[i], "--") == 0)
+            return;
+        for (size_t k = 0; k < KC_ARRAY_SIZE(with_value); k++)
+            if (strcmp(argv[i], with_value[k]) == 0)
+                takes = true;
+        i += takes ? 2 : 1;
+    }
+    if (i <= 1 || i >= argc)
+        return;
+    for (size_t c = 0; commands[c].name; c++) {
+        if (strcmp(commands[c].name, argv[i]) == 0) {
+            char *verb = argv[i];
+
+            memmove(argv + 2, argv + 1, (size_t)(i - 1) * sizeof(*argv));
+            argv[1] = verb;
+            return;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     int ret;
 
+    hoist_verb(argc, argv);
     if (argc < 2) {
         cmd_usage(stderr, NULL);
         return KC_EXIT_ERROR;

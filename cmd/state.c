@@ -13,32 +13,35 @@
 static int state_path(const struct cmd_opts *opts, char **path, char **name,
                       struct kc_err *err)
 {
+    struct kc_doc *doc = NULL;
+    const struct kc_node *n;
+    int ret;
+
     *path = NULL;
     *name = NULL;
     if (opts->state_path) {
         *path = kc_xstrdup(opts->state_path);
         return 0;
     }
-    /* The manifest is only parsed for its name: the state verbs work on
-     * the state, also when the manifest no longer validates. */
-    {
-        struct kc_doc *doc = NULL;
-        const struct kc_node *n;
-        int ret = kc_manifest_load(opts->file, &doc, err);
-
-        if (ret < 0)
-            return kc_err_prefix(err, "no --state PATH given");
-        n = kc_node_get(doc->root, "name");
-        if (!n || n->type != KC_NODE_SCALAR)
-            ret = kc_err_set(err, KC_EINVAL,
-                             "'%s' has no name: use --state PATH", opts->file);
-        else
-            ret = kc_state_default_path(opts->file, n->str, path, err);
+    /* Only the name is needed: a manifest with other errors still lets the
+     * operator list, show, remove and unlock. */
+    ret = kc_manifest_load(opts->file, &doc, err);
+    if (ret < 0)
+        return kc_err_prefix(err, "the state path comes from the manifest's "
+                                  "name (or give --state PATH)");
+    n = doc->root ? kc_node_get(doc->root, "name") : NULL;
+    if (!n || n->type != KC_NODE_SCALAR || !n->str[0]) {
+        ret = kc_err_set(err, KC_EINVAL,
+                         "%s: no 'name' (a string): the state path comes "
+                         "from it (or give --state PATH)",
+                         opts->file);
+    } else {
+        ret = kc_state_default_path(opts->file, n->str, path, err);
         if (ret == 0)
             *name = kc_xstrdup(n->str);
-        kc_doc_free(doc);
-        return ret;
     }
+    kc_doc_free(doc);
+    return ret;
 }
 
 static int exit_code(int ret)

@@ -3,6 +3,7 @@
 #include "reconcile/check.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 
 #include "reconcile/buf.h"
 #include "reconcile/interp.h"
@@ -628,6 +629,111 @@ out:
     free(path);
 }
 
+/* Instance families that support Nitro Enclaves (x86: kmsctl boots Amazon
+ * Linux 2023 x86_64), with their memory per vCPU in MiB. "Nitro Enclaves
+ * requirements" in the AWS Nitro Enclaves user guide: Intel or AMD based
+ * Nitro instances with at least 4 vCPUs, not T3/T3a. Sizes are "large"
+ * (2 vCPUs), "xlarge" (4), "<n>xlarge" (4n). */
+static const struct {
+    const char *family;
+    int mib_per_vcpu;
+} nitro_families[] = {
+    { "c5", 2048 },   { "c5a", 2048 },  { "c5ad", 2048 }, { "c5d", 2048 },
+    { "c5n", 2688 },  { "c6a", 2048 },  { "c6i", 2048 },  { "c6id", 2048 },
+    { "c6in", 2048 }, { "c7a", 2048 },  { "c7i", 2048 },  { "m5", 4096 },
+    { "m5a", 4096 },  { "m5ad", 4096 }, { "m5d", 4096 },  { "m5n", 4096 },
+    { "m5zn", 4096 }, { "m6a", 4096 },  { "m6i", 4096 },  { "m6id", 4096 },
+    { "m7a", 4096 },  { "m7i", 4096 },  { "r5", 8192 },   { "r5a", 8192 },
+    { "r5d", 8192 },  { "r5n", 8192 },  { "r6a", 8192 },  { "r6i", 8192 },
+    { "r7a", 8192 },  { "r7i", 8192 },
+};
+
+const struct kc_node *kc_check_nitro_enclave(const struct kc_node *h,
+                                             const char **field, char *msg,
+                                             size_t len)
+{
+    const struct kc_node *type = kc_node_get(h, "instance_type");
+    const struct kc_node *enc = kc_node_get(h, "enclave");
+    const struct kc_node *cpu = is_map(enc) ? get(enc, "cpu_count") : NULL;
+    const struct kc_node *mem = is_map(enc) ? get(enc, "memory_mib") : NULL;
+    char family[32];
+    const char *dot, *size;
+    int64_t vcpus = 0, cpus = 0, mib = 0, mult = 0;
+    int per = 0;
+
+    if (!is_scalar(type) || !is_scalar(cpu) || !is_scalar(mem) ||
+        !kc_node_scalar_int(cpu, &cpus) || !kc_node_scalar_int(mem, &mib))
+        return NULL; /* the schema says what is missing */
+    *field = "instance_type";
+    dot = strchr(type->str, '.');
+    if (!dot || (size_t)(dot - type->str) >= sizeof(family))
+        return NULL; /* the schema's pattern reports it */
+    memcpy(family, type->str, (size_t)(dot - type->str));
+    family[dot - type->str] = '\0';
+    for (size_t i = 0; i < KC_ARRAY_SIZE(nitro_families); i++)
+        if (strcmp(nitro_families[i].family, family) == 0)
+            per = nitro_families[i].mib_per_vcpu;
+    if (!per) {
+        snprintf(msg, len,
+                 "family '%s' does not support Nitro Enclaves (use an Intel "
+                 "or AMD C5/C6/C7, M5/M6/M7 or R5/R6/R7 type such as "
+                 "c5.xlarge)",
+                 family);
+        return type;
+    }
+    size = dot + 1;
+    if (strcmp(size, "large") == 0) {
+        vcpus = 2;
+    } else if (strcmp(size, "xlarge") == 0) {
+        vcpus = 4;
+    } else if (sscanf(size, "%" SCNd64 "xlarge", &mult) == 1 && mult > 1 &&
+               mult < 100) {
+        char check[32];
+
+        snprintf(check, sizeof(check), "%" PRId64 "xlarge", mult);
+        vcpus = strcmp(check, size) == 0 ? 4 * mult : 0;
+    }
+    if (!vcpus) {
+        snprintf(msg, len,
+                 "size '%s' is not one kmsctl knows (large, xlarge, "
+                 "<n>xlarge; no metal)",
+                 size);
+        return type;
+    }
+    if (vcpus < 4) {
+        snprintf(msg, len,
+                 "%s has %" PRId64 " vCPUs; a Nitro Enclaves parent needs at "
+                 "least 4",
+                 type->str, vcpus);
+        return type;
+    }
+    *field = "enclave.cpu_count";
+    if (cpus % 2) {
+        snprintf(msg, len,
+                 "%" PRId64 " is odd; enclaves get whole cores (2 vCPUs "
+                 "each)",
+                 cpus);
+        return cpu;
+    }
+    if (cpus > vcpus - 2) {
+        snprintf(msg, len,
+                 "%" PRId64 " leaves the host fewer than 2 of the %" PRId64
+                 " vCPUs of %s (at most %" PRId64 ")",
+                 cpus, vcpus, type->str, vcpus - 2);
+        return cpu;
+    }
+    *field = "enclave.memory_mib";
+    if (mib > vcpus * per - 1024) {
+        snprintf(msg, len,
+                 "%" PRId64 " leaves the host less than 1 GiB of the %" PRId64
+                 " MiB of %s (at most %" PRId64 ")",
+                 mib, vcpus * per, type->str, vcpus * per - 1024);
+        return mem;
+    }
+    *field = NULL;
+    return NULL;
+}
+
 static void check_nitro_host(struct chk *c, const struct kc_node *root,
                              const struct kc_node *hosts, size_t idx)
 {
@@ -678,6 +784,18 @@ static void check_nitro_host(struct chk *c, const struct kc_node *root,
                "give subnet_id too (a subnet of that VPC): the default "
                "subnet belongs to the default VPC");
         free(p);
+    }
+    {
+        const char *field = NULL;
+        char msg[300];
+        const struct kc_node *bad =
+            kc_check_nitro_enclave(h, &field, msg, sizeof(msg));
+
+        if (bad) {
+            p = kc_xasprintf("%s.%s", path, field);
+            err_at(c, bad, NULL, p, "%s", msg);
+            free(p);
+        }
     }
     p = kc_xasprintf("%s.tags", path);
     check_reserved_keys(c, get(h, "tags"), p, true);

@@ -29,7 +29,8 @@
  *   the same hash twice (also when only the hex case differs);
  * - nitro hosts: ssh has exactly one of public_key (import) and
  *   private_key_file (create); one key_name, one key; vpc_id needs
- *   subnet_id;
+ *   subnet_id; the instance type and enclave settings obey the Nitro
+ *   Enclaves rules (kc_check_nitro_enclave);
  * - names: two KMS VMs must not share a domain; labels and tags must not
  *   use the keys kmsctl sets itself (kmsctl-*, and Name / aws:* on AWS);
  *   contracts.kms.app_implementation only with contracts.kms.address.
@@ -58,5 +59,17 @@ void kc_check_semantics(const struct kc_doc *doc,
                         const struct kc_check_opts *opts,
                         const struct kc_schema_secrets *secrets,
                         struct kc_diags *diags);
+
+/* The Nitro Enclaves rules for nitro_hosts entry H: its instance_type is
+ * of a family that supports enclaves and has at least 4 vCPUs; enclave
+ * cpu_count is whole cores (even) and leaves the parent at least 2 vCPUs;
+ * memory_mib leaves the parent at least 1 GiB. Returns NULL when H obeys
+ * them (or lacks the fields: the schema reports that), else the offending
+ * node, with *FIELD its path below the host ("instance_type",
+ * "enclave.cpu_count", "enclave.memory_mib") and MSG (LEN bytes) what is
+ * wrong. */
+const struct kc_node *kc_check_nitro_enclave(const struct kc_node *h,
+                                             const char **field, char *msg,
+                                             size_t len);
 
 #endif

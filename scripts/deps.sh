@@ -14,6 +14,8 @@ pkgs=(
     dosfstools mtools gdisk fdisk
     jq # test-only: runs the generated prelaunch.sh as the guest would
     python3 # test-only: checks JSON against Python's json.dump output
+    openssh-client # test-only: ssh-keygen makes the Nitro hosts' key pairs
+    openssl # test-only: the openssl command decrypts .encrypted-env, digests
 )
 
 missing=()

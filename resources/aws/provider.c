@@ -13,10 +13,25 @@ static const char *cfg_str(const struct kc_value *cfg, const char *key)
     return v && v->type == KC_VALUE_STRING ? kc_value_reveal(v, NULL) : NULL;
 }
 
+/* A path from the manifest: relative to the manifest's folder (the working
+ * folder when there is none). NULL stays NULL. Caller frees. */
+static char *cfg_path(const struct kc_provider *p, const char *key)
+{
+    const char *s = cfg_str(p->config, key);
+
+    if (!s)
+        return NULL;
+    if (s[0] == '/' || s[0] == '~' || !p->manifest_dir || !*p->manifest_dir)
+        return kc_xstrdup(s);
+    return kc_xasprintf("%s/%s", p->manifest_dir, s);
+}
+
 static int aws_init(struct kc_provider *p, struct kc_err *err)
 {
     struct aws_provider *prov = kc_xcalloc(1, sizeof(*prov));
     struct aws_ec2_config c = { 0 };
+    char *cred_file = cfg_path(p, "credentials_file");
+    char *conf_file = cfg_path(p, "config_file");
     int ret;
 
     c.http = p->http;
@@ -24,14 +39,18 @@ static int aws_init(struct kc_provider *p, struct kc_err *err)
     c.endpoint = cfg_str(p->config, "endpoint");
     c.profile = cfg_str(p->config, "profile");
     c.region = cfg_str(p->config, "region");
-    c.credentials_file = cfg_str(p->config, "credentials_file");
-    c.config_file = cfg_str(p->config, "config_file");
+    c.credentials_file = cred_file;
+    c.config_file = conf_file;
     c.imds_endpoint = cfg_str(p->config, "imds_endpoint");
     if (!p->http) {
         free(prov);
+        free(cred_file);
+        free(conf_file);
         return kc_err_set(err, KC_EINVAL, "aws: no http client");
     }
     ret = aws_ec2_new(&c, &prov->ec2, err);
+    free(cred_file); /* read (and copied) by aws_ec2_new */
+    free(conf_file);
     if (ret < 0) {
         free(prov);
         return kc_err_prefix(err, "providers.aws");
