@@ -165,9 +165,8 @@ static int img_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
     src = labels ? kc_json_opt_str(labels, LABEL_SOURCE) : NULL;
     kc_value_map_set(m, "digest", kc_value_new_str(src ? src : ""));
     if (json_object_object_get_ex(o, "guestOsFeatures", &f))
-        for (size_t i = 0; i < json_object_array_length(f); i++) {
-            const char *t =
-                kc_json_opt_str(json_object_array_get_idx(f, i), "type");
+        for (size_t i = 0; i < kc_json_array_len(f); i++) {
+            const char *t = kc_json_opt_str(kc_json_array_idx(f, i), "type");
 
             if (t)
                 kc_value_list_push(feats, kc_value_new_str(t));
