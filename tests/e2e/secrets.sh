@@ -338,6 +338,25 @@ if [ "${#HAVE[@]}" -gt 0 ]; then
     run 0 plan-noop "$KMSCTL" plan --detailed-exitcode --debug "${R[@]}"
     run 0 drift "$KMSCTL" drift --json --prom "$work/out/real/drift.prom" -v --debug "${R[@]}"
     [ -s "$work/out/real/drift.prom" ] || fail "drift --prom wrote nothing"
+    if has gcp; then
+        # Answers of the wrong shape (a string for an array, an object for a
+        # list): drift reports them, kmsctl does not abort (json-c asserts on
+        # an array accessor given anything else).
+        FW=dstack-kms-allow-tcp-12001
+        sim_inventory service=gcp >"$work/in/inv.json"
+        orig() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+o=[o for o in d if o["kind"]==sys.argv[2] and o["name"]==sys.argv[3]][0]["attrs"]
+print(json.dumps({"attrs":{k:o[k] for k in sys.argv[4:] if k in o}}))' "$work/in/inv.json" "$@"; }
+        fw_orig=$(orig firewall "$FW" sourceRanges targetTags)
+        in_orig=$(orig instance dstack-kms tags serviceAccounts disks)
+        sim_patch_object gcp firewall "$FW" '{"attrs":{"sourceRanges":"0.0.0.0/0","targetTags":{"a":1}}}' >/dev/null
+        sim_patch_object gcp instance dstack-kms '{"attrs":{"tags":{"items":"fw-dstack-kms"},"serviceAccounts":"x","disks":{"boot":true}}}' >/dev/null
+        run 2 drift-odd-answers "$KMSCTL" drift --json -v --debug "${R[@]}"
+        grep -q "gcp.firewall.$FW" "$last_out" || fail "drift does not name the odd firewall: $(cat "$last_out")"
+        sim_patch_object gcp firewall "$FW" "$fw_orig" >/dev/null
+        sim_patch_object gcp instance dstack-kms "$in_orig" >/dev/null
+        run 0 drift-restored "$KMSCTL" drift "${R[@]}"
+    fi
     run 0 output "$KMSCTL" output --json "${R[@]}"
     run 0 output-text "$KMSCTL" output "${R[@]}"
     run 0 state-list "$KMSCTL" state list "${RS[@]}"
