@@ -396,6 +396,29 @@ JS
     run 0 destroy "$KMSCTL" "${D[@]}" "${R[@]}"
     ok "${HAVE[*]}: validate, plan --json/--out, apply, plan, drift --json --prom, output, state, graph, destroy"
 fi
+if has gcp; then
+    # kill -9 while the disk images upload (held up 4 s by the simulator):
+    # nothing kmsctl made in TMPDIR survives it (the shared disk holds
+    # user_config's secrets in plain text; its archive holds them gzipped).
+    rm -rf "$work/out/real/.kmsctl"
+    sim_faults '[{"match":"^(POST|PUT) /gcp/storage/upload","latency_ms":[4000,4000]}]'
+    uploads() { sim_requests | python3 -c 'import json,sys
+print(sum(n for r, n in json.load(sys.stdin)["by_route"].items() if "/gcp/storage/upload" in r))'; }
+    u0=$(uploads)
+    "$KMSCTL" apply --auto-approve "${R[@]}" >"$work/out/crash.out" 2>"$work/out/crash.err" </dev/null &
+    kpid=$!
+    for _ in $(seq 100); do
+        [ "$(uploads)" -gt "$u0" ] && break
+        sleep 0.1
+    done
+    [ "$(uploads)" -gt "$u0" ] || fail "no upload started: $(cat "$work/out/crash.err")"
+    kill -9 "$kpid"
+    wait "$kpid" 2>/dev/null || true
+    sim_clear_faults
+    left=$(find "$TMPDIR" -type f -path '*kmsctl-img-*')
+    [ -z "$left" ] || fail "kill -9 during an upload left in TMPDIR: $left"
+    ok "kill -9 during the image uploads leaves no disk or archive in TMPDIR"
+fi
 
 # --- 3. a request that fails is named by its URL, which may hold a key ---
 # (an RPC URL such as https://host/v3/<API key>, from ${env:}): the error
