@@ -440,6 +440,19 @@ EOF
     run 1 ep-aws-plan "$KMSCTL" plan -v --debug -f "$work/out/ep/aws.yaml"
     grep -q 'gave up after .*: POST \[redacted\]/' "$last_err" || fail "the failed EC2 request is not named: $(tail -n 3 "$last_err")"
 fi
+if has gcp; then
+    # kmsctl logs reports its own errors (not through the engine).
+    python3 - "$work/out/real/kms.yaml" "$work/out/ep/gcp.yaml" <<'EOF'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+g = d["providers"]["gcp"]
+g["endpoints"] = {k: "${env:SECRETS_EP}/" + k for k in ("oauth", "compute", "storage", "metadata")}
+yaml.safe_dump({"version": 1, "name": "epgcp", "providers": {"gcp": g},
+                "kms_vms": d["kms_vms"]}, open(sys.argv[2], "w"), sort_keys=False)
+EOF
+    run 1 ep-gcp-logs "$KMSCTL" logs dstack-kms -v --debug -f "$work/out/ep/gcp.yaml"
+    grep -q 'gave up after .*: POST \[redacted\]/oauth' "$last_err" || fail "the failed token request is not named: $(tail -n 3 "$last_err")"
+fi
 if has chain; then
     cat >"$work/out/ep/chain.yaml" <<EOF
 version: 1
