@@ -614,8 +614,17 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
                        kc_node_get(vm, "app_compose"), err);
     kc_expand_set_node(ex, shared, "ports", kc_node_get(vm, "ports"), err);
     kc_expand_set_ref(shared, "os_image_hash", a_os, "auth_hash");
-    if (kc_expand_find(ex, "chain.kms"))
-        kc_expand_set_ref(shared, "kms_addr", "chain.kms", "address");
+    {
+        /* The KMS contract is chain.kms.main: found through the manifest's
+         * name for it ("chain.kms" named no resource, so KMS_CONTRACT_ADDR
+         * was never supplied and the shared disk could not be made). */
+        const char *ka = NULL;
+        char *ko = NULL;
+
+        if (kc_expand_resolve(ex, "contracts.kms.address", &ka, &ko) == 0)
+            kc_expand_set_ref(shared, "kms_addr", ka, ko);
+        free(ko);
+    }
     if (doc->dir)
         kc_expand_set_value(shared, "base_dir", kc_value_new_str(doc->dir));
     kc_expand_set_value(shared, "guest_os_features",
