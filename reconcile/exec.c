@@ -219,14 +219,32 @@ void kc_op_set_output(struct kc_op *op, const char *name, struct kc_value *val)
     kc_value_map_set(op->outputs, name, val);
 }
 
+/* MSG with every secret the logger knows replaced by "[redacted]" (caller
+ * frees). Errors quote what failed, and that may be a secret: a chain RPC URL
+ * from ${env:} carries its API key in the path, and the HTTP module names the
+ * URL of a request that failed. */
+static char *redacted(const struct kc_engine *eng, const char *msg)
+{
+    struct kc_buf b;
+
+    kc_buf_init(&b, 0);
+    if (kc_log_redact(eng->log, msg, strlen(msg), &b) < 0) {
+        kc_buf_release_wipe(&b);
+        return kc_xstrdup("[message withheld: it could not be redacted]");
+    }
+    return kc_buf_detach(&b, NULL);
+}
+
 static void emit(struct kc_engine *eng, enum kc_event_type type,
                  const struct kc_plan_item *it, const char *what,
                  double elapsed, const char *msg)
 {
-    struct kc_event ev = { type, it->res->address, what, elapsed, msg };
+    char *safe = msg ? redacted(eng, msg) : NULL;
+    struct kc_event ev = { type, it->res->address, what, elapsed, safe };
 
     if (eng->on_event)
         eng->on_event(eng->event_data, &ev);
+    free(safe);
 }
 
 static double since(const struct kc_engine *eng, uint64_t start_ms)
@@ -1376,7 +1394,7 @@ static void item_finish(struct kc_engine *eng, struct kc_plan_item *it,
     if (status < 0) {
         it->st = KC_ITEM_FAILED;
         free(it->error);
-        it->error = kc_xstrdup(msg ? msg : kc_strerror(status));
+        it->error = redacted(eng, msg ? msg : kc_strerror(status));
         emit(eng, KC_EVENT_FAILED, it, what, it->elapsed, it->error);
     } else {
         it->st = KC_ITEM_DONE;
