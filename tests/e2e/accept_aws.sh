@@ -10,7 +10,9 @@
 #    then (after the instance is terminated) DeleteSecurityGroup, retried
 #    through DependencyViolation while the network interface goes away, and
 #    DeleteKeyPair only for a key kmsctl imported;
-#  - instance type / enclave validation fails before any EC2 request.
+#  - instance type / enclave validation fails before any EC2 request;
+#  - with no keys in the environment and no files, credentials come from
+#    the simulator's IMDSv2 (token PUT, then the role's credentials).
 # Needs $KMSCTL, $KC_SRC_DIR, $KC_BUILD_DIR, curl, ssh-keygen, python3.
 set -euo pipefail
 
@@ -161,4 +163,21 @@ ours = [o for o in inv if o["labels"].get("kmsctl-deployment") == "accept"
         and not (o["kind"] == "instance" and o["attrs"]["state"] == "terminated")]
 assert ours == [], ours
 PY
+# --- the credential chain down to IMDSv2 (no env keys, no files) ------------
+# The simulator's IMDS hands out temporary role credentials after a token
+# PUT; EC2 accepts them (with their session token) like real keys.
+mkdir -p emptyhome
+sed -e '/credentials_file:/d' m.yaml >imds.yaml
+tok_before=$(sim_route_count 'PUT /imds/latest/api/token')
+rc=0
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+    -u AWS_PROFILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_CONFIG_FILE \
+    -u AWS_EC2_METADATA_DISABLED HOME="$PWD/emptyhome" \
+    "$KMSCTL" plan -f imds.yaml --state imds.state.json >imds.out 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "plan with IMDS credentials: exit $rc: $(cat imds.out)"
+has "aws.instance.host create" "$(cat imds.out)"
+[ "$(sim_route_count 'PUT /imds/latest/api/token')" -gt "$tok_before" ] ||
+    fail "no IMDSv2 token was requested"
+[ "$(sim_route_count 'GET /imds/latest/meta-data/iam/security-credentials/{role}')" -gt 0 ] ||
+    fail "no role credentials were fetched from IMDS"
 echo "accept_aws.sh: ok"
