@@ -5,6 +5,25 @@
 #include "reconcile/json.h"
 #include "reconcile/schema.h"
 
+static bool same_targets(const struct cmd_opts *opts, struct json_object *tg)
+{
+    size_t n = json_object_array_length(tg);
+
+    if (n != opts->ntargets)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const char *t =
+            json_object_get_string(json_object_array_get_idx(tg, i));
+        bool found = false;
+
+        for (size_t k = 0; k < opts->ntargets && !found; k++)
+            found = t && strcmp(t, opts->targets[k]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 /* A saved plan applies only to the state and manifest it was made from, and
  * only if the world still calls for the same actions. */
 static int check_saved(struct ui_session *s, const char *path,
@@ -45,8 +64,28 @@ static int check_saved(struct ui_session *s, const char *path,
     }
     {
         bool destroy = false;
+        struct json_object *tg = NULL;
+        size_t n;
 
         kc_json_get_bool(saved, "destroy", &destroy, NULL);
+        json_object_object_get_ex(saved, "targets", &tg);
+        n = json_object_array_length(tg);
+        /* The saved plan's --target, unless given again (then the same). */
+        if (s->opts->ntargets && !same_targets(s->opts, tg)) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "--target differs from the saved plan's: give "
+                             "the same or none");
+            goto out;
+        }
+        if (!s->opts->ntargets && n) {
+            s->saved_targets = kc_xcalloc(n + 1, sizeof(*s->saved_targets));
+            for (size_t i = 0; i < n; i++)
+                s->saved_targets[i] = kc_xstrdup(
+                    json_object_get_string(json_object_array_get_idx(tg, i)));
+            s->nsaved_targets = n;
+            s->eng.targets = s->saved_targets;
+            s->eng.ntargets = n;
+        }
         ret = ui_plan(s, destroy, err);
         if (ret < 0)
             goto out;
@@ -126,8 +165,7 @@ int cmd_apply(int argc, char **argv)
         ret = ui_plan(&s, false, &err);
         if (ret < 0)
             goto out;
-        if (!opts.json)
-            ui_print_plan(&s);
+        ui_print_plan(&s);
         ret = refuse_without_consent(&s, &err);
         if (ret == 0 && kc_plan_has_changes(s.plan))
             ret = ui_confirm(&s, "Apply these changes?", &err);

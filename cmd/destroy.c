@@ -22,8 +22,7 @@ int cmd_destroy(int argc, char **argv)
             printf("Nothing to destroy: the state records no resource.\n");
         goto out;
     }
-    if (!opts.json)
-        ui_print_plan(&s);
+    ui_print_plan(&s);
     for (size_t i = 0; i < s.plan->n; i++) {
         const struct kc_plan_item *it = &s.plan->items[i];
 

@@ -516,7 +516,10 @@ int ui_plan(struct ui_session *s, bool destroy, struct kc_err *err)
 static void print_summary(struct ui_session *s)
 {
     size_t ok = 0, failed = 0, skipped = 0;
+    double elapsed;
 
+    uv_update_time(&s->loop);
+    elapsed = (double)(uv_now(&s->loop) - s->apply_start_ms) / 1000.0;
     for (size_t i = 0; i < s->plan->n; i++) {
         const struct kc_plan_item *it = &s->plan->items[i];
 
@@ -549,14 +552,15 @@ static void print_summary(struct ui_session *s)
         json_object_object_add(o, "succeeded", json_object_new_int64(ok));
         json_object_object_add(o, "failed", f);
         json_object_object_add(o, "skipped", sk);
+        json_object_object_add(o, "elapsed", json_object_new_double(elapsed));
         printf("%s\n",
                json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
         return;
     }
-    printf("\n%s: %zu succeeded, %zu failed, %zu skipped.\n",
+    printf("\n%s: %zu succeeded, %zu failed, %zu skipped. (%.1fs)\n",
            failed || skipped ? "Apply incomplete" : "Apply complete", ok,
-           failed, skipped);
+           failed, skipped, elapsed);
     for (size_t i = 0; i < s->plan->n; i++) {
         const struct kc_plan_item *it = &s->plan->items[i];
 
@@ -592,6 +596,8 @@ int ui_apply(struct ui_session *s, struct kc_err *err)
             return kc_err_from_uv(err, ret, "uv_timer_start");
         uv_unref((uv_handle_t *)&s->tick);
     }
+    uv_update_time(&s->loop);
+    s->apply_start_ms = uv_now(&s->loop);
     ret = kc_engine_apply(&s->eng, s->plan, on_engine_done, err);
     if (ret < 0)
         return ret;
@@ -610,7 +616,17 @@ int ui_apply(struct ui_session *s, struct kc_err *err)
 
 void ui_print_plan(struct ui_session *s)
 {
-    if (s->opts->json) {
+    if (s->opts->json && strcmp(s->opts->verb, "plan") != 0) {
+        /* apply/destroy --json: one line among the events. */
+        struct json_object *e = json_object_new_object();
+
+        json_object_object_add(e, "event", json_object_new_string("plan"));
+        json_object_object_add(e, "plan", kc_plan_to_json(s->plan));
+        printf("%s\n",
+               json_object_to_json_string_ext(
+                   e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(e);
+    } else if (s->opts->json) {
         struct json_object *j = kc_plan_to_json(s->plan);
 
         printf("%s\n", json_object_to_json_string_ext(
@@ -713,6 +729,12 @@ int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err)
     return 0;
 }
 
+static void unref_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    uv_unref(h);
+}
+
 void ui_close(struct ui_session *s)
 {
     kc_engine_release(&s->eng);
@@ -727,7 +749,11 @@ void ui_close(struct ui_session *s)
     if (s->in_open)
         uv_close((uv_handle_t *)&s->in, on_closed);
     if (s->loop_open) {
-        uv_run(&s->loop, UV_RUN_DEFAULT);
+        /* A handle a provider forgot must not keep kmsctl from exiting:
+         * unref everything, run the close callbacks, and let
+         * uv_loop_close tell what was left. */
+        uv_walk(&s->loop, unref_handle, NULL);
+        (void)uv_run(&s->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&s->loop) != 0)
             fprintf(stderr, "warning: handles left open at exit\n");
     }
@@ -742,6 +768,9 @@ void ui_close(struct ui_session *s)
         free(s->live[i].note);
     }
     free(s->live);
+    for (size_t i = 0; i < s->nsaved_targets; i++)
+        free(s->saved_targets[i]);
+    free(s->saved_targets);
     kc_doc_free(s->doc);
     free(s->name);
     free(s->state_path);

@@ -50,6 +50,9 @@ struct ui_session {
     bool done;
     int status;
     bool refreshing; /* observing: progress is quieter */
+    uint64_t apply_start_ms;
+    char **saved_targets; /* apply PLANFILE: the plan's --target */
+    size_t nsaved_targets;
     /* the y/N prompt */
     uv_tty_t in;
     bool in_open, confirming;
@@ -72,7 +75,8 @@ int ui_apply(struct ui_session *s, struct kc_err *err);
 /* Releases everything (runs the loop until its handles closed). */
 void ui_close(struct ui_session *s);
 
-/* Prints the plan (text, or JSON with --json) to stdout. */
+/* Prints the plan to stdout: text; with --json the plan JSON (plan) or one
+ * line {"event": "plan", "plan": ...} among the events (apply, destroy). */
 void ui_print_plan(struct ui_session *s);
 /* Writes the plan JSON to PATH (0600, atomically). */
 int ui_save_plan(struct ui_session *s, const char *path, struct kc_err *err);

@@ -18,6 +18,7 @@ struct kc_op {
     struct kc_value *outputs;
     char *progress;
     kc_op_cb persist_cb;
+    bool persisting;
     struct kc_state_write_req pwrite;
     struct kc_state_write_req fwrite;
     /* replace: 0 first half, 1 second half */
@@ -326,6 +327,7 @@ static void on_persist(struct kc_state_write_req *req, int status)
 {
     struct kc_op *op = req->data;
 
+    op->persisting = false;
     if (status < 0)
         op->err = req->err;
     op->persist_cb(op, status);
@@ -337,10 +339,17 @@ int kc_op_persist(struct kc_op *op, kc_op_cb cb)
         return kc_err_set(&op->err, KC_EPERM,
                           "'%s': the state cannot be written during %s",
                           kc_op_address(op), phase_name(op->phase));
+    if (op->persisting)
+        return kc_err_set(&op->err, KC_EAGAIN,
+                          "'%s': a persist is already in flight",
+                          kc_op_address(op));
     op->persist_cb = cb;
     op->pwrite.data = op;
-    return kc_state_write_async(op->eng->state, op->eng->loop, &op->pwrite,
-                                on_persist, &op->err);
+    if (kc_state_write_async(op->eng->state, op->eng->loop, &op->pwrite,
+                             on_persist, &op->err) < 0)
+        return op->err.code;
+    op->persisting = true;
+    return 0;
 }
 
 bool kc_op_is_canceled(const struct kc_op *op)
@@ -611,6 +620,9 @@ int kc_engine_prepare(struct kc_engine *eng, struct kc_graph *g, bool destroy,
     plan->lineage = kc_xstrdup(kc_state_lineage(eng->state));
     plan->serial = kc_state_serial(eng->state);
     plan->deployment = eng->deployment ? kc_xstrdup(eng->deployment) : NULL;
+    plan->targets = kc_xcalloc(eng->ntargets + 1, sizeof(*plan->targets));
+    for (size_t i = 0; i < eng->ntargets; i++)
+        plan->targets[plan->ntargets++] = kc_xstrdup(eng->targets[i]);
     for (size_t i = 0; i < eng->ntargets; i++) {
         if (!kc_graph_find(g, eng->targets[i])) {
             ret = kc_err_set(err, KC_ENOENT,
@@ -832,6 +844,9 @@ static void op_complete(struct kc_op *op, int status);
 
 void kc_op_done(struct kc_op *op, int status)
 {
+    if (op->persisting)
+        KC_BUG("'%s' completed while its kc_op_persist is in flight",
+               kc_op_address(op));
     if (op->deferred)
         KC_BUG("kc_op_done called twice for '%s'", kc_op_address(op));
     if (op->in_start) {
@@ -1106,8 +1121,6 @@ static void write_then_finish(struct kc_engine *eng, struct kc_op *op, int fail,
 
 static void apply_step(struct kc_engine *eng, struct kc_op *op);
 
-static void apply_step(struct kc_engine *eng, struct kc_op *op);
-
 static void on_half_written(struct kc_state_write_req *req, int status)
 {
     struct kc_op *op = req->data;
@@ -1326,6 +1339,7 @@ static void apply_start(struct kc_engine *eng, struct kc_plan_item *it)
                    "'%s' cannot be deleted: left in place and removed from "
                    "the state",
                    it->res->address);
+        it->forgotten = true;
         emit(eng, KC_EVENT_STARTED, it, "forget", 0, NULL);
         apply_record(eng, op);
         return;
@@ -1337,7 +1351,9 @@ static void apply_start(struct kc_engine *eng, struct kc_plan_item *it)
 static void item_finish(struct kc_engine *eng, struct kc_plan_item *it,
                         int status, const char *msg)
 {
-    const char *what = eng->phase == 1 ? "observe" : kc_action_name(it->action);
+    const char *what = eng->phase == 1 ? "observe"
+                       : it->forgotten ? "forget"
+                                       : kc_action_name(it->action);
 
     if (status < 0) {
         it->st = KC_ITEM_FAILED;
@@ -1584,6 +1600,7 @@ static int engine_start(struct kc_engine *eng, struct kc_plan *plan, int phase,
     for (size_t i = 0; i < plan->n; i++) {
         plan->items[i].st = KC_ITEM_PENDING;
         plan->items[i].released = false;
+        plan->items[i].forgotten = false;
         free(plan->items[i].error);
         plan->items[i].error = NULL;
     }

@@ -1,12 +1,15 @@
 /* reconcile/exec.h: the engine on the libuv loop. It prepares a graph
  * (kinds from the registry, records only in the state added as orphans,
- * providers initialised), refreshes it into a plan (observe in dependency
- * order, desired values evaluated with references bound to what is known,
- * field diffs, review hooks), and applies a plan (dependency order for
- * create/update/replace, reverse order for delete, --parallelism and
- * per-provider/per-kind limits, the state written after every finished
- * resource, failures isolated to dependents, SIGINT handled by the caller
- * through kc_engine_cancel).
+ * providers initialised), refreshes it into a plan (every resource observed
+ * at once with its dependencies' last known outputs, and the kinds' list of
+ * labelled objects; then, in dependency order, desired values evaluated
+ * with references bound to what the dependencies' plans say, field diffs,
+ * review hooks), and applies a plan (dependency order for
+ * create/update/replace, reverse order for delete, late binding,
+ * --parallelism and per-provider/per-kind limits, the state written after
+ * every finished resource (a finished resource releases its dependents
+ * while its record is written), failures isolated to dependents, SIGINT
+ * handled by the caller through kc_engine_cancel).
  *
  * Async contract (kc_engine_refresh, kc_engine_apply): < 0 nothing started,
  * ERR says why, CB never called; 0: CB runs exactly once, later, from the
@@ -103,8 +106,9 @@ struct kc_engine {
  * everything in the state or the graph is to be deleted. */
 int kc_engine_prepare(struct kc_engine *eng, struct kc_graph *g, bool destroy,
                       struct kc_plan **plan, struct kc_err *err);
-/* Observes every selected resource and diffs it (the plan's actions).
- * READONLY (drift, plan): guarantees no op may write the state. */
+/* Observes every selected resource and diffs it (the plan's actions). With
+ * eng->readonly (drift) no op may write the state, review hooks are not
+ * run and kc_engine_apply is refused. A refresh itself never writes. */
 int kc_engine_refresh(struct kc_engine *eng, struct kc_plan *plan,
                       kc_engine_cb cb, struct kc_err *err);
 /* Applies PLAN (refreshed). Refused with KC_EPERM before anything starts when
@@ -116,7 +120,7 @@ int kc_engine_apply(struct kc_engine *eng, struct kc_plan *plan,
 /* Starts nothing new; running ops see kc_op_is_canceled. */
 void kc_engine_cancel(struct kc_engine *eng);
 /* Cleans the providers up and closes the engine's handles (run the loop
- * afterwards until it ends). */
+ * afterwards until it ends). Not while a refresh or apply runs. */
 void kc_engine_release(struct kc_engine *eng);
 
 #endif

@@ -6,9 +6,13 @@
 
 #include <inttypes.h>
 
+#include <openssl/evp.h>
+
+#include "reconcile/buf.h"
 #include "reconcile/file.h"
 #include "reconcile/graph.h"
 #include "reconcile/interp.h"
+#include "reconcile/json.h"
 
 struct kc_expand {
     const struct kc_doc *doc;
@@ -34,20 +38,689 @@ KC_UNUSED static int not_built(const struct kc_node *section, const char *name,
 
 /* --- contracts (chain provider) ---------------------------------------- */
 
+/* The chain kinds (resources/chain): the KMS proxy, its allowlists, the
+ * apps and theirs. Addresses are kind.name, so the single KMS contract is
+ * chain.kms.main (and its gateway setting chain.kms_gateway_app_id.main);
+ * allowlist entries are named by their 0x hash (lowercase). Hash sources are
+ * read here, at plan time, so that the addresses are known. */
+#define CONTRACTS_KMS          "chain.kms.main"
+#define CONTRACTS_MAX_HASHFILE (64u << 10)
+
+static int node_fail(const struct kc_node *n, struct kc_err *err, int code,
+                     const char *fmt, ...) KC_PRINTF(4, 5);
+
+static int node_fail(const struct kc_node *n, struct kc_err *err, int code,
+                     const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return kc_err_set(err, code, "%s:%d:%d: %s", n->pos.file, n->pos.line,
+                      n->pos.col, msg);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes N bytes of hex from S ("0x" optional, surrounding whitespace
+ * ignored). */
+static bool unhex(const char *s, uint8_t *out, size_t n)
+{
+    size_t len;
+
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+        s += 2;
+    len = strlen(s);
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' ||
+                       s[len - 1] == '\n' || s[len - 1] == '\r'))
+        len--;
+    if (len != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval((unsigned char)s[2 * i]);
+        int lo = hexval((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+static void hash_str(const uint8_t h[32], char out[67])
+{
+    static const char digits[] = "0123456789abcdef";
+
+    out[0] = '0';
+    out[1] = 'x';
+    for (int i = 0; i < 32; i++) {
+        out[2 + 2 * i] = digits[h[i] >> 4];
+        out[3 + 2 * i] = digits[h[i] & 15];
+    }
+    out[66] = '\0';
+}
+
+static const char *scalar(const struct kc_node *n)
+{
+    return n && n->type == KC_NODE_SCALAR ? n->str : NULL;
+}
+
+/* An OS image's auth_hash.txt from the search paths: every kms_vms entry's
+ * image_search_paths, then contracts.image_search_paths. */
+static int image_hash(struct kc_expand *ex, const struct kc_node *section,
+                      const struct kc_node *where, const char *image,
+                      uint8_t out[32], struct kc_err *err)
+{
+    const struct kc_node *vms = kc_node_get(ex->doc->root, "kms_vms");
+    const struct kc_node *lists[64];
+    size_t nlists = 0;
+    struct kc_buf tried = { 0 };
+    int ret;
+
+    if (strchr(image, '/') || strcmp(image, "..") == 0 ||
+        strcmp(image, ".") == 0)
+        return node_fail(where, err, KC_EINVAL,
+                         "image '%s': a name, not a path", image);
+    for (size_t i = 0; vms && vms->type == KC_NODE_MAP && i < vms->n &&
+                       nlists < KC_ARRAY_SIZE(lists) - 1;
+         i++) {
+        const struct kc_node *p =
+            kc_node_get(vms->pairs[i].val, "image_search_paths");
+        if (p && p->type == KC_NODE_SEQ)
+            lists[nlists++] = p;
+    }
+    if (kc_node_get(section, "image_search_paths"))
+        lists[nlists++] = kc_node_get(section, "image_search_paths");
+    for (size_t l = 0; l < nlists; l++) {
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            const char *dir = scalar(lists[l]->items[i]);
+            char *base, *path, *text = NULL;
+            size_t len = 0;
+            struct kc_err ferr = { 0 };
+            if (!dir)
+                continue;
+            base = kc_file_resolve(ex->doc->dir, dir);
+            path = kc_xasprintf("%s/%s/auth_hash.txt", base, image);
+            kc_buf_addf(&tried, "%s%s", tried.len ? ", " : "", path);
+            ret =
+                kc_file_read(path, CONTRACTS_MAX_HASHFILE, &text, &len, &ferr);
+            free(base);
+            if (ret == KC_ENOENT || (ret < 0 && ferr.code == KC_ENOENT)) {
+                free(path);
+                continue;
+            }
+            if (ret < 0) {
+                ret = node_fail(where, err, ret, "image '%s': %s", image,
+                                ferr.msg);
+            } else if (!unhex(text, out, 32)) {
+                ret = node_fail(where, err, KC_EINVAL,
+                                "image '%s': '%s' does not hold a 32-byte "
+                                "hex hash",
+                                image, path);
+            }
+            free(text);
+            free(path);
+            kc_buf_release(&tried);
+            return ret;
+        }
+    }
+    ret = node_fail(where, err, KC_ENOENT,
+                    "image '%s': no auth_hash.txt in the image search paths "
+                    "(looked for %s)",
+                    image, tried.len ? kc_buf_str(&tried) : "no search path");
+    kc_buf_release(&tried);
+    return ret;
+}
+
+/* sha256(PCR0 || PCR1 || PCR2) of `nitro-cli build-enclave` output. */
+static int nitro_hash(struct kc_expand *ex, const struct kc_node *where,
+                      const char *file, uint8_t out[32], bool *all_zero,
+                      struct kc_err *err)
+{
+    char *path = kc_file_resolve(ex->doc->dir, file);
+    char *text = NULL;
+    size_t len = 0;
+    struct json_object *root = NULL;
+    struct kc_err ferr = { 0 };
+    uint8_t pcrs[3][48];
+    unsigned int hlen = 0;
+    int ret;
+
+    ret = kc_file_read(path, CONTRACTS_MAX_HASHFILE, &text, &len, &ferr);
+    if (ret == 0)
+        ret = kc_json_parse(text, len, path, &root, &ferr);
+    for (int i = 0; ret == 0 && i < 3; i++) {
+        char key[32];
+        const char *hex;
+        snprintf(key, sizeof(key), "Measurements.PCR%d", i);
+        ret = kc_json_get_str(root, key, &hex, &ferr);
+        if (ret == 0 && !unhex(hex, pcrs[i], 48))
+            ret = kc_err_set(&ferr, KC_EINVAL, "%s: %s is not 48 bytes of hex",
+                             path, key);
+    }
+    if (ret == 0) {
+        *all_zero = true;
+        for (int i = 0; i < 3; i++)
+            for (int b = 0; b < 48; b++)
+                *all_zero &= pcrs[i][b] == 0;
+        if (*all_zero) {
+            /* Debug-mode enclaves: the hash is 32 zero bytes
+             * (reference/dstack.md section 4.6). */
+            memset(out, 0, 32);
+        } else if (!EVP_Digest(pcrs, sizeof(pcrs), out, &hlen, EVP_sha256(),
+                               NULL) ||
+                   hlen != 32) {
+            ret = kc_err_from_ssl(&ferr, "sha256");
+        }
+    }
+    if (ret < 0)
+        ret = node_fail(where, err, ret, "nitro_measurements: %s", ferr.msg);
+    json_object_put(root);
+    free(text);
+    free(path);
+    return ret;
+}
+
+/* The 32-byte hash of a hash source node (literal, {hash}, {image},
+ * {nitro_measurements}); the all-zero hash only with allow_zero: true. */
+static int hash_source(struct kc_expand *ex, const struct kc_node *section,
+                       const struct kc_node *n, uint8_t out[32],
+                       struct kc_err *err)
+{
+    const struct kc_node *v;
+    bool allow_zero = false, zero = true;
+    int ret = 0;
+
+    if (n->type == KC_NODE_SCALAR) {
+        if (strstr(n->str, "${"))
+            return node_fail(n, err, KC_EINVAL,
+                             "hashes are read at plan time: references "
+                             "are not supported here");
+        if (!unhex(n->str, out, 32))
+            return node_fail(n, err, KC_EINVAL,
+                             "expected a 0x hash of 64 hex digits");
+    } else if (n->type == KC_NODE_MAP) {
+        v = kc_node_get(n, "allow_zero");
+        if (v && !kc_node_scalar_bool(v, &allow_zero))
+            return node_fail(v, err, KC_EINVAL,
+                             "allow_zero: expected a "
+                             "boolean");
+        if ((v = kc_node_get(n, "hash")) != NULL) {
+            if (!scalar(v) || !unhex(v->str, out, 32))
+                return node_fail(v, err, KC_EINVAL,
+                                 "expected a 0x hash of 64 hex digits");
+        } else if ((v = kc_node_get(n, "image")) != NULL && scalar(v)) {
+            ret = image_hash(ex, section, v, v->str, out, err);
+        } else if ((v = kc_node_get(n, "nitro_measurements")) != NULL &&
+                   scalar(v)) {
+            bool pcr_zero = false;
+            ret = nitro_hash(ex, v, v->str, out, &pcr_zero, err);
+        } else {
+            return node_fail(n, err, KC_EINVAL,
+                             "expected hash, image or nitro_measurements");
+        }
+    } else {
+        return node_fail(n, err, KC_EINVAL, "expected a hash source");
+    }
+    if (ret < 0)
+        return ret;
+    for (int i = 0; i < 32; i++)
+        zero &= out[i] == 0;
+    if (zero && !allow_zero)
+        return node_fail(n, err, KC_EPERM,
+                         "the all-zero hash (a demo or debug-mode value) is "
+                         "refused; say allow_zero: true if you mean it");
+    return 0;
+}
+
+/* One allowlist resource per entry of LIST: KIND.<prefix><hash> with FIELD
+ * = the hash and PARENT_FIELD = output address of PARENT. */
+static int expand_hashes(struct kc_expand *ex, const struct kc_node *section,
+                         const struct kc_node *list, const char *kind,
+                         const char *prefix, const char *field,
+                         const char *parent_field, const char *parent,
+                         struct kc_resource *unmanaged, const char *category,
+                         struct kc_value *managed, struct kc_err *err)
+{
+    for (size_t i = 0; list && list->type == KC_NODE_SEQ && i < list->n; i++) {
+        const struct kc_node *item = list->items[i];
+        struct kc_resource *res;
+        uint8_t h[32];
+        char hs[67], *name;
+        int ret = hash_source(ex, section, item, h, err);
+
+        if (ret < 0)
+            return ret;
+        hash_str(h, hs);
+        name = kc_xasprintf("%s%s", prefix, hs);
+        ret = kc_expand_add(ex, kind, name, item, &res, err);
+        free(name);
+        if (ret < 0)
+            return ret;
+        kc_expand_set_value(res, field, kc_value_new_str(hs));
+        kc_expand_set_ref(res, parent_field, parent, "address");
+        /* The unmanaged-entry scan knows the entries and runs after them. */
+        kc_expand_depends_on(unmanaged, res->address);
+        name = kc_xasprintf("%s:%s", category, hs);
+        kc_value_list_push(managed, kc_value_new_str(name));
+        free(name);
+    }
+    return 0;
+}
+
+/* The resource that finds entries of CONTRACT (an address) on chain that
+ * the manifest does not list; PRUNE is the section's prune node. */
+static int add_unmanaged(struct kc_expand *ex, const char *kind,
+                         const char *name, const char *contract,
+                         const struct kc_node *prune,
+                         const struct kc_node *where, struct kc_resource **out,
+                         struct kc_err *err)
+{
+    int ret = kc_expand_add(ex, kind, name, where, out, err);
+
+    if (ret < 0)
+        return ret;
+    kc_expand_set_ref(*out, "contract", contract, "address");
+    kc_expand_set_value(*out, "entries", kc_value_new_list());
+    if (prune)
+        kc_expand_set_node(ex, *out, "prune", prune, err);
+    return 0;
+}
+
 static int expand_contracts(struct kc_expand *ex, const struct kc_node *section,
                             struct kc_err *err)
 {
-    (void)ex;
-    return not_built(section, "contracts", "chain", err);
+    const struct kc_node *kms = kc_node_get(section, "kms");
+    const struct kc_node *art = kc_node_get(section, "artifacts");
+    const struct kc_node *allow = kc_node_get(section, "kms_allowlist");
+    const struct kc_node *gw = kc_node_get(section, "gateway_app_id");
+    const struct kc_node *apps = kc_node_get(section, "apps");
+    struct kc_resource *res, *um = NULL;
+    struct kc_value *managed;
+    int ret;
+
+    if (section->type != KC_NODE_MAP)
+        return node_fail(section, err, KC_EINVAL, "contracts: expected a map");
+    ret =
+        kc_expand_add(ex, "chain.kms", "main", kms ? kms : section, &res, err);
+    if (ret < 0)
+        return ret;
+    if (scalar(art) && !strstr(art->str, "${")) {
+        char *dir = kc_file_resolve(ex->doc->dir, art->str);
+        kc_expand_set_value(res, "artifacts", kc_value_new_str(dir));
+        free(dir);
+    } else if (art)
+        kc_expand_set_node(ex, res, "artifacts", art, err);
+    if (kms && kms->type == KC_NODE_MAP) {
+        kc_expand_set_node(ex, res, "address", kc_node_get(kms, "address"),
+                           err);
+        kc_expand_set_node(ex, res, "app_implementation",
+                           kc_node_get(kms, "app_implementation"), err);
+    }
+    kc_expand_alias(ex, "contracts.kms", CONTRACTS_KMS);
+    ret = add_unmanaged(ex, "chain.kms_unmanaged", "main", CONTRACTS_KMS,
+                        kc_node_get(section, "prune"), section, &um, err);
+    managed = kc_value_new_list();
+    if (ret == 0)
+        ret = expand_hashes(ex, section, kc_node_get(section, "os_images"),
+                            "chain.kms_os_image", "", "hash", "kms",
+                            CONTRACTS_KMS, um, "os_image", managed, err);
+    if (ret == 0 && allow)
+        ret = expand_hashes(ex, section, kc_node_get(allow, "aggregated_mrs"),
+                            "chain.kms_aggregated_mr", "", "mr", "kms",
+                            CONTRACTS_KMS, um, "aggregated_mr", managed, err);
+    if (ret == 0 && allow)
+        ret = expand_hashes(ex, section, kc_node_get(allow, "device_ids"),
+                            "chain.kms_device", "", "device", "kms",
+                            CONTRACTS_KMS, um, "device", managed, err);
+    if (ret == 0)
+        kc_expand_set_value(um, "managed", managed);
+    else
+        kc_value_free(managed);
+    if (ret < 0)
+        return ret;
+    if (gw) {
+        ret = kc_expand_add(ex, "chain.kms_gateway_app_id", "main", gw, &res,
+                            err);
+        if (ret < 0)
+            return ret;
+        kc_expand_set_node(ex, res, "app_id", gw, err);
+        kc_expand_set_ref(res, "kms", CONTRACTS_KMS, "address");
+    }
+    for (size_t i = 0; apps && apps->type == KC_NODE_MAP && i < apps->n; i++) {
+        const char *name = apps->pairs[i].key->str;
+        const struct kc_node *app = apps->pairs[i].val;
+        char *addr = kc_xasprintf("chain.app.%s", name);
+        char *alias = kc_xasprintf("contracts.apps.%s", name);
+        char *prefix = kc_xasprintf("%s.", name);
+
+        ret = kc_expand_add(ex, "chain.app", name, app, &res, err);
+        if (ret == 0) {
+            kc_expand_set_ref(res, "kms", CONTRACTS_KMS, "address");
+            kc_expand_set_value(res, "registered", kc_value_new_bool(true));
+            kc_expand_set_node(ex, res, "address", kc_node_get(app, "address"),
+                               err);
+            kc_expand_set_node(ex, res, "disable_upgrades",
+                               kc_node_get(app, "disable_upgrades"), err);
+            kc_expand_alias(ex, alias, addr);
+            ret = add_unmanaged(ex, "chain.app_unmanaged", name, addr,
+                                kc_node_get(app, "prune"), app, &um, err);
+        }
+        if (ret == 0 && kc_node_get(app, "allow_any_device")) {
+            ret =
+                kc_expand_add(ex, "chain.app_allow_any_device", name,
+                              kc_node_get(app, "allow_any_device"), &res, err);
+            if (ret == 0) {
+                kc_expand_set_ref(res, "app", addr, "address");
+                kc_expand_set_node(ex, res, "allow",
+                                   kc_node_get(app, "allow_any_device"), err);
+            }
+        }
+        managed = kc_value_new_list();
+        if (ret == 0)
+            ret = expand_hashes(ex, section, kc_node_get(app, "compose_hashes"),
+                                "chain.app_compose_hash", prefix, "hash", "app",
+                                addr, um, "compose_hash", managed, err);
+        if (ret == 0)
+            ret = expand_hashes(ex, section, kc_node_get(app, "devices"),
+                                "chain.app_device", prefix, "device", "app",
+                                addr, um, "device", managed, err);
+        if (ret == 0)
+            kc_expand_set_value(um, "managed", managed);
+        else
+            kc_value_free(managed);
+        free(addr);
+        free(alias);
+        free(prefix);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
 }
 
 /* --- kms_vms (gcp provider, with the dstack kinds it needs) ------------ */
 
+/* Per KMS VM <n> (reference dstack.md §5.2; the resources/gcp kinds say how
+ * each kind works):
+ *   gcp.os_image.<n>        data source: the local OS image (disk, hash)
+ *   gcp.image.<os-image>    boot image (UEFI_COMPATIBLE, TDX_CAPABLE,
+ *                           GVNIC), shared by the VMs of that OS image
+ *   gcp.image.dstack-data-disk  the data-disk image (GVNIC), made once
+ *   gcp.image.<n>-shared    the shared disk (compose, configs), GVNIC
+ *   gcp.disk.<n>-data       the data disk, kept when the VM goes
+ *   gcp.instance.<n>        the TDX VM; `${kms_vms.<n>.external_ip}`
+ *   gcp.firewall.<n>-<allow|deny>-<proto>-<port>  one per firewall entry
+ * Data-disk size, boot disk size and the default machine type follow
+ * dstack-cloud (20 GB, 10 GB, c3-standard-4). */
+#define GCP_DATA_IMAGE      "dstack-data-disk"
+#define GCP_DATA_IMAGE_SIZE "gpt:10485760" /* dstack-cloud: 10 MiB sparse */
+
+static struct kc_value *str_list(const char *a, const char *b, const char *c)
+{
+    struct kc_value *l = kc_value_new_list();
+
+    if (a)
+        kc_value_list_push(l, kc_value_new_str(a));
+    if (b)
+        kc_value_list_push(l, kc_value_new_str(b));
+    if (c)
+        kc_value_list_push(l, kc_value_new_str(c));
+    return l;
+}
+
+static int vm_firewalls(struct kc_expand *ex, const char *name,
+                        const struct kc_node *vm, struct kc_err *err)
+{
+    const struct kc_node *fw = kc_node_get(vm, "firewall");
+    char tag[128];
+    int ret = 0;
+
+    kc_snprintf(tag, sizeof(tag), "fw-%s", name);
+    for (size_t i = 0; fw && fw->type == KC_NODE_SEQ && i < fw->n; i++) {
+        const struct kc_node *e = fw->items[i];
+        const char *port = scalar(kc_node_get(e, "port"));
+        const char *proto = scalar(kc_node_get(e, "protocol"));
+        const char *action = scalar(kc_node_get(e, "action"));
+        const struct kc_node *sr = kc_node_get(e, "source_ranges");
+        struct kc_resource *r;
+        char *rname, *desc;
+
+        if (!port)
+            continue; /* the schema requires it */
+        proto = proto ? proto : "tcp";
+        action = action ? action : "allow";
+        rname = kc_xasprintf("%s-%s-%s-%s", name, action, proto, port);
+        ret = kc_expand_add(ex, "gcp.firewall", rname, e, &r, err);
+        free(rname);
+        if (ret < 0)
+            return ret;
+        kc_expand_set_value(r, "network", kc_value_new_str("default"));
+        if (kc_node_get(vm, "network"))
+            ret = kc_expand_set_node(ex, r, "network",
+                                     kc_node_get(vm, "network"), err);
+        kc_expand_set_value(r, "protocol", kc_value_new_str(proto));
+        kc_expand_set_node(ex, r, "port", kc_node_get(e, "port"), err);
+        kc_expand_set_value(r, "action", kc_value_new_str(action));
+        kc_expand_set_value(
+            r, "priority",
+            kc_value_new_int(strcmp(action, "deny") == 0 ? 900 : 1000));
+        if (sr)
+            kc_expand_set_node(ex, r, "source_ranges", sr, err);
+        else
+            kc_expand_set_value(r, "source_ranges",
+                                str_list("0.0.0.0/0", NULL, NULL));
+        kc_expand_set_value(r, "target_tag", kc_value_new_str(tag));
+        desc =
+            kc_xasprintf("%s %s port %s for %s",
+                         strcmp(action, "deny") == 0 ? "Deny" : "Allow",
+                         strcmp(proto, "udp") == 0 ? "UDP" : "TCP", port, name);
+        kc_expand_set_value(r, "description", kc_value_new_str(desc));
+        free(desc);
+    }
+    return ret;
+}
+
+static int expand_one_vm(struct kc_expand *ex, const char *name,
+                         const struct kc_node *vm, struct kc_err *err)
+{
+    const struct kc_doc *doc = kc_expand_document(ex);
+    const struct kc_node *gcp =
+        kc_node_get(kc_node_get(doc->root, "providers"), "gcp");
+    const struct kc_node *zone = kc_node_get(vm, "zone");
+    const char *os = scalar(kc_node_get(vm, "os_image"));
+    struct kc_resource *osr, *boot, *data, *shared, *disk, *inst;
+    char *a_os, *bname, *a_boot, *sname, *a_shared, *dname, *a_disk, *a_vm;
+    struct kc_value *tags;
+    const struct kc_node *extra;
+    int ret;
+
+    if (!zone)
+        zone = kc_node_get(gcp, "zone");
+    if (!os)
+        return kc_err_set(err, KC_EINVAL, "kms_vms.%s.os_image: missing", name);
+    a_os = kc_xasprintf("gcp.os_image.%s", name);
+    bname = kc_xstrdup(os);
+    for (char *p = bname; *p; p++)
+        if (*p == '.' || *p == '_')
+            *p = '-';
+    a_boot = kc_xasprintf("gcp.image.%s", bname);
+    sname = kc_xasprintf("%s-shared", name);
+    a_shared = kc_xasprintf("gcp.image.%s", sname);
+    dname = kc_xasprintf("%s-data", name);
+    a_disk = kc_xasprintf("gcp.disk.%s", dname);
+    a_vm = kc_xasprintf("gcp.instance.%s", name);
+
+    /* The OS image on the local disk. */
+    ret = kc_expand_add(ex, "gcp.os_image", name, vm, &osr, err);
+    if (ret < 0)
+        goto out;
+    kc_expand_set_node(ex, osr, "name", kc_node_get(vm, "os_image"), err);
+    if (kc_node_get(vm, "image_search_paths"))
+        kc_expand_set_node(ex, osr, "search_paths",
+                           kc_node_get(vm, "image_search_paths"), err);
+    if (doc->dir)
+        kc_expand_set_value(osr, "base_dir", kc_value_new_str(doc->dir));
+
+    /* The boot image, shared by every VM of this OS image. */
+    if (!kc_expand_find(ex, a_boot)) {
+        ret = kc_expand_add(ex, "gcp.image", bname, vm, &boot, err);
+        if (ret < 0)
+            goto out;
+        kc_expand_set_ref(boot, "disk", a_os, "disk");
+        kc_expand_set_ref(boot, "digest", a_os, "digest");
+        kc_expand_set_value(
+            boot, "guest_os_features",
+            str_list("UEFI_COMPATIBLE", "TDX_CAPABLE", "GVNIC"));
+    }
+    /* The data-disk image, made once, shared. */
+    if (!kc_expand_find(ex, "gcp.image." GCP_DATA_IMAGE)) {
+        ret = kc_expand_add(ex, "gcp.image", GCP_DATA_IMAGE, vm, &data, err);
+        if (ret < 0)
+            goto out;
+        kc_expand_set_value(data, "generate",
+                            kc_value_new_str(GCP_DATA_IMAGE_SIZE));
+        kc_expand_set_value(data, "digest",
+                            kc_value_new_str("gpt-10m-dstack-data"));
+        kc_expand_set_value(data, "guest_os_features",
+                            str_list("GVNIC", NULL, NULL));
+    }
+    /* The shared disk image: rendered at apply time from these inputs. */
+    ret = kc_expand_add(ex, "gcp.image", sname, vm, &shared, err);
+    if (ret < 0)
+        goto out;
+    kc_expand_set_value(shared, "generate", kc_value_new_str("shared"));
+    kc_expand_set_value(shared, "vm_name", kc_value_new_str(name));
+    kc_expand_set_node(ex, shared, "mode", kc_node_get(vm, "mode"), err);
+    kc_expand_set_node(ex, shared, "key_provider",
+                       kc_node_get(vm, "key_provider"), err);
+    kc_expand_set_node(ex, shared, "key_provider_id",
+                       kc_node_get(vm, "key_provider_id"), err);
+    kc_expand_set_node(ex, shared, "compose", kc_node_get(vm, "compose"), err);
+    kc_expand_set_node(ex, shared, "user_config",
+                       kc_node_get(vm, "user_config"), err);
+    kc_expand_set_node(ex, shared, "app_compose",
+                       kc_node_get(vm, "app_compose"), err);
+    kc_expand_set_node(ex, shared, "ports", kc_node_get(vm, "ports"), err);
+    kc_expand_set_ref(shared, "os_image_hash", a_os, "auth_hash");
+    if (kc_expand_find(ex, "chain.kms"))
+        kc_expand_set_ref(shared, "kms_addr", "chain.kms", "address");
+    if (doc->dir)
+        kc_expand_set_value(shared, "base_dir", kc_value_new_str(doc->dir));
+    kc_expand_set_value(shared, "guest_os_features",
+                        str_list("GVNIC", NULL, NULL));
+
+    /* The data disk: its own resource (the KMS's keys live there). */
+    ret = kc_expand_add(ex, "gcp.disk", dname, vm, &disk, err);
+    if (ret < 0)
+        goto out;
+    kc_expand_set_node(ex, disk, "zone", zone, err);
+    if (kc_node_get(vm, "data_size"))
+        kc_expand_set_node(ex, disk, "size_gb", kc_node_get(vm, "data_size"),
+                           err);
+    else
+        kc_expand_set_value(disk, "size_gb", kc_value_new_int(20));
+    kc_expand_set_value(disk, "type", kc_value_new_str("pd-balanced"));
+    kc_expand_set_ref(disk, "image", "gcp.image." GCP_DATA_IMAGE, "name");
+    if (kc_node_get(vm, "allow_identity_loss"))
+        kc_expand_set_node(ex, disk, "allow_identity_loss",
+                           kc_node_get(vm, "allow_identity_loss"), err);
+
+    /* The VM. */
+    ret = kc_expand_add(ex, "gcp.instance", name, vm, &inst, err);
+    if (ret < 0)
+        goto out;
+    kc_expand_set_node(ex, inst, "zone", zone, err);
+    if (kc_node_get(vm, "machine_type"))
+        kc_expand_set_node(ex, inst, "machine_type",
+                           kc_node_get(vm, "machine_type"), err);
+    else
+        kc_expand_set_value(inst, "machine_type",
+                            kc_value_new_str("c3-standard-4"));
+    kc_expand_set_ref(inst, "boot_image", a_boot, "name");
+    kc_expand_set_ref(inst, "boot_digest", a_boot, "digest");
+    if (kc_node_get(vm, "boot_disk_size"))
+        kc_expand_set_node(ex, inst, "boot_disk_size_gb",
+                           kc_node_get(vm, "boot_disk_size"), err);
+    else
+        kc_expand_set_value(inst, "boot_disk_size_gb", kc_value_new_int(10));
+    kc_expand_set_ref(inst, "data_disk", a_disk, "name");
+    kc_expand_set_ref(inst, "shared_image", a_shared, "name");
+    kc_expand_set_ref(inst, "shared_digest", a_shared, "digest");
+    if (kc_node_get(vm, "network"))
+        kc_expand_set_node(ex, inst, "network", kc_node_get(vm, "network"),
+                           err);
+    else
+        kc_expand_set_value(inst, "network", kc_value_new_str("default"));
+    kc_expand_set_node(ex, inst, "subnet", kc_node_get(vm, "subnet"), err);
+    kc_expand_set_node(ex, inst, "service_account",
+                       kc_node_get(vm, "service_account"), err);
+    kc_expand_set_node(ex, inst, "scopes", kc_node_get(vm, "scopes"), err);
+    /* Tags: fw-<name> always (the firewall rules target it), then the
+     * manifest's literal ones. */
+    tags = kc_value_new_list();
+    {
+        char *t = kc_xasprintf("fw-%s", name);
+
+        kc_value_list_push(tags, kc_value_new_str(t));
+        free(t);
+    }
+    extra = kc_node_get(vm, "tags");
+    for (size_t i = 0; extra && extra->type == KC_NODE_SEQ && i < extra->n; i++)
+        if (scalar(extra->items[i]))
+            kc_value_list_push(tags, kc_value_new_str(extra->items[i]->str));
+    kc_expand_set_value(inst, "tags", tags);
+    if (kc_node_get(vm, "labels"))
+        kc_expand_set_node(ex, inst, "labels", kc_node_get(vm, "labels"), err);
+    else
+        kc_expand_set_value(inst, "labels", kc_value_new_map());
+    kc_expand_set_value(inst, "running", kc_value_new_bool(true));
+    if (kc_node_get(vm, "allow_identity_loss"))
+        kc_expand_set_node(ex, inst, "allow_identity_loss",
+                           kc_node_get(vm, "allow_identity_loss"), err);
+    {
+        char *prefix = kc_xasprintf("kms_vms.%s", name);
+
+        kc_expand_alias(ex, prefix, a_vm);
+        free(prefix);
+    }
+    ret = vm_firewalls(ex, name, vm, err);
+out:
+    free(a_os);
+    free(bname);
+    free(a_boot);
+    free(sname);
+    free(a_shared);
+    free(dname);
+    free(a_disk);
+    free(a_vm);
+    return ret;
+}
+
 static int expand_kms_vms(struct kc_expand *ex, const struct kc_node *section,
                           struct kc_err *err)
 {
-    (void)ex;
-    return not_built(section, "kms_vms", "gcp", err);
+    int ret = 0;
+
+    if (section->type != KC_NODE_MAP)
+        return kc_err_set(err, KC_EINVAL, "%s:%d:%d: kms_vms: expected a map",
+                          section->pos.file, section->pos.line,
+                          section->pos.col);
+    for (size_t i = 0; i < section->n && ret == 0; i++)
+        ret = expand_one_vm(ex, section->pairs[i].key->str,
+                            section->pairs[i].val, err);
+    return ret;
 }
 
 /* --- nitro_hosts (aws provider) ----------------------------------------- */
@@ -71,21 +744,6 @@ static const struct {
     { "r7a", 8192 },  { "r7i", 8192 },
 };
 
-static int at(const struct kc_node *n, struct kc_err *err, int code,
-              const char *fmt, ...) KC_PRINTF(4, 5);
-static int at(const struct kc_node *n, struct kc_err *err, int code,
-              const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return kc_err_set(err, code, "%s:%d:%d: %s", n->pos.file, n->pos.line,
-                      n->pos.col, msg);
-}
-
 /* The host's instance type and enclave settings against the Nitro rules:
  * whole cores for the enclave (2 vCPUs each on these SMT families), at least
  * one core (2 vCPUs) and 1 GiB left to the parent (dstack.md §7, "E22 CPU
@@ -104,27 +762,29 @@ static int nitro_validate(const char *host, const struct kc_node *h,
 
     if (!type || type->type != KC_NODE_SCALAR || !cpu || !mem ||
         !kc_node_scalar_int(cpu, &cpus) || !kc_node_scalar_int(mem, &mib))
-        return at(h, err, KC_EINVAL,
-                  "nitro_hosts.%s: instance_type, enclave.cpu_count and "
-                  "enclave.memory_mib are required",
-                  host);
+        return node_fail(h, err, KC_EINVAL,
+                         "nitro_hosts.%s: instance_type, enclave.cpu_count and "
+                         "enclave.memory_mib are required",
+                         host);
     dot = strchr(type->str, '.');
     if (!dot || (size_t)(dot - type->str) >= sizeof(family))
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: '%s' is not an instance "
-                  "type",
-                  host, type->str);
+        return node_fail(
+            type, err, KC_EINVAL,
+            "nitro_hosts.%s.instance_type: '%s' is not an instance "
+            "type",
+            host, type->str);
     memcpy(family, type->str, (size_t)(dot - type->str));
     family[dot - type->str] = '\0';
     for (size_t i = 0; i < KC_ARRAY_SIZE(nitro_families); i++)
         if (strcmp(nitro_families[i].family, family) == 0)
             per = nitro_families[i].mib_per_vcpu;
     if (!per)
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: family '%s' does not "
-                  "support Nitro Enclaves (use an Intel or AMD C5/C6/C7, "
-                  "M5/M6/M7 or R5/R6/R7 type such as c5.xlarge)",
-                  host, family);
+        return node_fail(
+            type, err, KC_EINVAL,
+            "nitro_hosts.%s.instance_type: family '%s' does not "
+            "support Nitro Enclaves (use an Intel or AMD C5/C6/C7, "
+            "M5/M6/M7 or R5/R6/R7 type such as c5.xlarge)",
+            host, family);
     size = dot + 1;
     if (strcmp(size, "large") == 0) {
         vcpus = 2;
@@ -138,31 +798,32 @@ static int nitro_validate(const char *host, const struct kc_node *h,
         vcpus = strcmp(check, size) == 0 ? 4 * mult : 0;
     }
     if (!vcpus)
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: size '%s' is not one "
-                  "kmsctl knows (large, xlarge, <n>xlarge; no metal)",
-                  host, size);
+        return node_fail(type, err, KC_EINVAL,
+                         "nitro_hosts.%s.instance_type: size '%s' is not one "
+                         "kmsctl knows (large, xlarge, <n>xlarge; no metal)",
+                         host, size);
     if (vcpus < 4)
-        return at(type, err, KC_EINVAL,
-                  "nitro_hosts.%s.instance_type: %s has %" PRId64
-                  " vCPUs; a Nitro Enclaves parent needs at least 4",
-                  host, type->str, vcpus);
+        return node_fail(type, err, KC_EINVAL,
+                         "nitro_hosts.%s.instance_type: %s has %" PRId64
+                         " vCPUs; a Nitro Enclaves parent needs at least 4",
+                         host, type->str, vcpus);
     if (cpus % 2)
-        return at(cpu, err, KC_EINVAL,
-                  "nitro_hosts.%s.enclave.cpu_count: %" PRId64
-                  " is odd; enclaves get whole cores (2 vCPUs each)",
-                  host, cpus);
+        return node_fail(cpu, err, KC_EINVAL,
+                         "nitro_hosts.%s.enclave.cpu_count: %" PRId64
+                         " is odd; enclaves get whole cores (2 vCPUs each)",
+                         host, cpus);
     if (cpus > vcpus - 2)
-        return at(cpu, err, KC_EINVAL,
-                  "nitro_hosts.%s.enclave.cpu_count: %" PRId64
-                  " leaves the host fewer than 2 of the %" PRId64
-                  " vCPUs of %s (at most %" PRId64 ")",
-                  host, cpus, vcpus, type->str, vcpus - 2);
+        return node_fail(cpu, err, KC_EINVAL,
+                         "nitro_hosts.%s.enclave.cpu_count: %" PRId64
+                         " leaves the host fewer than 2 of the %" PRId64
+                         " vCPUs of %s (at most %" PRId64 ")",
+                         host, cpus, vcpus, type->str, vcpus - 2);
     if (kc_node_get(h, "vpc_id") && !kc_node_get(h, "subnet_id"))
-        return at(kc_node_get(h, "vpc_id"), err, KC_EINVAL,
-                  "nitro_hosts.%s.vpc_id: give subnet_id too (a subnet of "
-                  "that VPC); without vpc_id the default VPC is used",
-                  host);
+        return node_fail(
+            kc_node_get(h, "vpc_id"), err, KC_EINVAL,
+            "nitro_hosts.%s.vpc_id: give subnet_id too (a subnet of "
+            "that VPC); without vpc_id the default VPC is used",
+            host);
     {
         const struct kc_node *ssh = kc_node_get(h, "ssh");
         const struct kc_node *from = ssh ? kc_node_get(ssh, "from") : NULL;
@@ -171,17 +832,18 @@ static int nitro_validate(const char *host, const struct kc_node *h,
              i++)
             if (from->items[i]->type == KC_NODE_SCALAR &&
                 strchr(from->items[i]->str, ':'))
-                return at(from->items[i], err, KC_ENOTSUP,
-                          "nitro_hosts.%s.ssh.from[%zu]: IPv6 ranges are "
-                          "not supported yet (IPv4 CIDRs only)",
-                          host, i);
+                return node_fail(
+                    from->items[i], err, KC_ENOTSUP,
+                    "nitro_hosts.%s.ssh.from[%zu]: IPv6 ranges are "
+                    "not supported yet (IPv4 CIDRs only)",
+                    host, i);
     }
     if (mib > vcpus * per - 1024)
-        return at(mem, err, KC_EINVAL,
-                  "nitro_hosts.%s.enclave.memory_mib: %" PRId64
-                  " leaves the host less than 1 GiB of the %" PRId64
-                  " MiB of %s (at most %" PRId64 ")",
-                  host, mib, vcpus * per, type->str, vcpus * per - 1024);
+        return node_fail(mem, err, KC_EINVAL,
+                         "nitro_hosts.%s.enclave.memory_mib: %" PRId64
+                         " leaves the host less than 1 GiB of the %" PRId64
+                         " MiB of %s (at most %" PRId64 ")",
+                         host, mib, vcpus * per, type->str, vcpus * per - 1024);
     return 0;
 }
 
@@ -225,7 +887,7 @@ static int nitro_key_pair(struct kc_expand *ex, const struct kc_node *ssh,
     int ret;
 
     if (!name || name->type != KC_NODE_SCALAR)
-        return at(ssh, err, KC_EINVAL, "ssh.key_name is required");
+        return node_fail(ssh, err, KC_EINVAL, "ssh.key_name is required");
     addr = kc_xasprintf("aws.key_pair.%s", name->str);
     if (kc_expand_find(ex, addr)) {
         free(addr); /* shared by several hosts */
@@ -233,9 +895,10 @@ static int nitro_key_pair(struct kc_expand *ex, const struct kc_node *ssh,
     }
     if (!pub && !priv) {
         free(addr);
-        return at(ssh, err, KC_EINVAL,
-                  "ssh needs public_key (a file to import, recommended) or "
-                  "private_key_file (where a new key is written)");
+        return node_fail(
+            ssh, err, KC_EINVAL,
+            "ssh needs public_key (a file to import, recommended) or "
+            "private_key_file (where a new key is written)");
     }
     ret = kc_expand_add(ex, "aws.key_pair", name->str, ssh, &res, err);
     if (ret < 0)
@@ -248,16 +911,17 @@ static int nitro_key_pair(struct kc_expand *ex, const struct kc_node *ssh,
         ret = kc_file_read(path, 16384, &text, &len, err);
         free(path);
         if (ret < 0) {
-            at(pub, err, ret, "ssh.public_key: %s", err->msg);
+            node_fail(pub, err, ret, "ssh.public_key: %s", err->msg);
             goto out;
         }
         while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
             text[--len] = '\0';
         if (strncmp(text, "ssh-ed25519 ", 12) != 0 &&
             strncmp(text, "ssh-rsa ", 8) != 0) {
-            ret = at(pub, err, KC_EINVAL,
-                     "ssh.public_key: not an OpenSSH ssh-ed25519 or ssh-rsa "
-                     "public key");
+            ret = node_fail(
+                pub, err, KC_EINVAL,
+                "ssh.public_key: not an OpenSSH ssh-ed25519 or ssh-rsa "
+                "public key");
             goto out;
         }
         kc_expand_set_value(res, "public_key", kc_value_new_str(text));
@@ -400,7 +1064,8 @@ static int expand_nitro_hosts(struct kc_expand *ex,
                               const struct kc_node *section, struct kc_err *err)
 {
     if (section->type != KC_NODE_MAP)
-        return at(section, err, KC_EINVAL, "nitro_hosts: expected a map");
+        return node_fail(section, err, KC_EINVAL,
+                         "nitro_hosts: expected a map");
     for (size_t i = 0; i < section->n; i++) {
         int ret = nitro_host(ex, section->pairs[i].key->str,
                              section->pairs[i].val, err);

@@ -57,6 +57,9 @@ void kc_plan_free(struct kc_plan *plan)
         free(plan->unmanaged[i].id);
     }
     free(plan->unmanaged);
+    for (size_t i = 0; i < plan->ntargets; i++)
+        free(plan->targets[i]);
+    free(plan->targets);
     kc_graph_free(plan->graph);
     free(plan->lineage);
     free(plan->deployment);
@@ -367,6 +370,13 @@ struct json_object *kc_plan_to_json(const struct kc_plan *plan)
     add_str(root, "manifest_digest", plan->manifest_digest);
     json_object_object_add(root, "destroy",
                            json_object_new_boolean(plan->destroy));
+    {
+        struct json_object *tg = json_object_new_array();
+
+        for (size_t i = 0; i < plan->ntargets; i++)
+            json_object_array_add(tg, json_object_new_string(plan->targets[i]));
+        json_object_object_add(root, "targets", tg);
+    }
     for (size_t i = 0; i < plan->n; i++) {
         const struct kc_plan_item *it = &plan->items[i];
         struct json_object *r, *ch, *w;
@@ -568,6 +578,44 @@ static void render_value(struct kc_buf *out, const struct kc_value *v,
     free(s);
 }
 
+static bool is_map(const struct kc_value *v)
+{
+    return v && v->type == KC_VALUE_MAP;
+}
+
+/* A map that changed, one line per key that differs ("labels.env: "a" →
+ * "b""), the field's notes on the last line. */
+static void render_map_change(struct kc_buf *out, const char *field,
+                              const struct kc_value *before,
+                              const struct kc_value *after)
+{
+    bool first = true;
+
+    for (int pass = 0; pass < 2; pass++) {
+        const struct kc_value *m = pass ? before : after;
+
+        for (size_t i = 0; i < kc_value_map_len(m); i++) {
+            const char *k = kc_value_map_key(m, i);
+            const struct kc_value *b = kc_value_map_get(before, k);
+            const struct kc_value *a = kc_value_map_get(after, k);
+
+            /* Keys of AFTER on the first pass, keys only in BEFORE on the
+             * second. */
+            if ((pass && a) || (a && b && kc_value_equal(a, b)))
+                continue;
+            if (!first)
+                kc_buf_addch(out, '\n');
+            first = false;
+            kc_buf_addf(out, "    %s.%s: ", field, k);
+            render_value(out, b, kc_value_is_sensitive(b));
+            kc_buf_addstr(out, " → ");
+            render_value(out, a, kc_value_is_sensitive(a));
+        }
+    }
+    if (first) /* equal maps (e.g. only an unknown inside): whole values */
+        kc_buf_addf(out, "    %s: (changed)", field);
+}
+
 static const char *verb_of(const struct kc_plan_item *it)
 {
     if (it->action == KC_ACTION_DELETE && it->type &&
@@ -600,12 +648,17 @@ void kc_plan_render(const struct kc_plan *plan, bool color, struct kc_buf *out)
 
             if (!pc->differs)
                 continue;
-            kc_buf_addf(out, "    %s: ", pc->field);
-            if (it->action != KC_ACTION_CREATE) {
-                render_value(out, pc->before, pc->sensitive);
-                kc_buf_addstr(out, " → ");
+            if (it->action != KC_ACTION_CREATE && !pc->sensitive &&
+                is_map(pc->before) && is_map(pc->after)) {
+                render_map_change(out, pc->field, pc->before, pc->after);
+            } else {
+                kc_buf_addf(out, "    %s: ", pc->field);
+                if (it->action != KC_ACTION_CREATE) {
+                    render_value(out, pc->before, pc->sensitive);
+                    kc_buf_addstr(out, " → ");
+                }
+                render_value(out, pc->after, pc->sensitive);
             }
-            render_value(out, pc->after, pc->sensitive);
             if (pc->force_new && it->action == KC_ACTION_REPLACE)
                 kc_buf_addstr(out, " (forces replacement)");
             if (pc->cause == KC_CAUSE_EXTERNAL)

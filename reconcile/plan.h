@@ -81,6 +81,7 @@ struct kc_plan_item {
     enum kc_item_state st;
     bool released;  /* apply: done, its record being written: dependents
                        may start */
+    bool forgotten; /* apply: removed from the state without a call */
     char *error;    /* failure message */
     double elapsed; /* seconds */
     struct kc_op *op;
@@ -95,6 +96,8 @@ struct kc_plan {
     char *lineage;
     int64_t serial; /* of the state the plan was made from */
     char *deployment;
+    char **targets; /* --target addresses the plan was limited to */
+    size_t ntargets;
     char *manifest;        /* path, or NULL */
     char *manifest_digest; /* "sha256:<hex>" of the file, or NULL */
     /* Objects carrying the deployment's label that are in neither the

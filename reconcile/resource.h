@@ -42,7 +42,12 @@
  *                the state (NULL when never created: find it by its
  *                deterministic name or ownership labels). Observe never
  *                mutates anything (drift runs only observe and read).
- *                kc_op_desired() may hold UNKNOWN values at observe time.
+ *                Every resource is observed at once, before its
+ *                dependencies are planned: references in kc_op_desired()
+ *                are bound to the dependencies' last known outputs (the
+ *                state's, or their own observe's), or UNKNOWN when none is
+ *                known yet (nothing applied); an observe that cannot find
+ *                its object without such a value reports it absent.
  *   create(op)   Makes the object from kc_op_desired(); sets its id, observed
  *                attributes and outputs. Non-idempotent creates record a
  *                write-ahead intent first (section 4).
@@ -387,7 +392,8 @@ int kc_op_generated_put(struct kc_op *op, const char *key,
 /* Writes the state now, asynchronously; CB(op, status) runs once, later,
  * from the loop, when it is on disk (0) or the write failed (< 0, message in
  * kc_op_err). Returns < 0 when nothing started (CB never called): at
- * observe/read/review (KC_EPERM). */
+ * observe/read/review/list (KC_EPERM), or while another persist of the op is
+ * in flight (KC_EAGAIN). The op must not complete before CB ran. */
 int kc_op_persist(struct kc_op *op, kc_op_cb cb);
 
 /* --- cancellation --- */

@@ -190,8 +190,16 @@ static int write_private_key(const char *path, const char *pem,
         }
         off += (size_t)n;
     }
-    if (fsync(fd) < 0 || close(fd) < 0)
-        return kc_err_from_errno(err, errno, "sync '%s'", path);
+    /* The file is kept when the sync fails: it may hold the only copy of
+     * the private key AWS made. */
+    if (fsync(fd) < 0) {
+        int e = errno;
+
+        close(fd);
+        return kc_err_from_errno(err, e, "sync '%s'", path);
+    }
+    if (close(fd) < 0)
+        return kc_err_from_errno(err, errno, "close '%s'", path);
     return 0;
 }
 

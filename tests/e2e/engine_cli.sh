@@ -158,6 +158,21 @@ run 0 "$K" apply -f m.yaml saved.plan
 [ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = D3 ] ||
     fail "saved plan not applied"
 
+# ... and one limited by --target applies to its targets only.
+sed -i 's/value: "D3"}/value: "D4"}/; s/value: "C"/value: "C2"/' m.yaml
+run 0 "$K" plan -f m.yaml --target fake.thing.c --out t.plan
+has "~ fake.thing.c update" "$out"
+grep -q "fake.identity.d" <<<"$out" && fail "--target shows d: $out"
+[ "$(jq -r '.targets | join(",")' t.plan)" = fake.thing.c ] ||
+    fail "targets not saved"
+run 1 "$K" apply -f m.yaml t.plan --target fake.identity.d
+has "--target differs from the saved plan's" "$errout"
+run 0 "$K" apply -f m.yaml t.plan
+[ "$(jq -r '.objects["fake.thing.c"].attrs.value' world.json)" = C2 ] ||
+    fail "targeted plan not applied"
+[ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = D3 ] ||
+    fail "a resource outside --target was changed"
+
 # --- failure isolation through the CLI -------------------------------------
 reset_world
 rm -rf .kmsctl
@@ -175,6 +190,9 @@ run 0 "$K" apply -f m.yaml --auto-approve --json
 jq -e -s 'map(select(.event=="finished")) | map(.address) | sort ==
           ["fake.thing.b","fake.thing.c"]' <<<"$out" >/dev/null ||
     fail "--json events: $out"
+jq -e -s '.[0].event == "plan" and .[0].plan.summary.create == 2 and
+          .[-1].event == "summary" and .[-1].succeeded == 2' <<<"$out" \
+    >/dev/null || fail "--json plan and summary events: $out"
 
 # --- the lock: a second apply while one runs -------------------------------
 manifest 1500 "  e: {kind: thing, value: E}"

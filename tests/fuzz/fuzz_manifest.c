@@ -1,12 +1,10 @@
-/* tests/fuzz/fuzz_manifest.c: libFuzzer target for the manifest loader and
- * interpolation (not built by CMake; see the command below). Any input must
- * parse or fail with a "FILE:LINE:COL: " message, never crash.
+/* tests/fuzz/fuzz_manifest.c: the manifest loader (kc_manifest_parse) and
+ * interpolation of whatever it accepts. Any input must parse or fail with
+ * a "m.yaml:LINE:COL: " message and no document, never crash; a parsed
+ * document's nodes must hold positions inside the text.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
- *     tests/fuzz/fuzz_manifest.c reconcile/{manifest,interp,kc,buf,value,\
- *     diag,log,file,secret}.c $(pkg-config --cflags --libs yaml-0.1 json-c \
- *     openssl libuv libcurl) -o fuzz_manifest
- *   ./fuzz_manifest -max_len=4096 -max_total_time=300 CORPUS_DIR
+ * Replayed by ctest (fuzz_manifest: driver.c, corpus/manifest); libFuzzer:
+ * see tests/fuzz/README.md.
  */
 #include "reconcile/interp.h"
 #include "reconcile/manifest.h"
@@ -16,6 +14,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *fuzz_getenv(const char *name)
 {
     return strcmp(name, "RPC_URL") == 0 ? "https://rpc.example/key" : NULL;
+}
+
+/* Every node has a line in the document and keys are scalars. */
+static void check_node(const struct kc_doc *doc, const struct kc_node *n,
+                       int depth)
+{
+    if (depth > KC_MANIFEST_MAX_DEPTH + 1)
+        KC_BUG("tree deeper than the bound: %d", depth);
+    if (n->pos.line < 1 || (size_t)n->pos.line > doc->nlines + 1 ||
+        n->pos.col < 1)
+        KC_BUG("node at %d:%d outside the text (%zu lines)", n->pos.line,
+               n->pos.col, doc->nlines);
+    switch (n->type) {
+    case KC_NODE_SCALAR:
+        if (!n->str || n->str[n->len] != '\0')
+            KC_BUG("scalar not terminated");
+        break;
+    case KC_NODE_SEQ:
+        for (size_t i = 0; i < n->n; i++)
+            check_node(doc, n->items[i], depth + 1);
+        break;
+    case KC_NODE_MAP:
+        for (size_t i = 0; i < n->n; i++) {
+            if (n->pairs[i].key->type != KC_NODE_SCALAR)
+                KC_BUG("non-scalar key accepted");
+            check_node(doc, n->pairs[i].key, depth + 1);
+            check_node(doc, n->pairs[i].val, depth + 1);
+        }
+        break;
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -37,7 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char **refs = NULL;
         size_t n = 0;
 
+        check_node(doc, doc->root, 0);
         kc_interp_check_doc(doc, &d);
+        for (size_t i = 0; i < d.n; i++)
+            free(kc_diags_format(&d, i));
         kc_diags_release(&d);
         kc_interp_refs(doc->root, &refs, &n);
         kc_interp_refs_free(refs, n);

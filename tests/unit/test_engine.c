@@ -371,7 +371,7 @@ Test(engine, the_state_holds_exactly_what_finished_when_killed)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(fds[0]);
-        run_init(&r, 150, 10);
+        run_init(&r, 400, 10); /* wide margin for a loaded machine */
         if (run_plan(&r, seq_graph(8), false) < 0)
             _exit(2);
         r.eng.on_event = pipe_event;

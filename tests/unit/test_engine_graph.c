@@ -453,3 +453,60 @@ Test(engine_run, drives_a_provider_through_plan_and_apply)
     free(world);
     free(spath);
 }
+
+static const struct kc_field map_fields[] = {
+    { "tags", KC_VALUE_MAP, 0 },
+    { NULL, 0, 0 },
+};
+
+static const struct kc_resource_type map_type = {
+    .kind = "fake.thing",
+    .fields = map_fields,
+    .observe = no_op,
+    .create = no_op,
+    .update = no_op,
+    .delete = no_op,
+};
+
+Test(plan, a_changed_map_shows_the_keys_that_changed)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_plan *plan;
+    struct kc_plan_item *it;
+    struct kc_value *before = kc_value_new_map(), *prior;
+    struct kc_value *after = kc_value_new_map();
+    struct kc_buf out;
+
+    kc_value_map_set(before, "env", kc_value_new_str("dev"));
+    kc_value_map_set(before, "team", kc_value_new_str("kms"));
+    kc_value_map_set(before, "old", kc_value_new_str("x"));
+    kc_value_map_set(after, "env", kc_value_new_str("prod"));
+    kc_value_map_set(after, "team", kc_value_new_str("kms"));
+    kc_value_map_set(after, "new", kc_value_new_str("y"));
+    add(g, "fake", "thing.x");
+    kc_graph_sort(g, NULL);
+    plan = kc_plan_new(g);
+    it = &plan->items[0];
+    it->type = &map_type;
+    it->desired = kc_value_new_map();
+    kc_value_map_set(it->desired, "tags", after);
+    it->observed = kc_value_new_map();
+    kc_value_map_set(it->observed, "tags", kc_value_dup(before));
+    it->exists = true;
+    prior = kc_value_new_map();
+    kc_value_map_set(prior, "tags", before);
+    kc_plan_diff(it, prior, "salt", false);
+    cr_assert_eq(it->action, KC_ACTION_UPDATE);
+    kc_buf_init(&out, 0);
+    kc_plan_render(plan, false, &out);
+    cr_assert_str_eq(kc_buf_str(&out),
+                     "~ fake.thing.x update\n"
+                     "    tags.env: \"dev\" → \"prod\"\n"
+                     "    tags.new: (none) → \"y\"\n"
+                     "    tags.old: \"x\" → (none)\n"
+                     "Plan: 0 to create, 1 to update, 0 to replace, 0 to "
+                     "delete.\n");
+    kc_buf_release(&out);
+    kc_value_free(prior);
+    kc_plan_free(plan);
+}

@@ -134,13 +134,20 @@ const char *engine_run_error(struct engine_run *r)
     return r->err.msg;
 }
 
+static void unref_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    uv_unref(h);
+}
+
 void engine_run_free(struct engine_run *r)
 {
     if (!r)
         return;
     kc_engine_release(&r->eng);
     kc_http_close(r->http);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_walk(&r->loop, unref_handle, NULL);  /* a forgotten handle: no hang */
+    (void)uv_run(&r->loop, UV_RUN_DEFAULT); /* checked by uv_loop_close */
     if (uv_loop_close(&r->loop) != 0)
         KC_BUG("engine_run_free: handles left open on the loop");
     kc_plan_free(r->plan);

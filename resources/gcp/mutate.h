@@ -1,0 +1,58 @@
+/* resources/gcp/mutate.h: one Compute mutation the way every GCP kind does
+ * it: a requestId recorded in the state's write-ahead intent and persisted
+ * before the call, the call, then the operation polled to DONE.
+ *
+ * requestId: "An optional request ID to identify requests. Specify a unique
+ * request ID so that if you must retry your request, the server will know to
+ * ignore the request if it has already been completed" (Compute Engine API
+ * v1, e.g. instances.insert query parameters, https://cloud.google.com/
+ * compute/docs/reference/rest/v1/instances/insert). So the UUID is written
+ * to the state (kc_op_intent_put + kc_op_persist) before the request leaves;
+ * a run that crashed or timed out in between finds it in kc_op_intent() and
+ * sends the same id again (gcp_mut_start does this when the intent's
+ * "what" and URL match), and Compute answers the first call's operation
+ * instead of acting twice. The intent is cleared once the answer is known.
+ * Marked safe, such a POST is also retried by the HTTP module on 5xx.
+ */
+#ifndef KC_RESOURCES_GCP_MUTATE_H
+#define KC_RESOURCES_GCP_MUTATE_H
+
+#include "reconcile/resource.h"
+#include "resources/gcp/gcp.h"
+
+struct gcp_mut;
+typedef void (*gcp_mut_cb)(struct gcp_mut *m, int status);
+
+struct gcp_mut {
+    /* public */
+    void *data;
+    /* read-only, valid in the callback */
+    long code;                  /* HTTP status of the mutation call */
+    char reason[64];            /* Google's reason on an error answer */
+    struct json_object *answer; /* the call's answer (JSON), or NULL */
+    struct kc_err err;
+    /* private */
+    struct gcp *g;
+    struct kc_op *op;
+    gcp_mut_cb cb;
+    enum kc_http_method method;
+    char *url, *what;
+    struct json_object *body;
+    struct gcp_call call;
+    struct gcp_wait wait;
+    bool waiting;
+    struct gcp_job job;
+};
+
+/* Starts METHOD URL (query string allowed) with BODY (taken; NULL: none) for
+ * OP. WHAT names the mutation in the intent and errors ("insert", "delete",
+ * "setLabels"). CB(m, 0): the operation is DONE without error. CB(m, < 0):
+ * the call was refused (m->code, m->reason, m->err: e.g. 409
+ * alreadyExists, 404 notFound) or the operation failed (m->code 200,
+ * m->err names it). M must be zeroed or released (gcp_mut_release). */
+int gcp_mut_start(struct gcp *g, struct gcp_mut *m, struct kc_op *op,
+                  enum kc_http_method method, const char *url, const char *what,
+                  struct json_object *body, gcp_mut_cb cb, struct kc_err *err);
+void gcp_mut_release(struct gcp_mut *m);
+
+#endif

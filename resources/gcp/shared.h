@@ -1,0 +1,36 @@
+/* resources/gcp/shared.h: the KMS VM's shared disk (the FAT image holding
+ * app-compose.json, .sys-config.json, .instance_info and .user-config, as
+ * dstack-cloud `deploy` step 3 makes it, reference dstack.md §5.2), built
+ * from the interpolated kms_vms.<name> map at apply time, for gcp.image.
+ *
+ * The files come from resources/dstack (dstack_vm_render, dstack_fatimg);
+ * this module only turns the manifest's values into their spec, with the
+ * same rules as `kmsctl render` (cmd/render.c): compose.env and the compose
+ * are public and must not hold secrets, user_config is the secret part,
+ * key_provider tpm only (kms needs the KMS client, not built). KMS_CONTRACT_
+ * ADDR comes from compose.env or KMS_ADDR.
+ *
+ * Blocks (reads compose.file, writes the image): call it off the loop.
+ */
+#ifndef KC_RESOURCES_GCP_SHARED_H
+#define KC_RESOURCES_GCP_SHARED_H
+
+#include "reconcile/kc.h"
+#include "reconcile/value.h"
+#include "resources/dstack/compose.h"
+
+struct gcp_shared_in {
+    const char *vm_name;
+    const struct kc_value *vm; /* kms_vms.<name>, interpolated, known */
+    const char *base_dir;      /* the manifest's folder (compose.file) */
+    const char *os_image_hash; /* auth_hash.txt */
+    const char *kms_addr;      /* or NULL: compose.env must have it */
+    struct dstack_ids ids;     /* filled */
+};
+
+/* Writes the shared disk image to PATH (mode 0600); DIGEST gets its
+ * SHA-256 (hex) and COMPOSE_HASH (optional, 65) the app-compose hash. */
+int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
+                      char digest[65], char *compose_hash, struct kc_err *err);
+
+#endif

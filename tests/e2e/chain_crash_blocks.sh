@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# tests/e2e/chain_crash_blocks.sh: kmsctl killed (-9) after its deploy
+# transactions were sent but before their receipts were recorded deploys
+# nothing twice on the next run (write-ahead intents, code found at the
+# recorded CREATE addresses, a still-pending nonce waited for); and with
+# one-second blocks the whole contracts section from nothing fits in 5
+# blocks and 50 more compose hashes in 3.
+set -euo pipefail
+: "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
+. "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
+
+work="$(mktemp -d)"
+kpid=
+cleanup() { [ -n "$kpid" ] && kill -9 "$kpid" 2>/dev/null; anvil_stop; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "not ok - $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+hash_n() { printf '0x%064x' "$1"; }
+
+manifest() { # manifest FILE N_COMPOSE_HASHES OFFSET
+  {
+    cat <<YAML
+version: 1
+name: chainblocks
+providers:
+  chain:
+    rpc_url: "\${env:E2E_RPC}"
+    chain_id: 31337
+    private_key: "\${env:E2E_KEY}"
+    tx_timeout: 60s
+contracts:
+  artifacts: $KC_BUILD_DIR/artifacts
+  kms: {}
+  os_images: [$(hash_n 1), $(hash_n 2)]
+  kms_allowlist:
+    aggregated_mrs: [$(hash_n 3)]
+    device_ids: [$(hash_n 4)]
+  apps:
+    keys:
+      allow_any_device: true
+      compose_hashes:
+YAML
+    for i in $(seq 1 "$2"); do echo "        - $(hash_n $((1000 + $3 + i)))"; done
+  } > "$1"
+}
+
+# Blocks holding transactions of FROM since block START: "first last count
+# creations".
+blocks_of() {
+  python3 - "$ANVIL_URL" "$1" "$2" <<'PY'
+import json, sys, urllib.request
+url, frm, start = sys.argv[1], sys.argv[2].lower(), int(sys.argv[3])
+def rpc(m, p):
+    req = urllib.request.Request(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": p}).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req))["result"]
+latest = int(rpc("eth_blockNumber", []), 16)
+used, creations = [], 0
+for b in range(start, latest + 1):
+    blk = rpc("eth_getBlockByNumber", [hex(b), True])
+    mine = [t for t in blk["transactions"] if t["from"].lower() == frm]
+    if mine:
+        used.append(b)
+    creations += sum(1 for t in mine if t.get("to") is None)
+print(used[0] if used else -1, used[-1] if used else -1, len(used), creations)
+PY
+}
+
+# --- 1. kill -9 while the deploys are in the mempool --------------------
+anvil_start --no-mining
+export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+manifest "$work/m.yaml" 2 0
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/crash.log" 2>&1 &
+kpid=$!
+for i in $(seq 1 200); do
+  p="$(anvil_rpc txpool_status | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["pending"],16))')"
+  [ "$p" -ge 2 ] && break
+  sleep 0.05
+done
+[ "$p" -ge 2 ] || fail "the two implementation deploys never reached the pool"
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true; kpid=
+grep -q '"app_impl"' "$work/.kmsctl/chainblocks.state.json" ||
+  fail "no write-ahead intent in the state before the broadcast"
+# The operator clears the dead run's lock, as kmsctl asks.
+"$KMSCTL" state unlock --state "$work/.kmsctl/chainblocks.state.json" > /dev/null 2>&1 || fail "state unlock"
+# The deploys are still pending when kmsctl runs again: mining resumes
+# one block a second meanwhile.
+anvil_rpc evm_setIntervalMining "[1]" >/dev/null
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/recover.log" 2>&1 ||
+  { cat "$work/recover.log"; fail "apply after kill -9"; }
+read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" 0)
+[ "$creations" = 3 ] || { cat "$work/recover.log"; fail "$creations contract creations, expected 3 (app impl, kms impl, proxy)"; }
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/again.log" 2>&1 || fail "apply after recovery"
+grep -q "No changes" "$work/again.log" || { cat "$work/again.log"; fail "not converged after recovery"; }
+ok "kill -9 after the deploys were sent: the next run reused them (3 creations in all)"
+anvil_stop
+
+# --- 1b. kill -9 while deployAndRegisterApp is in the mempool; the
+#     transaction is then replaced by another with the same nonce and higher
+#     fees (as a fee-bumped re-broadcast would be), so the hash kmsctl
+#     recorded never gets a receipt: the next run finds the app by nonce
+anvil_start
+export E2E_RPC="$ANVIL_URL"
+rm -rf "$work/.kmsctl"
+manifest "$work/m.yaml" 0 0
+sed -i '/^  apps:/,$d' "$work/m.yaml"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/kmsonly.log" 2>&1 || { cat "$work/kmsonly.log"; fail "apply of the KMS"; }
+KMS="$("$KMSCTL" output -f "$work/m.yaml" | awk '$1 == "chain.kms.main.address" {print $3}')"
+manifest "$work/m.yaml" 2 0
+anvil_rpc evm_setAutomine "[false]" >/dev/null
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/crash2.log" 2>&1 &
+kpid=$!
+for i in $(seq 1 200); do
+  p="$(anvil_rpc txpool_status | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["pending"],16))')"
+  [ "$p" -ge 1 ] && break
+  sleep 0.05
+done
+[ "$p" -ge 1 ] || fail "deployAndRegisterApp never reached the pool"
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true; kpid=
+read -r oldhash txjson < <(anvil_rpc txpool_content | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["pending"]
+for frm, by_nonce in c.items():
+    for n, t in by_nonce.items():
+        print(t["hash"], json.dumps({"from": t["from"], "to": t["to"], "data": t["input"], "nonce": t["nonce"],
+              "gas": t["gas"], "maxFeePerGas": hex(2 * int(t["maxFeePerGas"], 16)),
+              "maxPriorityFeePerGas": hex(2 * int(t["maxPriorityFeePerGas"], 16))}))
+')
+grep -q "$oldhash" "$work/.kmsctl/chainblocks.state.json" || fail "the intent does not record the transaction hash"
+anvil_rpc anvil_dropTransaction "[\"$oldhash\"]" >/dev/null
+newhash="$(anvil_rpc eth_sendTransaction "[$txjson]")"
+[ "$newhash" != "$oldhash" ] || fail "the replacement has the same hash"
+anvil_rpc evm_mine >/dev/null
+anvil_rpc evm_setAutomine "[true]" >/dev/null
+"$KMSCTL" state unlock --state "$work/.kmsctl/chainblocks.state.json" > /dev/null 2>&1 || fail "state unlock"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/recover2.log" 2>&1 || { cat "$work/recover2.log"; fail "apply after the replaced app creation"; }
+apps="$(anvil_rpc eth_getLogs "[{\"address\":\"$KMS\",\"fromBlock\":\"0x0\",\"topics\":[\"0xfd86d7f6962eba3b7a3bf9129c06c0b2f885e1c61ef2c9f0dbb856be0deefdee\"]}]" |
+  python3 -c 'import json,sys; l=json.load(sys.stdin); print(len(l), "0x" + l[0]["topics"][1][-40:] if l else "")')"
+read -r napps appid <<< "$apps"
+[ "$napps" = 1 ] || { cat "$work/recover2.log"; fail "$napps apps created, expected 1"; }
+got="$("$KMSCTL" output -f "$work/m.yaml" | awk '$1 == "chain.app.keys.address" {print $3}')"
+[ "$got" = "$appid" ] || fail "adopted app $got, the chain made $appid"
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/again2.log" 2>&1 || fail "apply after recovery"
+grep -q "No changes" "$work/again2.log" || { cat "$work/again2.log"; fail "not converged"; }
+ok "kill -9 during the app creation, transaction replaced: the next run found the app by nonce (1 app in all)"
+anvil_stop
+
+# --- 2. one-second blocks: the whole section, then 50 compose hashes ----
+anvil_start --block-time 1
+export E2E_RPC="$ANVIL_URL"
+rm -rf "$work/.kmsctl"
+manifest "$work/m.yaml" 2 0
+start="$(anvil_rpc eth_blockNumber)"
+"$KMSCTL" apply --auto-approve --parallelism 64 -f "$work/m.yaml" > "$work/full.log" 2>&1 ||
+  { cat "$work/full.log"; fail "apply with one-second blocks"; }
+read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" $((start)))
+span=$((last - first + 1))
+[ "$span" -le 5 ] || { cat "$work/full.log"; fail "the contracts section took $span blocks ($first..$last), expected at most 5"; }
+ok "whole contracts section from nothing in $span blocks ($nblocks with our transactions, $creations creations)"
+manifest "$work/m.yaml" 52 0
+start="$(anvil_rpc eth_blockNumber)"
+"$KMSCTL" apply --auto-approve --parallelism 64 -f "$work/m.yaml" > "$work/fifty.log" 2>&1 ||
+  { cat "$work/fifty.log"; fail "apply of 50 compose hashes"; }
+read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" $((start + 1)))
+span=$((last - first + 1))
+[ "$span" -le 3 ] || fail "50 compose hashes took $span blocks ($first..$last), expected at most 3"
+ok "50 compose hashes registered in $span blocks"
