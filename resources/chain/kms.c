@@ -42,7 +42,8 @@ struct deploy {
     bool have;       /* code is there */
     bool inflight;   /* a transaction or a check is running */
     bool checking;   /* recovery check (vs. after-receipt code wait) */
-    bool persisting; /* signed, waiting for the intent to be on disk */
+    bool persisting; /* signed, its intent in the persist in flight */
+    bool queued;     /* signed, its intent waits for the next persist */
     uint64_t nonce;
     uint8_t addr[20];
     int64_t block;
@@ -59,6 +60,7 @@ struct deploy {
 
 struct kms_op {
     struct kc_op *op;
+    bool persist_busy; /* a kc_op_persist is in flight */
     struct chain_prov *cp;
     struct deploy d[D_COUNT];
     int inflight; /* deploys with work running */
@@ -393,19 +395,59 @@ static int intent_record(struct kms_op *k)
     return ret;
 }
 
-/* Persist callbacks come one per kc_op_persist, in order, and a status 0
- * means what was recorded before the call is on disk: continue the oldest
- * signed deploy that waits. */
+/* The engine runs one kc_op_persist per op at a time. The deploys are
+ * signed concurrently, so a deploy signed while a persist is in flight
+ * waits (queued) for the next one, which makes every intent recorded by
+ * then durable. Continuing a deploy needs its own intent on disk. */
+static void start_persist(struct kms_op *k);
+
 static void on_persisted(struct kc_op *op, int status)
 {
     struct kms_op *k = chain_op_ctx(op);
+    struct chain_tx_req *go[D_COUNT];
+    int n = 0;
 
-    for (int i = 0; k && i < D_COUNT; i++) {
+    if (!k)
+        return;
+    k->persist_busy = false;
+    for (int i = 0; i < D_COUNT; i++) {
         if (k->d[i].persisting) {
             k->d[i].persisting = false;
-            chain_txm_continue(&k->d[i].tx, status);
+            go[n++] = &k->d[i].tx;
+        }
+    }
+    start_persist(k); /* the queued ones, before anything can finish */
+    for (int i = 0; i < n; i++)
+        chain_txm_continue(go[i], status);
+}
+
+static void start_persist(struct kms_op *k)
+{
+    int ret;
+
+    if (k->persist_busy)
+        return;
+    for (int i = 0; i < D_COUNT; i++) {
+        if (k->d[i].queued) {
+            k->d[i].queued = false;
+            k->d[i].persisting = true;
+        }
+    }
+    for (int i = 0; i < D_COUNT; i++) {
+        if (!k->d[i].persisting)
+            continue;
+        ret = kc_op_persist(k->op, on_persisted);
+        if (ret == 0) {
+            k->persist_busy = true;
             return;
         }
+        for (int j = 0; j < D_COUNT; j++) {
+            if (k->d[j].persisting) {
+                k->d[j].persisting = false;
+                chain_txm_continue(&k->d[j].tx, ret);
+            }
+        }
+        return;
     }
 }
 
@@ -419,14 +461,12 @@ static void on_deploy_signed(struct chain_tx_req *req)
     d->nonce = req->nonce;
     memcpy(d->addr, req->contract, 20);
     ret = intent_record(k);
-    if (ret == 0) {
-        d->persisting = true;
-        ret = kc_op_persist(k->op, on_persisted);
-        if (ret < 0)
-            d->persisting = false;
-    }
-    if (ret < 0)
+    if (ret < 0) {
         chain_txm_continue(req, ret);
+        return;
+    }
+    d->queued = true;
+    start_persist(k);
 }
 
 /* ---- create: code checks -------------------------------------------- */

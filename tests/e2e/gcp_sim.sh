@@ -73,12 +73,12 @@ wait_op() { # OPERATION-URL
 }
 
 # --- auth failures ---
-curl -s -o /dev/null -w '%{http_code}' "$P/global/images" | grep -q 401 || fail "no token accepted"
+curl -s -o /dev/null -w '%{http_code}' "$P/global/images" | grep 401 >/dev/null || fail "no token accepted"
 req GET "$SIM_URL/gcp/compute/v1/projects/denied-p/global/images" >/dev/null
-[ "$(code)" = 403 ] && js 'd["error"]["errors"][0]["reason"]' <"$tmp/body" | grep -q forbidden ||
+[ "$(code)" = 403 ] && js 'd["error"]["errors"][0]["reason"]' <"$tmp/body" | grep forbidden >/dev/null ||
     fail "denied project: $(cat "$tmp/body")"
 curl -s -H 'Metadata-Flavor: Google' \
-    "$SIM_URL/gcp/metadata/computeMetadata/v1/instance/service-accounts/default/token" | grep -q access_token ||
+    "$SIM_URL/gcp/metadata/computeMetadata/v1/instance/service-accounts/default/token" | grep access_token >/dev/null ||
     fail "metadata token"
 
 # --- storage: resumable upload, 308 Range, crc32c, preconditions ---
@@ -97,7 +97,7 @@ curl -s -D "$tmp/h" -o /dev/null -X PUT -H "$A" -H 'Content-Range: bytes */70000
 grep -qi '^Range: bytes=0-262143' "$tmp/h" || fail "status query Range"
 # Starting past the committed offset is refused.
 curl -s -o /dev/null -w '%{http_code}' -X PUT -H "$A" -H 'Content-Range: bytes 300000-300009/700000' \
-    --data-binary 0123456789 "$loc" | grep -q 400 || fail "gap accepted"
+    --data-binary 0123456789 "$loc" | grep 400 >/dev/null || fail "gap accepted"
 tail -c +262145 "$tmp/img.bin" >"$tmp/c2"
 obj=$(curl -s -X PUT -H "$A" -H 'Content-Range: bytes 262144-699999/700000' --data-binary @"$tmp/c2" "$loc")
 want=$(python3 - "$tmp/img.bin" <<'EOF'
@@ -127,7 +127,7 @@ curl -s -o /dev/null -w '%{http_code}' -X POST -H "$A" --data-binary x \
 loc2=$(curl -s -D - -o /dev/null -X POST -H "$A" -H 'Content-Type: application/json' \
     -d '{"name":"x","crc32c":"AAAAAA=="}' "$SIM_URL/gcp/storage/upload/storage/v1/b/bk/o?uploadType=resumable" |
     tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
-curl -s -o "$tmp/body" -w '%{http_code}' -X PUT -H "$A" --data-binary hello "$loc2" | grep -q 400 ||
+curl -s -o "$tmp/body" -w '%{http_code}' -X PUT -H "$A" --data-binary hello "$loc2" | grep 400 >/dev/null ||
     fail "crc32c mismatch accepted"
 grep -q "doesn't match calculated CRC32C" "$tmp/body" || fail "crc32c mismatch message"
 
@@ -140,7 +140,7 @@ op1=$(req POST "$P/global/images?requestId=11111111-1111-4111-8111-111111111111"
 op2=$(req POST "$P/global/images?requestId=11111111-1111-4111-8111-111111111111" "$img")
 [ "$(echo "$op1" | js 'd["name"]')" = "$(echo "$op2" | js 'd["name"]')" ] || fail "requestId not deduplicated"
 req POST "$P/global/images?requestId=22222222-2222-4222-8222-222222222222" "$img" >/dev/null
-[ "$(code)" = 409 ] && js 'd["error"]["errors"][0]["reason"]' <"$tmp/body" | grep -q alreadyExists ||
+[ "$(code)" = 409 ] && js 'd["error"]["errors"][0]["reason"]' <"$tmp/body" | grep alreadyExists >/dev/null ||
     fail "409: $(cat "$tmp/body")"
 seen=$(for i in $(seq 60); do req GET "$(echo "$op1" | js 'd["selfLink"]')" | js 'd["status"]'; sleep 0.005; done | sort -u | tr '\n' ' ')
 case $seen in *DONE*) ;; *) fail "op never DONE ($seen)" ;; esac
@@ -151,7 +151,7 @@ req GET "$P/global/images/nope" >/dev/null
 # An image from a missing object fails in its operation.
 opx=$(req POST "$P/global/images" '{"name":"bad-img","rawDisk":{"source":"https://storage.googleapis.com/bk/none"}}')
 wait_op "$(echo "$opx" | js 'd["selfLink"]')"
-req GET "$(echo "$opx" | js 'd["selfLink"]')" | js 'd["error"]["errors"][0]["code"]' | grep -q RESOURCE_NOT_FOUND ||
+req GET "$(echo "$opx" | js 'd["selfLink"]')" | js 'd["error"]["errors"][0]["code"]' | grep RESOURCE_NOT_FOUND >/dev/null ||
     fail "op error"
 req POST "$P/global/images" '{"name":"Bad_Name","rawDisk":{"source":"x"}}' >/dev/null
 [ "$(code)" = 400 ] && grep -q '"reason":"invalid"' "$tmp/body" || fail "bad name accepted"
@@ -209,7 +209,7 @@ wait_op "$(req POST "$Z/instances/vm-a/start" | js 'd["selfLink"]')"
 # Serial output: start/next offsets.
 s1=$(req GET "$Z/instances/vm-a/serialPort?port=1")
 next=$(echo "$s1" | js 'd["next"]')
-echo "$s1" | js 'd["contents"]' | grep -q 'Power down' || fail "serial contents"
+echo "$s1" | js 'd["contents"]' | grep 'Power down' >/dev/null || fail "serial contents"
 s2=$(req GET "$Z/instances/vm-a/serialPort?port=1&start=$next")
 [ "$(echo "$s2" | js 'd["contents"]')" = "" ] && [ "$(echo "$s2" | js 'd["start"]')" = "$next" ] ||
     fail "serial from next: $s2"
