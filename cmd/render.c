@@ -74,19 +74,18 @@ static int resolve_set(void *ctx, const char *ref, struct kc_value **out,
 }
 
 /* A --set that nothing looked at is a typo or a value the manifest already
- * gives: refused, as the rendered bytes would silently ignore it. */
-static int check_sets_used(const struct render *r, struct kc_err *err)
+ * gives: the rendered bytes ignore it, so say so (a warning: scripts pass
+ * --set whether or not the manifest gives the value). */
+static void warn_unused_sets(const struct render *r)
 {
     for (size_t i = 0; i < r->opts->nsets; i++)
         if (!r->set_used[i])
-            return kc_err_set(err, KC_EINVAL,
-                              "--set %.*s: kms_vms.%s does not use it (render "
-                              "takes contracts.kms.address, unless the "
-                              "manifest gives the address, and the "
-                              "${...} references of kms_vms.%s)",
-                              (int)strcspn(r->opts->sets[i], "="),
-                              r->opts->sets[i], r->vm_name, r->vm_name);
-    return 0;
+            fprintf(stderr,
+                    "warning: --set %.*s: not used by kms_vms.%s (render takes "
+                    "contracts.kms.address, unless the manifest gives the "
+                    "address, and the ${...} references of kms_vms.%s)\n",
+                    (int)strcspn(r->opts->sets[i], "="), r->opts->sets[i],
+                    r->vm_name, r->vm_name);
 }
 
 /* The path and reference of the first UNKNOWN value inside V. */
@@ -595,8 +594,7 @@ static int render_run(struct render *r, struct kc_err *err)
         return ret;
     if ((ret = dstack_vm_render(&r->spec, &r->files, err)) < 0)
         return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
-    if ((ret = check_sets_used(r, err)) < 0)
-        return ret;
+    warn_unused_sets(r);
 
     if ((ret = kc_file_mkdirs(opts->out, 0755, err)) < 0 ||
         (ret =
