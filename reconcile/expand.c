@@ -614,8 +614,10 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
                        kc_node_get(vm, "app_compose"), err);
     kc_expand_set_node(ex, shared, "ports", kc_node_get(vm, "ports"), err);
     kc_expand_set_ref(shared, "os_image_hash", a_os, "auth_hash");
-    if (kc_expand_find(ex, "chain.kms"))
-        kc_expand_set_ref(shared, "kms_addr", "chain.kms", "address");
+    /* KMS_CONTRACT_ADDR: the KMS contract's address once it is deployed
+     * (compose.env may also set it). */
+    if (kc_expand_find(ex, CONTRACTS_KMS))
+        kc_expand_set_ref(shared, "kms_addr", CONTRACTS_KMS, "address");
     if (doc->dir)
         kc_expand_set_value(shared, "base_dir", kc_value_new_str(doc->dir));
     kc_expand_set_value(shared, "guest_os_features",

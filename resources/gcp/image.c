@@ -315,6 +315,16 @@ static void archive_done(uv_work_t *w, int status)
 
 static void on_img_call(struct gcp_call *c, int status);
 
+static void on_img_progress(void *arg, uint64_t bytes, uint64_t total,
+                            double rate)
+{
+    struct img_job *j = arg;
+
+    kc_op_progress(j->op, "uploading %.1f/%.1f MiB (%.1f MiB/s)",
+                   (double)bytes / 1048576.0, (double)total / 1048576.0,
+                   rate / 1048576.0);
+}
+
 static void on_img_upload(struct gcp_upload *u, int status)
 {
     struct img_job *j = kc_container_of(u, struct img_job, up);
@@ -450,6 +460,8 @@ static void img_next(struct img_job *j)
         o.crc32c = j->dg.crc32c;
         o.md5 = j->dg.md5;
         o.metadata = md;
+        o.progress = on_img_progress;
+        o.progress_arg = j;
         ret = gcp_upload_start(j->g, &j->up, &o, on_img_upload, kc_op_err(op));
         json_object_put(md);
         j->up_live = ret == 0;

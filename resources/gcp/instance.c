@@ -184,6 +184,9 @@ static struct json_object *boot_disk(struct json_object *inst)
     return NULL;
 }
 
+static const char *scope_as_desired(const struct kc_value *want,
+                                    const char *url);
+
 /* Fills observed attributes and outputs from j->inst and the disk images. */
 static int inst_observed(struct inst_job *j)
 {
@@ -249,8 +252,11 @@ static int inst_observed(struct inst_job *j)
                              kc_value_new_str(kc_json_opt_str(one, "email")));
         if (json_object_object_get_ex(one, "scopes", &s))
             for (size_t i = 0; i < json_object_array_length(s); i++)
-                kc_value_list_push(sc, kc_value_new_str(json_object_get_string(
-                                           json_object_array_get_idx(s, i))));
+                kc_value_list_push(sc,
+                                   kc_value_new_str(scope_as_desired(
+                                       kc_op_desired(op, "scopes"),
+                                       json_object_get_string(
+                                           json_object_array_get_idx(s, i)))));
     }
     kc_value_map_set(m, "scopes", sc);
     sc = NULL;
@@ -427,6 +433,70 @@ static struct json_object *list_json(const struct kc_value *l)
     return a;
 }
 
+/* gcloud's scope aliases (`gcloud compute instances create --scopes`
+ * help) to OAuth scope URLs; other names get the usual prefix. Caller
+ * frees. */
+static char *scope_url(const char *s)
+{
+    static const struct {
+        const char *alias, *scope;
+    } aliases[] = {
+        { "cloud-platform", "cloud-platform" },
+        { "compute-ro", "compute.readonly" },
+        { "compute-rw", "compute" },
+        { "storage-ro", "devstorage.read_only" },
+        { "storage-rw", "devstorage.read_write" },
+        { "storage-full", "devstorage.full_control" },
+        { "logging-write", "logging.write" },
+        { "monitoring-write", "monitoring.write" },
+        { "monitoring", "monitoring" },
+        { "pubsub", "pubsub" },
+        { "service-control", "servicecontrol" },
+        { "service-management", "service.management.readonly" },
+        { "trace", "trace.append" },
+        { "userinfo-email", "userinfo.email" },
+    };
+
+    if (strstr(s, "://"))
+        return kc_xstrdup(s);
+    for (size_t i = 0; i < KC_ARRAY_SIZE(aliases); i++)
+        if (strcmp(s, aliases[i].alias) == 0)
+            return kc_xasprintf("https://www.googleapis.com/auth/%s",
+                                aliases[i].scope);
+    return kc_xasprintf("https://www.googleapis.com/auth/%s", s);
+}
+
+/* The live scope URL as the manifest spells it (an alias), if it does. */
+static const char *scope_as_desired(const struct kc_value *want,
+                                    const char *url)
+{
+    for (size_t i = 0; want && i < kc_value_list_len(want); i++) {
+        const char *s = kc_value_str(kc_value_list_get(want, i));
+        char *u = s ? scope_url(s) : NULL;
+        bool same = u && strcmp(u, url) == 0;
+
+        free(u);
+        if (same)
+            return s;
+    }
+    return url;
+}
+
+static struct json_object *scopes_json(const struct kc_value *l)
+{
+    struct json_object *a = json_object_new_array();
+
+    for (size_t i = 0; l && i < kc_value_list_len(l); i++) {
+        const char *s = kc_value_str(kc_value_list_get(l, i));
+        char *u = s ? scope_url(s) : NULL;
+
+        if (u)
+            json_object_array_add(a, jstr(u));
+        free(u);
+    }
+    return a;
+}
+
 /* The manifest's labels plus kmsctl's ownership labels. */
 static struct json_object *labels_json(struct inst_job *j)
 {
@@ -565,7 +635,7 @@ static struct json_object *insert_body(struct inst_job *j)
         one = json_object_new_object();
         json_object_object_add(one, "email", jstr(sa));
         json_object_object_add(one, "scopes",
-                               list_json(kc_op_desired(op, "scopes")));
+                               scopes_json(kc_op_desired(op, "scopes")));
         json_object_array_add(sas, one);
         json_object_object_add(b, "serviceAccounts", sas);
     }

@@ -268,6 +268,9 @@ static void up_progress(struct gcp_upload *u)
            u->name, (unsigned long long)u->offset,
            (unsigned long long)u->o.size,
            ms ? mib / ((double)ms / 1000.0) : 0.0);
+    if (u->o.progress)
+        u->o.progress(u->o.progress_arg, u->offset, u->o.size,
+                      ms ? (double)u->offset / ((double)ms / 1000.0) : 0.0);
 }
 
 static void on_up(struct gcp_call *c, int status)

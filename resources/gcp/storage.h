@@ -20,7 +20,8 @@
  *   4. the final answer (200/201) is the object: its crc32c must equal the
  *      local file's, else the upload fails (KC_EIO); Cloud Storage also
  *      checks the crc32c/md5Hash announced in step 1 and refuses a mismatch.
- * Progress: after each chunk, a KC_LOG_INFO line with bytes and rate.
+ * Progress: after each chunk, a KC_LOG_INFO line with bytes and rate, and
+ * the caller's progress callback (gcp.image shows it in the live display).
  */
 #ifndef KC_RESOURCES_GCP_STORAGE_H
 #define KC_RESOURCES_GCP_STORAGE_H
@@ -58,6 +59,12 @@ int gcp_digest_start(uv_loop_t *loop, struct gcp_digest *d, int fd,
  * frees. */
 char *gcp_object_url(const struct gcp *g, const char *bucket, const char *name);
 
+struct gcp_upload;
+/* Called after each chunk the server stored: BYTES of TOTAL, RATE in
+ * bytes per second since the upload started. */
+typedef void (*gcp_upload_progress_fn)(void *arg, uint64_t bytes,
+                                       uint64_t total, double rate);
+
 struct gcp_upload_opts {
     const char *bucket, *name; /* copied */
     int fd;                    /* borrowed until the callback */
@@ -67,6 +74,8 @@ struct gcp_upload_opts {
     struct json_object *metadata; /* custom metadata (object; borrowed) */
     const char *content_type;     /* NULL: application/gzip */
     uint64_t chunk;               /* 0: GCP_UPLOAD_CHUNK; multiple of 256 KiB */
+    gcp_upload_progress_fn progress; /* optional */
+    void *progress_arg;
 };
 
 struct gcp_upload;

@@ -19,7 +19,9 @@ js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[
 [ -f "$KC_SRC_DIR/.sandbox/images/dstack-sandbox-0.1.0/disk.raw" ] ||
     fail "the sandbox OS image is not built (cmake target sandbox_image)"
 KMSCTL_SIM_GCP_OP_MS=2,10 sim_start gcp 21
-export KMSCTL_SANDBOX_SIM=$SIM_URL KMSCTL_SANDBOX_RPC=http://127.0.0.1:9
+# user_config is secret: this marker must reach the VM's .user-config only,
+# never the state, the plan, the output or a --debug trace.
+export KMSCTL_SANDBOX_SIM=$SIM_URL KMSCTL_SANDBOX_RPC=http://127.0.0.1:9/sekr1t-marker
 # The GCP part of the sandbox manifest. Its relative paths become absolute
 # (the manifest moves to $tmp), and KMS_CONTRACT_ADDR is given because the
 # contracts section, which would supply it, is not part of this test.
@@ -45,7 +47,11 @@ inv() { sim_inventory 'service=gcp'; }
 UPLOAD='POST /gcp/storage/upload/storage/v1/b/{bucket}/o'
 
 # --- apply ---
-K apply --auto-approve >"$tmp/apply1.log" 2>&1 || { cat "$tmp/apply1.log"; fail "first apply"; }
+K apply --auto-approve --debug >"$tmp/apply1.log" 2>&1 || { cat "$tmp/apply1.log"; fail "first apply"; }
+grep -l 'sekr1t-marker' "$tmp/apply1.log" .kmsctl/sandbox.state.json && fail "user_config secret leaked"
+grep -l 'ya29\.\|BEGIN PRIVATE KEY' "$tmp/apply1.log" .kmsctl/sandbox.state.json && fail "a token or key leaked"
+grep -q 'user_config: (sensitive)' "$tmp/apply1.log" || fail "plan does not mark user_config sensitive"
+grep -q 'POST .*/gcp/oauth2/token' "$tmp/apply1.log" || fail "no --debug trace to check"
 inv >"$tmp/inv.json"
 q() { js "$1" <"$tmp/inv.json"; }
 [ "$(q '" ".join(sorted(o["kind"]+":"+o["name"] for o in d))')" = \

@@ -6,6 +6,8 @@
 # Storage resumable uploads with 308/Range and crc32c, preconditions, and the
 # admin API (inventory, labels patch).
 set -euo pipefail
+# Pipes into grep use plain grep (reads all its input), never grep -q, which
+# may exit before the writer finished and fail the pipe (pipefail, SIGPIPE).
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
 tmp=$(mktemp -d)
@@ -122,7 +124,7 @@ req GET "$SIM_URL/gcp/storage/storage/v1/b/bk/o/dir%2Fboot.tar.gz?alt=media" >"$
 cmp -s "$tmp/back" "$tmp/img.bin" || fail "object data differs"
 curl -s -o /dev/null -w '%{http_code}' -X POST -H "$A" --data-binary x \
     "$SIM_URL/gcp/storage/upload/storage/v1/b/bk/o?uploadType=media&name=dir/boot.tar.gz&ifGenerationMatch=0" |
-    grep -q 412 || fail "ifGenerationMatch=0 on an existing object"
+    grep 412 >/dev/null || fail "ifGenerationMatch=0 on an existing object"
 # A wrong announced crc32c is refused.
 loc2=$(curl -s -D - -o /dev/null -X POST -H "$A" -H 'Content-Type: application/json' \
     -d '{"name":"x","crc32c":"AAAAAA=="}' "$SIM_URL/gcp/storage/upload/storage/v1/b/bk/o?uploadType=resumable" |
@@ -209,7 +211,7 @@ wait_op "$(req POST "$Z/instances/vm-a/start" | js 'd["selfLink"]')"
 # Serial output: start/next offsets.
 s1=$(req GET "$Z/instances/vm-a/serialPort?port=1")
 next=$(echo "$s1" | js 'd["next"]')
-echo "$s1" | js 'd["contents"]' | grep 'Power down' >/dev/null || fail "serial contents"
+echo "$s1" | js 'd["contents"]' | grep 'Power down' >/dev/null || fail "serial contents: $s1"
 s2=$(req GET "$Z/instances/vm-a/serialPort?port=1&start=$next")
 [ "$(echo "$s2" | js 'd["contents"]')" = "" ] && [ "$(echo "$s2" | js 'd["start"]')" = "$next" ] ||
     fail "serial from next: $s2"

@@ -280,7 +280,19 @@ struct up {
     struct gcp_upload u;
     struct gcp_digest dg;
     int status, calls;
+    int progress_calls;
+    uint64_t progress_bytes, progress_total;
 };
+
+static void on_progress(void *arg, uint64_t bytes, uint64_t total, double rate)
+{
+    struct up *x = arg;
+
+    cr_assert_geq(rate, 0.0);
+    x->progress_calls++;
+    x->progress_bytes = bytes;
+    x->progress_total = total;
+}
 
 static void on_digest(struct gcp_digest *dg, int status)
 {
@@ -332,7 +344,10 @@ static void upload(struct up *x, int fd, const char *name, uint64_t chunk)
     o.md5 = x->dg.md5;
     o.metadata = md;
     o.chunk = chunk;
+    o.progress = on_progress;
+    o.progress_arg = x;
     x->calls = 0;
+    x->progress_calls = 0;
     cr_assert_eq(gcp_upload_start(g, &x->u, &o, on_upload, &err), 0, "%s",
                  err.msg);
     json_object_put(md);
@@ -374,6 +389,10 @@ Test(gcp_client, upload_in_chunks_stores_the_file_with_its_crc32c)
     cr_assert_str_eq(inventory_crc("bk/boot/disk.tar.gz"), want);
     cr_assert_eq(x.u.bytes_sent, x.dg.size);
     cr_assert_eq(x.u.resumes, 0);
+    /* One 308 (after the first 512 KiB chunk), one progress report. */
+    cr_assert_eq(x.progress_calls, 1);
+    cr_assert_eq(x.progress_bytes, 512 * 1024);
+    cr_assert_eq(x.progress_total, x.dg.size);
     /* 4 chunks of 512 KiB at most, one session. */
     cr_assert_eq(sim_proc_route_count(
                      sp, "PUT /gcp/storage/upload/storage/v1/b/{bucket}/o"),

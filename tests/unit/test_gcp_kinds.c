@@ -446,6 +446,10 @@ static struct kc_graph *vm_graph(const char *shared, const char *mt,
     kc_resource_set_ref(r, "shared_image", "gcp.image.kms-shared", "name");
     kc_resource_set_value(r, "shared_digest", kc_value_new_str(shared));
     kc_resource_set_value(r, "network", kc_value_new_str("default"));
+    kc_resource_set_value(
+        r, "service_account",
+        kc_value_new_str("kms@kmsctl-sandbox.iam.gserviceaccount.com"));
+    kc_resource_set_value(r, "scopes", strs("cloud-platform", NULL, NULL));
     kc_resource_set_value(r, "tags", strs("fw-kms", NULL, NULL));
     kc_resource_set_value(r, "labels", kc_value_new_map());
     kc_resource_set_value(r, "running", kc_value_new_bool(true));
@@ -496,6 +500,10 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.scheduling.onHostMaintenance"),
                      "TERMINATE");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.tags.items[0]"), "fw-kms");
+    /* gcloud's alias became the scope URL (and reads back as the alias:
+     * the second plan below is all noop). */
+    cr_assert_str_eq(kc_json_opt_str(o, "attrs.serviceAccounts[0].scopes[0]"),
+                     "https://www.googleapis.com/auth/cloud-platform");
     cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-address"),
                      "gcp_instance_kms");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.disks[0].deviceName"), "boot");
@@ -615,4 +623,48 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
     cr_assert_null(inv_obj("instance", "kms"));
     cr_assert_null(inv_obj("firewall", "kms-allow-tcp-12001"));
     free(id);
+}
+
+/* A dropped answer to an insert: the HTTP module sends it again with the
+ * same requestId, and Compute answers the first call's operation (200), not
+ * 409 alreadyExists: nothing is made twice, nothing needs adopting. */
+Test(gcp_kinds, an_insert_retried_after_a_lost_answer_is_deduplicated)
+{
+    struct run r;
+    char path[512];
+    char *log, *p;
+    int drops = 0, oks = 0, conflicts = 0;
+    const char *ins = "POST /gcp/compute/v1/projects/kmsctl-sandbox/global/"
+                      "firewalls -> ";
+    struct json_object *inv;
+    int n = 0;
+
+    sim_proc_set_faults(sp, "[{\"match\":\"^POST /gcp/compute/v1/projects/"
+                            "[^/]+/global/firewalls$\",\"drop_after\":true,"
+                            "\"count\":1}]");
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+    kc_snprintf(path, sizeof(path), "%s/sim-%d.log", getenv("KC_BUILD_DIR"),
+                (int)getpid());
+    log = state_test_slurp(path);
+    cr_assert_not_null(log, "no simulator log at %s", path);
+    for (p = log; (p = strstr(p, ins)); p += strlen(ins)) {
+        const char *st = p + strlen(ins);
+
+        drops += strncmp(st, "drop/200", 8) == 0;
+        oks += strncmp(st, "200", 3) == 0;
+        conflicts += strncmp(st, "409", 3) == 0;
+    }
+    free(log);
+    cr_assert_eq(drops, 1);
+    cr_assert_eq(oks, 1);
+    cr_assert_eq(conflicts, 0);
+    inv = sim_proc_inventory(sp);
+    for (size_t i = 0; i < json_object_array_length(inv); i++)
+        n += strcmp(kc_json_opt_str(json_object_array_get_idx(inv, i), "kind"),
+                    "firewall") == 0;
+    json_object_put(inv);
+    cr_assert_eq(n, 1);
 }
