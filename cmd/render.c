@@ -37,37 +37,55 @@ struct render {
     size_t nallowed;
     const char **paths;
     size_t npaths;
-    char **strs; /* strings made for ENV values, freed at the end */
+    bool *set_used; /* per --set: looked at */
+    char **strs;    /* strings made for ENV values, freed at the end */
     size_t nstrs, capstrs;
     struct dstack_osimage img;
     struct dstack_vm_spec spec;
     struct dstack_vm_files files;
 };
 
-/* The value of REF given with --set REF=VALUE, else NULL (unknown). */
-static int resolve_set(void *ctx, const char *ref, struct kc_value **out,
-                       struct kc_err *err)
+/* The value given with --set KEY=VALUE (the last one wins), else NULL;
+ * the --set options looked at are marked used. */
+static const char *set_value(struct render *r, const char *key)
 {
-    const struct cmd_opts *opts = ctx;
-    size_t len = strlen(ref);
-
-    (void)err;
-    *out = NULL;
-    for (size_t i = 0; i < opts->nsets; i++)
-        if (strncmp(opts->sets[i], ref, len) == 0 && opts->sets[i][len] == '=')
-            *out = kc_value_new_str(opts->sets[i] + len + 1);
-    return 0;
-}
-
-static const char *set_value(const struct cmd_opts *opts, const char *key)
-{
+    const struct cmd_opts *opts = r->opts;
     size_t len = strlen(key);
     const char *v = NULL;
 
     for (size_t i = 0; i < opts->nsets; i++)
-        if (strncmp(opts->sets[i], key, len) == 0 && opts->sets[i][len] == '=')
+        if (strncmp(opts->sets[i], key, len) == 0 &&
+            opts->sets[i][len] == '=') {
             v = opts->sets[i] + len + 1;
+            r->set_used[i] = true;
+        }
     return v;
+}
+
+/* The value of REF given with --set REF=VALUE, else NULL (unknown). */
+static int resolve_set(void *ctx, const char *ref, struct kc_value **out,
+                       struct kc_err *err)
+{
+    const char *v = set_value(ctx, ref);
+
+    (void)err;
+    *out = v ? kc_value_new_str(v) : NULL;
+    return 0;
+}
+
+/* A --set that nothing looked at is a typo or a value the manifest already
+ * gives: the rendered bytes ignore it, so say so (a warning: scripts pass
+ * --set whether or not the manifest gives the value). */
+static void warn_unused_sets(const struct render *r)
+{
+    for (size_t i = 0; i < r->opts->nsets; i++)
+        if (!r->set_used[i])
+            fprintf(stderr,
+                    "warning: --set %.*s: not used by kms_vms.%s (render takes "
+                    "contracts.kms.address, unless the manifest gives the "
+                    "address, and the ${...} references of kms_vms.%s)\n",
+                    (int)strcspn(r->opts->sets[i], "="), r->opts->sets[i],
+                    r->vm_name, r->vm_name);
 }
 
 /* The path and reference of the first UNKNOWN value inside V. */
@@ -332,7 +350,7 @@ static int kms_address(struct render *r, struct kc_err *err)
         r->spec.kms_contract_addr = kc_value_str(a);
         return 0;
     }
-    s = set_value(r->opts, "contracts.kms.address");
+    s = set_value(r, "contracts.kms.address");
     if (s) {
         r->spec.kms_contract_addr = s;
         return 0;
@@ -529,7 +547,7 @@ static int render_run(struct render *r, struct kc_err *err)
     }
     io.doc = r->doc;
     io.resolve = resolve_set;
-    io.resolve_ctx = KC_UNCONST(opts);
+    io.resolve_ctx = r;
     if ((ret = kc_interp_node(&io, node, &r->vm, err)) < 0)
         return ret;
     if (r->vm->type != KC_VALUE_MAP)
@@ -576,6 +594,7 @@ static int render_run(struct render *r, struct kc_err *err)
         return ret;
     if ((ret = dstack_vm_render(&r->spec, &r->files, err)) < 0)
         return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
+    warn_unused_sets(r);
 
     if ((ret = kc_file_mkdirs(opts->out, 0755, err)) < 0 ||
         (ret =
@@ -623,6 +642,7 @@ static void render_release(struct render *r)
     free(r->user);
     free(r->allowed);
     free(r->paths);
+    free(r->set_used);
     free(r->compose_text);
     kc_value_free(r->vm);
     kc_value_free(r->kms_cfg);
@@ -649,6 +669,7 @@ int cmd_render(int argc, char **argv)
         return KC_EXIT_ERROR;
     }
     r.vm_name = opts.args[0];
+    r.set_used = kc_xcalloc(opts.nsets + 1, sizeof(*r.set_used));
     ret = render_run(&r, &err);
     if (ret < 0)
         cmd_print_err(&opts, &err);
