@@ -20,10 +20,10 @@
 #      inventory, exactly one KMS deployed in the run; destroy again.
 # KC_SANDBOX_KEEP=1 keeps the work folder (drift.json, kill*.out).
 #
-# kmsctl runs in a copy of manifests/ (the manifest byte for byte) whose
+# kmsctl runs on a copy of manifests/ (the manifest byte for byte) whose
 # ../build, ../tests and ../.sandbox point at the build folder and the
-# sources, and from that folder (see the report: the gcp provider reads
-# relative credential paths from the current folder).
+# sources, from the folder above it (relative paths in the manifest are the
+# manifest's folder's, not the working folder's).
 set -euo pipefail
 
 : "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}" "${KMSCTL:?}"
@@ -57,10 +57,10 @@ cp "$KC_SRC_DIR"/manifests/sandbox* "$w/manifests/"
 ln -s "$KC_BUILD_DIR" "$w/build"
 ln -s "$KC_SRC_DIR/tests" "$w/tests"
 ln -s "$KC_SRC_DIR/.sandbox" "$w/.sandbox"
-cd "$w/manifests"
+cd "$w"
 export KMSCTL_SANDBOX_RPC=$ANVIL_URL KMSCTL_SANDBOX_SIM=$SIM_URL
 export KMSCTL_SANDBOX_KEY=$ANVIL_KEY0
-M=sandbox.yaml
+M=manifests/sandbox.yaml
 S=$w/state.json
 
 fail() {
