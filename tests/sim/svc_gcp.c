@@ -978,6 +978,63 @@ static struct sim_object *find_in(struct sim *sim, const char *kind,
     return o;
 }
 
+/* The get, list and delete of a compute object: KIND (also the name of its
+ * path parameter) in collection COLL, zonal when the route has {zone},
+ * after the caller's IAM PERM. */
+static void object_get(struct sim *sim, struct sim_req *req, const char *kind,
+                       const char *coll, const char *perm)
+{
+    const char *project = sim_req_param(req, "project");
+    const char *zone = sim_req_param(req, "zone");
+    const char *name = sim_req_param(req, kind);
+    struct sim_object *o;
+
+    if (!authorize(req, project, perm))
+        return;
+    o = find_in(sim, kind, name, zone);
+    if (!o)
+        not_found(req, project, zone, coll, name);
+    else
+        sim_resp_json(req, 200, jdup(o->attrs));
+}
+
+static void object_list(struct sim *sim, struct sim_req *req, const char *kind,
+                        const char *coll, const char *list_kind,
+                        const char *perm)
+{
+    const char *project = sim_req_param(req, "project");
+    const char *zone = sim_req_param(req, "zone");
+    char *self;
+
+    if (!authorize(req, project, perm))
+        return;
+    self = zone ? zonal_link(req, project, zone, coll, "")
+                : global_link(req, project, coll, "");
+    self[strlen(self) - 1] = '\0';
+    list_objects(sim, req, kind, list_kind, zone, self);
+    free(self);
+}
+
+/* A global object's delete: an operation running EFF. */
+static void global_delete(struct sim *sim, struct sim_req *req,
+                          const char *kind, const char *coll, const char *perm,
+                          op_effect_fn eff)
+{
+    const char *project = sim_req_param(req, "project");
+    const char *name = sim_req_param(req, kind);
+    struct sim_object *o;
+
+    if (!authorize(req, project, perm) || op_replay(req, NULL))
+        return;
+    o = sim_obj_find(sim, SVC, kind, name);
+    if (!o) {
+        not_found(req, project, NULL, coll, name);
+        return;
+    }
+    op_start(sim, req, project, NULL, "delete", kind, name,
+             jget_str(o->attrs, "selfLink"), eff, NULL);
+}
+
 static void set_status(struct sim *sim, const char *kind, const char *name,
                        const char *status)
 {
@@ -1154,33 +1211,13 @@ static void h_disk_insert(struct sim *sim, struct sim_req *req)
 
 static void h_disk_get(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *zone = sim_req_param(req, "zone");
-    const char *name = sim_req_param(req, "disk");
-    struct sim_object *d;
-
-    if (!authorize(req, project, "compute.disks.get"))
-        return;
-    d = find_in(sim, "disk", name, zone);
-    if (!d) {
-        not_found(req, project, zone, "disks", name);
-        return;
-    }
-    sim_resp_json(req, 200, jdup(d->attrs));
+    object_get(sim, req, "disk", "disks", "compute.disks.get");
 }
 
 static void h_disk_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *zone = sim_req_param(req, "zone");
-    char *self;
-
-    if (!authorize(req, project, "compute.disks.list"))
-        return;
-    self = zonal_link(req, project, zone, "disks", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "disk", "compute#diskList", zone, self);
-    free(self);
+    object_list(sim, req, "disk", "disks", "compute#diskList",
+                "compute.disks.list");
 }
 
 static void h_disk_delete(struct sim *sim, struct sim_req *req)
@@ -1704,16 +1741,8 @@ static void h_instance_get(struct sim *sim, struct sim_req *req)
 
 static void h_instance_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *zone = sim_req_param(req, "zone");
-    char *self;
-
-    if (!authorize(req, project, "compute.instances.list"))
-        return;
-    self = zonal_link(req, project, zone, "instances", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "instance", "compute#instanceList", zone, self);
-    free(self);
+    object_list(sim, req, "instance", "instances", "compute#instanceList",
+                "compute.instances.list");
 }
 
 /* Instance methods: delete, stop, start, attachDisk, detachDisk, setLabels,
@@ -2084,48 +2113,19 @@ static void h_image_insert(struct sim *sim, struct sim_req *req)
 
 static void h_image_get(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "image");
-    struct sim_object *img;
-
-    if (!authorize(req, project, "compute.images.get"))
-        return;
-    img = sim_obj_find(sim, SVC, "image", name);
-    if (!img)
-        not_found(req, project, NULL, "images", name);
-    else
-        sim_resp_json(req, 200, jdup(img->attrs));
+    object_get(sim, req, "image", "images", "compute.images.get");
 }
 
 static void h_image_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    char *self;
-
-    if (!authorize(req, project, "compute.images.list"))
-        return;
-    self = global_link(req, project, "images", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "image", "compute#imageList", NULL, self);
-    free(self);
+    object_list(sim, req, "image", "images", "compute#imageList",
+                "compute.images.list");
 }
 
 static void h_image_delete(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "image");
-    struct sim_object *img;
-
-    if (!authorize(req, project, "compute.images.delete") ||
-        op_replay(req, NULL))
-        return;
-    img = sim_obj_find(sim, SVC, "image", name);
-    if (!img) {
-        not_found(req, project, NULL, "images", name);
-        return;
-    }
-    op_start(sim, req, project, NULL, "delete", "image", name,
-             jget_str(img->attrs, "selfLink"), eff_image_delete, NULL);
+    global_delete(sim, req, "image", "images", "compute.images.delete",
+                  eff_image_delete);
 }
 
 static void h_image_set_labels(struct sim *sim, struct sim_req *req)
@@ -2326,30 +2326,13 @@ static void h_fw_insert(struct sim *sim, struct sim_req *req)
 
 static void h_fw_get(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "firewall");
-    struct sim_object *fw;
-
-    if (!authorize(req, project, "compute.firewalls.get"))
-        return;
-    fw = sim_obj_find(sim, SVC, "firewall", name);
-    if (!fw)
-        not_found(req, project, NULL, "firewalls", name);
-    else
-        sim_resp_json(req, 200, jdup(fw->attrs));
+    object_get(sim, req, "firewall", "firewalls", "compute.firewalls.get");
 }
 
 static void h_fw_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    char *self;
-
-    if (!authorize(req, project, "compute.firewalls.list"))
-        return;
-    self = global_link(req, project, "firewalls", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "firewall", "compute#firewallList", NULL, self);
-    free(self);
+    object_list(sim, req, "firewall", "firewalls", "compute#firewallList",
+                "compute.firewalls.list");
 }
 
 static void h_fw_patch(struct sim *sim, struct sim_req *req)
@@ -2384,20 +2367,8 @@ static void h_fw_patch(struct sim *sim, struct sim_req *req)
 
 static void h_fw_delete(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "firewall");
-    struct sim_object *fw;
-
-    if (!authorize(req, project, "compute.firewalls.delete") ||
-        op_replay(req, NULL))
-        return;
-    fw = sim_obj_find(sim, SVC, "firewall", name);
-    if (!fw) {
-        not_found(req, project, NULL, "firewalls", name);
-        return;
-    }
-    op_start(sim, req, project, NULL, "delete", "firewall", name,
-             jget_str(fw->attrs, "selfLink"), eff_fw_delete, NULL);
+    global_delete(sim, req, "firewall", "firewalls", "compute.firewalls.delete",
+                  eff_fw_delete);
 }
 
 /* ---- storage ---- */
