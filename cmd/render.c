@@ -33,21 +33,7 @@ struct render {
     struct dstack_vm_files files;
 };
 
-/* The value of REF given with --set REF=VALUE, else NULL (unknown). */
-static int resolve_set(void *ctx, const char *ref, struct kc_value **out,
-                       struct kc_err *err)
-{
-    const struct cmd_opts *opts = ctx;
-    size_t len = strlen(ref);
-
-    (void)err;
-    *out = NULL;
-    for (size_t i = 0; i < opts->nsets; i++)
-        if (strncmp(opts->sets[i], ref, len) == 0 && opts->sets[i][len] == '=')
-            *out = kc_value_new_str(opts->sets[i] + len + 1);
-    return 0;
-}
-
+/* The value given with --set KEY=VALUE (the last one), else NULL. */
 static const char *set_value(const struct cmd_opts *opts, const char *key)
 {
     size_t len = strlen(key);
@@ -57,6 +43,17 @@ static const char *set_value(const struct cmd_opts *opts, const char *key)
         if (strncmp(opts->sets[i], key, len) == 0 && opts->sets[i][len] == '=')
             v = opts->sets[i] + len + 1;
     return v;
+}
+
+/* The value of REF given with --set REF=VALUE, else NULL (unknown). */
+static int resolve_set(void *ctx, const char *ref, struct kc_value **out,
+                       struct kc_err *err)
+{
+    const char *v = set_value(ctx, ref);
+
+    (void)err;
+    *out = v ? kc_value_new_str(v) : NULL;
+    return 0;
 }
 
 static const struct kc_value *get(const struct kc_value *map, const char *key)
