@@ -161,3 +161,25 @@ void gcp_mut_release(struct gcp_mut *m)
     m->url = m->what = NULL;
     m->waiting = false;
 }
+
+int gcp_get_done(struct gcp *g, struct kc_op *op, const struct gcp_call *c,
+                 int status, const char *what, bool adopting,
+                 gcp_observed_fn observed)
+{
+    bool observing = kc_op_phase(op) == KC_PHASE_OBSERVE;
+    char *get;
+    int ret;
+
+    if (status == 0 && c->code == 404)
+        return observing ? 0
+                         : kc_err_set(kc_op_err(op), KC_ENOENT,
+                                      "%s '%s' missing after its operation",
+                                      what, kc_op_name(op));
+    get = kc_xasprintf("get %s", what);
+    ret = gcp_call_check(c, status, get, kc_op_err(op));
+    free(get);
+    if (ret == 0)
+        ret =
+            observed(op, g, c->resp, adopting || (observing && !kc_op_id(op)));
+    return ret;
+}
