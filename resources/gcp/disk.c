@@ -146,27 +146,11 @@ static int disk_observe(struct kc_op *op)
 static void on_disk_mut(struct gcp_mut *m, int status)
 {
     struct disk_job *j = kc_container_of(m, struct disk_job, mut);
-    int ret;
+    int ret = gcp_mut_next(m, status, j->op, &j->adopting);
 
-    if (status < 0 && m->code == 409 && kc_op_phase(j->op) == KC_PHASE_CREATE) {
-        j->adopting = true;
-        kc_err_clear(kc_op_err(j->op));
-    } else if (status < 0 && m->code == 404 &&
-               kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        disk_end(j, 0);
+    if (ret > 0 && (ret = disk_get(j)) == 0)
         return;
-    } else if (status < 0) {
-        *kc_op_err(j->op) = m->err;
-        disk_end(j, status);
-        return;
-    }
-    if (kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        disk_end(j, 0);
-        return;
-    }
-    ret = disk_get(j);
-    if (ret < 0)
-        disk_end(j, ret);
+    disk_end(j, ret);
 }
 
 static int disk_create(struct kc_op *op)

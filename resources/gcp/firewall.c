@@ -242,28 +242,11 @@ static int firewall_observe(struct kc_op *op)
 static void on_fw_mut(struct gcp_mut *m, int status)
 {
     struct fw_job *j = kc_container_of(m, struct fw_job, mut);
-    int ret;
+    int ret = gcp_mut_next(m, status, j->op, &j->adopting);
 
-    if (status < 0 && m->code == 409 && kc_op_phase(j->op) == KC_PHASE_CREATE) {
-        /* Same name exists: adopt it only if it carries our mark. */
-        j->adopting = true;
-        kc_err_clear(kc_op_err(j->op));
-    } else if (status < 0 && m->code == 404 &&
-               kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        fw_end(j, 0); /* already gone */
+    if (ret > 0 && (ret = fw_get(j)) == 0)
         return;
-    } else if (status < 0) {
-        *kc_op_err(j->op) = m->err;
-        fw_end(j, status);
-        return;
-    }
-    if (kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        fw_end(j, 0);
-        return;
-    }
-    ret = fw_get(j);
-    if (ret < 0)
-        fw_end(j, ret);
+    fw_end(j, ret);
 }
 
 static int fw_mutate(struct kc_op *op, enum kc_http_method m, const char *what,
