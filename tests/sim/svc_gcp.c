@@ -852,6 +852,40 @@ static bool filter_match(const struct filter *f, struct sim_object *o)
 
 /* Answers a list of KIND objects (zonal: ZONE must match attrs.zone's last
  * segment) with maxResults/pageToken paging. */
+/* One page of a list walk: objects that match are counted; those from
+ * START on go into ITEMS until MAX of them; the next one sets BODY's
+ * nextPageToken and page_add() returns false (stop). */
+struct page {
+    struct json_object *body, *items;
+    long start, max, idx, n;
+};
+
+/* The start index that page token TOK ("pt-N", as page_add makes it)
+ * names; false when it is not one. */
+static bool page_start(const char *tok, long *start)
+{
+    char *end = NULL;
+
+    return strncmp(tok, "pt-", 3) == 0 &&
+           (*start = strtol(tok + 3, &end, 10)) >= 0 && !*end;
+}
+
+static bool page_add(struct page *pg, const struct sim_object *o)
+{
+    if (pg->idx++ < pg->start)
+        return true;
+    if (pg->n == pg->max) {
+        char tok[32];
+
+        snprintf(tok, sizeof(tok), "pt-%ld", pg->start + pg->n);
+        jset(pg->body, "nextPageToken", jstr(tok));
+        return false;
+    }
+    json_object_array_add(pg->items, jdup(o->attrs));
+    pg->n++;
+    return true;
+}
+
 static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
                          const char *list_kind, const char *zone,
                          const char *self)
@@ -861,7 +895,8 @@ static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
     struct json_object *body = json_object_new_object();
     struct json_object *items = json_object_new_array();
     struct filter flt;
-    long max = LIST_MAX, start = 0, idx = 0, n = 0;
+    long max = LIST_MAX, start = 0;
+    struct page pg;
     char *end = NULL;
 
     if (mr) {
@@ -876,36 +911,25 @@ static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
         if (max == 0)
             max = LIST_MAX;
     }
-    if (ptok) {
-        if (strncmp(ptok, "pt-", 3) != 0 ||
-            (start = strtol(ptok + 3, &end, 10)) < 0 || *end) {
-            gerr(req, 400, "invalid",
-                 "Invalid value for field 'pageToken': '%s'", ptok);
-            goto fail;
-        }
+    if (ptok && !page_start(ptok, &start)) {
+        gerr(req, 400, "invalid", "Invalid value for field 'pageToken': '%s'",
+             ptok);
+        goto fail;
     }
     if (parse_filter(sim_req_query(req, "filter"), &flt) < 0) {
         gerr(req, 400, "invalid", "Invalid list filter expression '%s'.",
              sim_req_query(req, "filter"));
         goto fail;
     }
+    pg = (struct page){ body, items, start, max, 0, 0 };
     for (struct sim_object *o = sim_obj_next(sim, NULL, SVC, kind); o;
          o = sim_obj_next(sim, o, SVC, kind)) {
         if (zone && strcmp(last_seg(jget_str(o->attrs, "zone")), zone) != 0)
             continue;
         if (!filter_match(&flt, o))
             continue;
-        if (idx++ < start)
-            continue;
-        if (n == max) {
-            char tok[32];
-
-            snprintf(tok, sizeof(tok), "pt-%ld", start + n);
-            jset(body, "nextPageToken", jstr(tok));
+        if (!page_add(&pg, o))
             break;
-        }
-        json_object_array_add(items, jdup(o->attrs));
-        n++;
     }
     jset(body, "kind", jstr(list_kind));
     jset(body, "items", items);
@@ -2797,7 +2821,8 @@ static void h_object_list(struct sim *sim, struct sim_req *req)
     const char *ptok = sim_req_query(req, "pageToken");
     const char *mr = sim_req_query(req, "maxResults");
     struct json_object *body, *items;
-    long max = 1000, start = 0, idx = 0, n = 0;
+    long max = 1000, start = 0;
+    struct page pg;
     size_t bl = strlen(bucket);
     char *end = NULL;
 
@@ -2807,30 +2832,21 @@ static void h_object_list(struct sim *sim, struct sim_req *req)
         gerr(req, 400, "invalid", "Invalid value for maxResults: %s", mr);
         return;
     }
-    if (ptok && (strncmp(ptok, "pt-", 3) != 0 ||
-                 (start = strtol(ptok + 3, &end, 10)) < 0 || *end)) {
+    if (ptok && !page_start(ptok, &start)) {
         gerr(req, 400, "invalid", "Invalid page token: %s", ptok);
         return;
     }
     body = json_object_new_object();
     items = json_object_new_array();
+    pg = (struct page){ body, items, start, max, 0, 0 };
     for (struct sim_object *o = sim_obj_next(sim, NULL, SVC, "object"); o;
          o = sim_obj_next(sim, o, SVC, "object")) {
         if (strncmp(o->name, bucket, bl) != 0 || o->name[bl] != '/')
             continue;
         if (prefix && strncmp(o->name + bl + 1, prefix, strlen(prefix)) != 0)
             continue;
-        if (idx++ < start)
-            continue;
-        if (n == max) {
-            char tok[32];
-
-            snprintf(tok, sizeof(tok), "pt-%ld", start + n);
-            jset(body, "nextPageToken", jstr(tok));
+        if (!page_add(&pg, o))
             break;
-        }
-        json_object_array_add(items, jdup(o->attrs));
-        n++;
     }
     jset(body, "kind", jstr("storage#objects"));
     jset(body, "items", items);
