@@ -943,6 +943,18 @@ fail:
 
 /* ---- compute: common ---- */
 
+/* The zone's own URL (an object's "zone"). */
+static char *zone_link(struct sim_req *req, const char *project,
+                       const char *zone)
+{
+    char *base = base_url(req);
+    char *s =
+        kc_xasprintf("%s/compute/v1/projects/%s/zones/%s", base, project, zone);
+
+    free(base);
+    return s;
+}
+
 static char *zonal_link(struct sim_req *req, const char *project,
                         const char *zone, const char *coll, const char *name)
 {
@@ -1145,13 +1157,7 @@ static struct sim_object *disk_make(struct sim *sim, struct sim_req *req,
                       type ? last_seg(type) : "pd-standard");
     jset(d->attrs, "type", jstr(link));
     free(link);
-    {
-        char *base = base_url(req);
-
-        link = kc_xasprintf("%s/compute/v1/projects/%s/zones/%s", base, project,
-                            zone);
-        free(base);
-    }
+    link = zone_link(req, project, zone);
     jset(d->attrs, "zone", jstr(link));
     free(link);
     if (image) {
@@ -1661,13 +1667,7 @@ static void h_instance_insert(struct sim *sim, struct sim_req *req)
     jset(o->attrs, "machineType", jstr(link));
     free(link);
     jset(o->attrs, "status", jstr("PROVISIONING"));
-    {
-        char *base = base_url(req);
-
-        link = kc_xasprintf("%s/compute/v1/projects/%s/zones/%s", base, project,
-                            zone);
-        free(base);
-    }
+    link = zone_link(req, project, zone);
     jset(o->attrs, "zone", jstr(link));
     free(link);
     link = zonal_link(req, project, zone, "instances", name);
