@@ -204,6 +204,21 @@ static int logs_run(struct logs *l, struct cmd_opts *opts, struct kc_err *err)
     return 0;
 }
 
+/* The error names the request that failed by its URL, and the endpoints may
+ * come from ${env:} with a key in them: the logger's secrets are taken out
+ * before it is printed (the engine does the same for resources' errors). */
+static void redact_err(const struct kc_log *log, struct kc_err *err)
+{
+    struct kc_buf b = { 0 };
+
+    if (kc_log_redact(log, err->msg, strlen(err->msg), &b) == 0)
+        kc_snprintf(err->msg, sizeof(err->msg), "%s", kc_buf_str(&b));
+    else
+        kc_snprintf(err->msg, sizeof(err->msg),
+                    "[message withheld: it could not be redacted]");
+    kc_buf_release_wipe(&b);
+}
+
 int cmd_logs(int argc, char **argv)
 {
     struct cmd_opts opts;
@@ -217,6 +232,8 @@ int cmd_logs(int argc, char **argv)
     }
     memset(&l, 0, sizeof(l));
     ret = logs_run(&l, &opts, &err);
+    if (ret < 0)
+        redact_err(&l.s.log, &err);
     gcp_call_release(&l.call);
     free(l.url);
     ui_close(&l.s);

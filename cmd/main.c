@@ -136,6 +136,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
+        /* "kmsctl help VERB": that verb's usage. */
+        for (size_t i = 0; argc > 2 && commands[i].name; i++)
+            if (strcmp(commands[i].name, argv[2]) == 0) {
+                cmd_usage(stdout, argv[2]);
+                return KC_EXIT_OK;
+            }
         cmd_usage(stdout, NULL);
         return KC_EXIT_OK;
     }

@@ -28,20 +28,26 @@ struct render {
     struct kc_value *kms_cfg; /* contracts.kms, interpolated (may be NULL) */
     const char **paths;
     size_t npaths;
+    bool *set_used; /* per --set: looked at */
     struct dstack_osimage img;
     struct dstack_vm_values vals; /* the spec, from r->vm */
     struct dstack_vm_files files;
 };
 
-/* The value given with --set KEY=VALUE (the last one), else NULL. */
-static const char *set_value(const struct cmd_opts *opts, const char *key)
+/* The value given with --set KEY=VALUE (the last one wins), else NULL;
+ * the --set options looked at are marked used. */
+static const char *set_value(struct render *r, const char *key)
 {
+    const struct cmd_opts *opts = r->opts;
     size_t len = strlen(key);
     const char *v = NULL;
 
     for (size_t i = 0; i < opts->nsets; i++)
-        if (strncmp(opts->sets[i], key, len) == 0 && opts->sets[i][len] == '=')
+        if (strncmp(opts->sets[i], key, len) == 0 &&
+            opts->sets[i][len] == '=') {
             v = opts->sets[i] + len + 1;
+            r->set_used[i] = true;
+        }
     return v;
 }
 
@@ -56,20 +62,38 @@ static int resolve_set(void *ctx, const char *ref, struct kc_value **out,
     return 0;
 }
 
+/* A --set that nothing looked at is a typo or a value the manifest already
+ * gives: the rendered bytes ignore it, so say so (a warning: scripts pass
+ * --set whether or not the manifest gives the value). */
+static void warn_unused_sets(const struct render *r)
+{
+    for (size_t i = 0; i < r->opts->nsets; i++)
+        if (!r->set_used[i])
+            fprintf(stderr,
+                    "warning: --set %.*s: not used by kms_vms.%s (render takes "
+                    "contracts.kms.address, unless the manifest gives the "
+                    "address, and the ${...} references of kms_vms.%s)\n",
+                    (int)strcspn(r->opts->sets[i], "="), r->opts->sets[i],
+                    r->vm_name, r->vm_name);
+}
+
 static const struct kc_value *get(const struct kc_value *map, const char *key)
 {
     return map && map->type == KC_VALUE_MAP ? kc_value_map_get(map, key) : NULL;
 }
 
 /* KMS_CONTRACT_ADDR when compose.env does not set it: contracts.kms.address
- * (adopted), else --set contracts.kms.address=... (NULL: neither). */
-static const char *kms_address(const struct render *r)
+ * (adopted), else --set contracts.kms.address=... (NULL: neither, or not
+ * needed: then the --set is not marked used). */
+static const char *kms_address(struct render *r)
 {
     const struct kc_value *a = get(r->kms_cfg, "address");
 
+    if (get(get(get(r->vm, "compose"), "env"), "KMS_CONTRACT_ADDR"))
+        return NULL;
     if (a && a->type == KC_VALUE_STRING && !kc_value_is_sensitive(a))
         return kc_value_str(a);
-    return set_value(r->opts, "contracts.kms.address");
+    return set_value(r, "contracts.kms.address");
 }
 
 static int find_image(struct render *r, struct kc_err *err)
@@ -258,7 +282,7 @@ static int render_run(struct render *r, struct kc_err *err)
     }
     io.doc = r->doc;
     io.resolve = resolve_set;
-    io.resolve_ctx = KC_UNCONST(opts);
+    io.resolve_ctx = r;
     if ((ret = kc_interp_node(&io, node, &r->vm, err)) < 0)
         return ret;
     kms = kc_node_get(kc_node_get(root, "contracts"), "kms");
@@ -285,6 +309,7 @@ static int render_run(struct render *r, struct kc_err *err)
         return ret;
     if ((ret = dstack_vm_render(&r->vals.spec, &r->files, err)) < 0)
         return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
+    warn_unused_sets(r);
 
     if ((ret = kc_file_mkdirs(opts->out, 0755, err)) < 0 ||
         (ret =
@@ -327,6 +352,7 @@ static void render_release(struct render *r)
     dstack_osimage_release(&r->img);
     dstack_vm_values_release(&r->vals);
     free(r->paths);
+    free(r->set_used);
     kc_value_free(r->vm);
     kc_value_free(r->kms_cfg);
     kc_doc_free(r->doc);
@@ -352,6 +378,7 @@ int cmd_render(int argc, char **argv)
         return KC_EXIT_ERROR;
     }
     r.vm_name = opts.args[0];
+    r.set_used = kc_xcalloc(opts.nsets + 1, sizeof(*r.set_used));
     ret = render_run(&r, &err);
     if (ret < 0)
         cmd_print_err(&opts, &err);

@@ -674,10 +674,22 @@ const struct kc_node *kc_check_nitro_enclave(const struct kc_node *h,
         if (strcmp(nitro_families[i].family, family) == 0)
             per = nitro_families[i].mib_per_vcpu;
     if (!per) {
+        /* Burstable and Arm/Mac families certainly not (kmsctl boots an
+         * x86_64 AMI); other Nitro families may, but kmsctl has no table of
+         * their sizes: say which it knows rather than guess. */
+        static const char *const never[] = { "t2", "t3",   "t3a", "t4g",
+                                             "a1", "mac1", "mac2" };
+        bool no = false;
+
+        for (size_t i = 0; i < KC_ARRAY_SIZE(never); i++)
+            no = no || strcmp(never[i], family) == 0;
         snprintf(msg, len,
-                 "family '%s' does not support Nitro Enclaves (use an Intel "
-                 "or AMD C5/C6/C7, M5/M6/M7 or R5/R6/R7 type such as "
-                 "c5.xlarge)",
+                 no ? "family '%s' does not support Nitro Enclaves (use an "
+                      "Intel or AMD C5/C6/C7, M5/M6/M7 or R5/R6/R7 type such "
+                      "as c5.xlarge)"
+                    : "family '%s' is not one kmsctl knows for Nitro "
+                      "Enclaves: it knows the Intel and AMD C5/C6/C7, "
+                      "M5/M6/M7 and R5/R6/R7 families (such as c5.xlarge)",
                  family);
         return type;
     }

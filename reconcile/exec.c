@@ -17,9 +17,7 @@ struct kc_op {
     bool observed_set;
     struct kc_value *outputs;
     char *progress;
-    kc_op_cb persist_cb;
-    bool persisting;
-    struct kc_state_write_req pwrite;
+    struct op_persist *persists; /* kc_op_persist calls in flight */
     struct kc_state_write_req fwrite;
     /* replace: 0 first half, 1 second half */
     int step;
@@ -221,14 +219,32 @@ void kc_op_set_output(struct kc_op *op, const char *name, struct kc_value *val)
     kc_value_map_set(op->outputs, name, val);
 }
 
+/* MSG with every secret the logger knows replaced by "[redacted]" (caller
+ * frees). Errors quote what failed, and that may be a secret: a chain RPC URL
+ * from ${env:} carries its API key in the path, and the HTTP module names the
+ * URL of a request that failed. */
+static char *redacted(const struct kc_engine *eng, const char *msg)
+{
+    struct kc_buf b;
+
+    kc_buf_init(&b, 0);
+    if (kc_log_redact(eng->log, msg, strlen(msg), &b) < 0) {
+        kc_buf_release_wipe(&b);
+        return kc_xstrdup("[message withheld: it could not be redacted]");
+    }
+    return kc_buf_detach(&b, NULL);
+}
+
 static void emit(struct kc_engine *eng, enum kc_event_type type,
                  const struct kc_plan_item *it, const char *what,
                  double elapsed, const char *msg)
 {
-    struct kc_event ev = { type, it->res->address, what, elapsed, msg };
+    char *safe = msg ? redacted(eng, msg) : NULL;
+    struct kc_event ev = { type, it->res->address, what, elapsed, safe };
 
     if (eng->on_event)
         eng->on_event(eng->event_data, &ev);
+    free(safe);
 }
 
 static double since(const struct kc_engine *eng, uint64_t start_ms)
@@ -323,32 +339,53 @@ int kc_op_generated_put(struct kc_op *op, const char *key,
     return kc_state_generated_put(op->eng->state, key, val, err);
 }
 
+/* One kc_op_persist call: its own write request (several may be in flight
+ * for one op, e.g. a contract's implementation and proxy deploys). An op
+ * that completes first leaves it orphaned: the write finishes, the
+ * callback is not called. */
+struct op_persist {
+    struct kc_state_write_req req;
+    struct kc_op *op; /* NULL once the op completed */
+    kc_op_cb cb;
+    struct op_persist *next;
+};
+
 static void on_persist(struct kc_state_write_req *req, int status)
 {
-    struct kc_op *op = req->data;
+    struct op_persist *p = kc_container_of(req, struct op_persist, req);
+    struct kc_op *op = p->op;
 
-    op->persisting = false;
-    if (status < 0)
-        op->err = req->err;
-    op->persist_cb(op, status);
+    if (op) {
+        struct op_persist **pp = &op->persists;
+
+        while (*pp != p)
+            pp = &(*pp)->next;
+        *pp = p->next;
+        if (status < 0)
+            op->err = req->err;
+        p->cb(op, status);
+    }
+    free(p);
 }
 
 int kc_op_persist(struct kc_op *op, kc_op_cb cb)
 {
+    struct op_persist *p;
+
     if (!op_may_write(op))
         return kc_err_set(&op->err, KC_EPERM,
                           "'%s': the state cannot be written during %s",
                           kc_op_address(op), phase_name(op->phase));
-    if (op->persisting)
-        return kc_err_set(&op->err, KC_EAGAIN,
-                          "'%s': a persist is already in flight",
-                          kc_op_address(op));
-    op->persist_cb = cb;
-    op->pwrite.data = op;
-    if (kc_state_write_async(op->eng->state, op->eng->loop, &op->pwrite,
-                             on_persist, &op->err) < 0)
+    p = kc_xcalloc(1, sizeof(*p));
+    p->op = op;
+    p->cb = cb;
+    if (kc_state_write_async(op->eng->state, op->eng->loop, &p->req, on_persist,
+                             &op->err) < 0) {
+        free(p);
         return op->err.code;
-    op->persisting = true;
+    }
+    p->next = op->persists;
+    op->persists = p;
     return 0;
 }
 
@@ -776,6 +813,8 @@ static void op_free(struct kc_op *op)
     free(op->old_id);
     free(op->new_id);
     free(op->fail_msg);
+    for (struct op_persist *p = op->persists; p; p = p->next)
+        p->op = NULL; /* its callback is dropped (see struct op_persist) */
     op->item->op = NULL;
     free(op);
 }
@@ -844,9 +883,6 @@ static void op_complete(struct kc_op *op, int status);
 
 void kc_op_done(struct kc_op *op, int status)
 {
-    if (op->persisting)
-        KC_BUG("'%s' completed while its kc_op_persist is in flight",
-               kc_op_address(op));
     if (op->deferred)
         KC_BUG("kc_op_done called twice for '%s'", kc_op_address(op));
     if (op->in_start) {
@@ -1358,7 +1394,7 @@ static void item_finish(struct kc_engine *eng, struct kc_plan_item *it,
     if (status < 0) {
         it->st = KC_ITEM_FAILED;
         free(it->error);
-        it->error = kc_xstrdup(msg ? msg : kc_strerror(status));
+        it->error = redacted(eng, msg ? msg : kc_strerror(status));
         emit(eng, KC_EVENT_FAILED, it, what, it->elapsed, it->error);
     } else {
         it->st = KC_ITEM_DONE;

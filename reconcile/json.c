@@ -160,6 +160,25 @@ const char *kc_json_opt_str(struct json_object *obj, const char *path)
     return s;
 }
 
+size_t kc_json_array_len(struct json_object *o)
+{
+    return json_object_is_type(o, json_type_array) ? json_object_array_length(o)
+                                                   : 0;
+}
+
+struct json_object *kc_json_array_idx(struct json_object *o, size_t i)
+{
+    return i < kc_json_array_len(o) ? json_object_array_get_idx(o, i) : NULL;
+}
+
+const char *kc_json_array_str(struct json_object *o, size_t i)
+{
+    struct json_object *v = kc_json_array_idx(o, i);
+
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                    : NULL;
+}
+
 char *kc_json_dump(struct json_object *obj, bool pretty)
 {
     int flags = JSON_C_TO_STRING_NOSLASHESCAPE |

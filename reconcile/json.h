@@ -27,6 +27,13 @@ int kc_json_get_bool(struct json_object *obj, const char *path, bool *out,
                      struct kc_err *err);
 /* As kc_json_get_str, but NULL (and 0) when the member is absent. */
 const char *kc_json_opt_str(struct json_object *obj, const char *path);
+/* Arrays of outside answers. json-c's own accessors assert (abort) when O is
+ * not an array, and an answer may hold anything: these give 0 or NULL for a
+ * value of another type, an index out of range or (kc_json_array_str) an
+ * element that is not a string. Results are borrowed from O. */
+size_t kc_json_array_len(struct json_object *o);
+struct json_object *kc_json_array_idx(struct json_object *o, size_t i);
+const char *kc_json_array_str(struct json_object *o, size_t i);
 /* Serialises OBJ (pretty when PRETTY), caller frees. */
 char *kc_json_dump(struct json_object *obj, bool pretty);
 

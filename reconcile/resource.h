@@ -392,8 +392,9 @@ int kc_op_generated_put(struct kc_op *op, const char *key,
 /* Writes the state now, asynchronously; CB(op, status) runs once, later,
  * from the loop, when it is on disk (0) or the write failed (< 0, message in
  * kc_op_err). Returns < 0 when nothing started (CB never called): at
- * observe/read/review/list (KC_EPERM), or while another persist of the op is
- * in flight (KC_EAGAIN). The op must not complete before CB ran. */
+ * observe/read/review/list (KC_EPERM). Several may be in flight for one op;
+ * their callbacks come in the order of the calls. If the op completes
+ * first, the pending callbacks are not called (the writes still finish). */
 int kc_op_persist(struct kc_op *op, kc_op_cb cb);
 
 /* --- cancellation --- */

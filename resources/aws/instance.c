@@ -436,12 +436,71 @@ static void run_instances(struct aws_job *j, int status)
     aws_job_send(j, 0, on_run);
 }
 
+static void record_intent(struct aws_job *j);
+
+/* Moves the address to the next generation: a new ClientToken, kept in the
+ * state's generated values. */
+static int next_generation(struct aws_job *j)
+{
+    char key[256];
+    int64_t gen =
+        kc_value_int(
+            kc_op_generated(j->op, generation_key(j->op, key, sizeof(key))),
+            1) +
+        1;
+    struct kc_value *g = kc_value_new_int(gen);
+    int ret = kc_op_generated_put(j->op, key, g, kc_op_err(j->op));
+
+    kc_value_free(g);
+    if (ret == 0)
+        client_token(j, gen, j->id);
+    return ret;
+}
+
+/* Tokens of earlier lives tried in one create, at most. */
+#define TOKEN_RETRIES 8
+
 static void on_run(struct aws_job *j, int status)
 {
     const char *id;
+    bool stale;
 
+    /* EC2 keeps a ClientToken "valid for at least 24 hours after the
+     * termination of the instance" (EC2 API reference, "Ensuring
+     * idempotency"), longer than a terminated instance stays visible to
+     * the DescribeInstances lookup before the call. So an address
+     * destroyed and applied again (the generation is gone with its record)
+     * may send a token of an earlier life: EC2 answers that life's
+     * terminated reservation, or IdempotentParameterMismatch when the
+     * arguments changed (a new security group). Either way: the next
+     * generation, a new token. */
+    stale = status < 0
+                ? strcmp(j->call.error.code, "IdempotentParameterMismatch") == 0
+                : gone(aws_xml_text(j->call.root,
+                                    "instancesSet/item/instanceState/name"));
+    if (stale && j->step < TOKEN_RETRIES) {
+        j->step++;
+        kc_op_progress(j->op,
+                       "client token %s was used by an earlier "
+                       "instance; taking the next one",
+                       j->id);
+        if (next_generation(j) < 0) {
+            aws_job_finish(j, kc_op_err(j->op)->code);
+            return;
+        }
+        record_intent(j);
+        return;
+    }
     if (status < 0) {
         aws_job_fail_call(j, status);
+        return;
+    }
+    if (stale) {
+        kc_err_set(kc_op_err(j->op), KC_ECONFLICT,
+                   "ec2 RunInstances: %d client tokens in a row belong to "
+                   "terminated instances (last %s)",
+                   TOKEN_RETRIES + 1, j->id);
+        aws_job_finish(j, KC_ECONFLICT);
         return;
     }
     id = aws_xml_text(j->call.root, "instancesSet/item/instanceId");
@@ -475,9 +534,6 @@ static void record_intent(struct aws_job *j)
 static void on_token_lookup(struct aws_job *j, int status)
 {
     struct _xmlNode *it;
-    char key[256];
-    int64_t gen;
-    struct kc_value *g;
 
     if (status < 0) {
         aws_job_fail_call(j, status);
@@ -493,20 +549,10 @@ static void on_token_lookup(struct aws_job *j, int status)
         wait_for(j, "running", NULL);
         return;
     }
-    if (it) {
+    if (it && next_generation(j) < 0) {
         /* This token's instance was terminated: the next generation. */
-        gen = kc_value_int(kc_op_generated(
-                               j->op, generation_key(j->op, key, sizeof(key))),
-                           1) +
-              1;
-        g = kc_value_new_int(gen);
-        if (kc_op_generated_put(j->op, key, g, kc_op_err(j->op)) < 0) {
-            kc_value_free(g);
-            aws_job_finish(j, kc_op_err(j->op)->code);
-            return;
-        }
-        kc_value_free(g);
-        client_token(j, gen, j->id);
+        aws_job_finish(j, kc_op_err(j->op)->code);
+        return;
     }
     record_intent(j);
 }

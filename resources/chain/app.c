@@ -521,19 +521,21 @@ static int app_from_receipt(struct app_op *a, struct json_object *rcpt)
         const char *from =
             json_object_get_string(json_object_object_get(l, "address"));
         uint8_t la[20], t0[32], t1[32];
+        const char *s0, *s1;
         if (!from || chain_address_parse(from, la, "log", NULL) < 0 ||
             memcmp(la, a->kms, 20) != 0 ||
             !json_object_object_get_ex(l, "topics", &topics) ||
-            json_object_array_length(topics) < 3)
+            kc_json_array_len(topics) < 3)
             continue;
-        if (chain_hex_decode_fixed(
-                json_object_get_string(json_object_array_get_idx(topics, 0)),
-                66, t0, 32, "topic", NULL) < 0 ||
+        /* The topics are measured, not assumed to be 66 characters: a short
+         * one was read past its end. */
+        s0 = kc_json_array_str(topics, 0);
+        s1 = kc_json_array_str(topics, 1);
+        if (!s0 || !s1 ||
+            chain_hex_decode_fixed(s0, strlen(s0), t0, 32, "topic", NULL) < 0 ||
             memcmp(t0, ev->topic, 32) != 0)
             continue;
-        if (chain_hex_decode_fixed(
-                json_object_get_string(json_object_array_get_idx(topics, 1)),
-                66, t1, 32, "topic", NULL) < 0 ||
+        if (chain_hex_decode_fixed(s1, strlen(s1), t1, 32, "topic", NULL) < 0 ||
             !chain_is_zero(t1, 12))
             continue;
         memcpy(a->addr, t1 + 12, 20);
@@ -632,10 +634,7 @@ static void on_app_logs(struct chain_rpc_call *call, int status)
     for (size_t i = 0; i < n; i++) {
         struct json_object *l = json_object_array_get_idx(call->result, i);
         struct json_object *topics = json_object_object_get(l, "topics");
-        const char *t1 =
-            topics
-                ? json_object_get_string(json_object_array_get_idx(topics, 1))
-                : NULL;
+        const char *t1 = kc_json_array_str(topics, 1);
         const char *h = kc_json_opt_str(l, "transactionHash");
         uint8_t w[32];
         struct json_object *p;

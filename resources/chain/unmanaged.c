@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "reconcile/buf.h"
+#include "reconcile/json.h"
 #include "resources/chain/hex.h"
 
 #define CHAIN_LOG_RANGE      5000
@@ -373,10 +374,7 @@ static void on_logs(struct chain_rpc_call *call, int status)
     for (size_t i = 0; i < n; i++) {
         struct json_object *l = json_object_array_get_idx(call->result, i);
         struct json_object *topics = json_object_object_get(l, "topics");
-        const char *t0 =
-            topics
-                ? json_object_get_string(json_object_array_get_idx(topics, 0))
-                : NULL;
+        const char *t0 = kc_json_array_str(topics, 0);
         const char *data =
             json_object_get_string(json_object_object_get(l, "data"));
         uint8_t topic[32], word[32];

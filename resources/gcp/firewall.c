@@ -144,7 +144,7 @@ static int fw_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
         json_object_object_get_ex(o, "denied", &rules);
         action = "deny";
     }
-    rule = rules ? json_object_array_get_idx(rules, 0) : NULL;
+    rule = kc_json_array_idx(rules, 0);
     if (rule) {
         const char *p = kc_json_opt_str(rule, "ports[0]");
 
@@ -163,16 +163,17 @@ static int fw_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
                                           : (net ? net : "")));
     kc_json_get_int(o, "priority", &prio, NULL);
     kc_value_map_set(m, "priority", kc_value_new_int(prio));
+    /* An element that is not a string is left out (and shows as drift). */
     if (json_object_object_get_ex(o, "sourceRanges", &sr))
-        for (size_t i = 0; i < json_object_array_length(sr); i++)
-            kc_value_list_push(ranges, kc_value_new_str(json_object_get_string(
-                                           json_object_array_get_idx(sr, i))));
+        for (size_t i = 0; i < kc_json_array_len(sr); i++)
+            if (kc_json_array_str(sr, i))
+                kc_value_list_push(ranges,
+                                   kc_value_new_str(kc_json_array_str(sr, i)));
     kc_value_map_set(m, "source_ranges", ranges);
     if (json_object_object_get_ex(o, "targetTags", &tt) &&
-        json_object_array_length(tt) > 0)
+        kc_json_array_str(tt, 0))
         kc_value_map_set(m, "target_tag",
-                         kc_value_new_str(json_object_get_string(
-                             json_object_array_get_idx(tt, 0))));
+                         kc_value_new_str(kc_json_array_str(tt, 0)));
     kc_value_map_set(m, "description",
                      kc_value_new_strn(desc ? desc : "", ours ? dl - ml : dl));
     kc_value_map_set(m, "self_link", kc_value_new_str(self ? self : ""));

@@ -165,9 +165,8 @@ static int img_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
     src = labels ? kc_json_opt_str(labels, LABEL_SOURCE) : NULL;
     kc_value_map_set(m, "digest", kc_value_new_str(src ? src : ""));
     if (json_object_object_get_ex(o, "guestOsFeatures", &f))
-        for (size_t i = 0; i < json_object_array_length(f); i++) {
-            const char *t =
-                kc_json_opt_str(json_object_array_get_idx(f, i), "type");
+        for (size_t i = 0; i < kc_json_array_len(f); i++) {
+            const char *t = kc_json_opt_str(kc_json_array_idx(f, i), "type");
 
             if (t)
                 kc_value_list_push(feats, kc_value_new_str(t));
@@ -274,6 +273,20 @@ static void archive_work(uv_work_t *w)
         disk = j->raw;
     }
     j->wstatus = dstack_osimage_archive_file(disk, j->tgz, &j->dg, &j->werr);
+    /* The generated disk (the shared one holds user_config's secrets in
+     * plain text) is not needed once archived, and the archive is read
+     * through its descriptor: both names go now, so that a crash or a second
+     * Ctrl-C leaves no copy in TMPDIR. */
+    if (j->generate)
+        (void)unlink(j->raw);
+    if (j->wstatus == 0) {
+        j->fd = open(j->tgz, O_RDONLY | O_CLOEXEC);
+        if (j->fd < 0)
+            j->wstatus =
+                kc_err_from_errno(&j->werr, errno, "open '%s'", j->tgz);
+        else
+            (void)unlink(j->tgz);
+    }
 }
 
 static void archive_done(uv_work_t *w, int status)
@@ -426,12 +439,7 @@ static void img_next(struct img_job *j)
         struct gcp_upload_opts o = { 0 };
         struct json_object *md = gcp_owner_labels(j->g, kc_op_address(op));
 
-        j->fd = open(j->tgz, O_RDONLY | O_CLOEXEC);
-        if (j->fd < 0) {
-            ret = kc_err_from_errno(kc_op_err(op), errno, "open '%s'", j->tgz);
-            json_object_put(md);
-            break;
-        }
+        /* j->fd: opened (and unlinked) by archive_work. */
         json_object_object_add(md, LABEL_SOURCE,
                                json_object_new_string(j->label));
         o.bucket = j->g->cfg.bucket;

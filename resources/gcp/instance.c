@@ -157,8 +157,8 @@ static struct json_object *attached(struct json_object *inst,
 
     if (!json_object_object_get_ex(inst, "disks", &disks))
         return NULL;
-    for (size_t i = 0; i < json_object_array_length(disks); i++) {
-        struct json_object *d = json_object_array_get_idx(disks, i);
+    for (size_t i = 0; i < kc_json_array_len(disks); i++) {
+        struct json_object *d = kc_json_array_idx(disks, i);
         const char *dev = kc_json_opt_str(d, "deviceName");
 
         if (dev && strcmp(dev, device) == 0)
@@ -173,8 +173,8 @@ static struct json_object *boot_disk(struct json_object *inst)
 
     if (!json_object_object_get_ex(inst, "disks", &disks))
         return NULL;
-    for (size_t i = 0; i < json_object_array_length(disks); i++) {
-        struct json_object *d = json_object_array_get_idx(disks, i);
+    for (size_t i = 0; i < kc_json_array_len(disks); i++) {
+        struct json_object *d = kc_json_array_idx(disks, i);
         struct json_object *b;
 
         if (json_object_object_get_ex(d, "boot", &b) &&
@@ -244,32 +244,33 @@ static int inst_observed(struct inst_job *j)
     if (sub)
         kc_value_map_set(m, "subnet", kc_value_new_str(last_seg(sub)));
     if (json_object_object_get_ex(o, "serviceAccounts", &sa) &&
-        json_object_array_length(sa) > 0) {
-        struct json_object *one = json_object_array_get_idx(sa, 0), *s;
+        kc_json_array_idx(sa, 0)) {
+        struct json_object *one = kc_json_array_idx(sa, 0), *s;
 
         if (kc_json_opt_str(one, "email"))
             kc_value_map_set(m, "service_account",
                              kc_value_new_str(kc_json_opt_str(one, "email")));
         if (json_object_object_get_ex(one, "scopes", &s))
-            for (size_t i = 0; i < json_object_array_length(s); i++)
-                kc_value_list_push(sc,
-                                   kc_value_new_str(scope_as_desired(
-                                       kc_op_desired(op, "scopes"),
-                                       json_object_get_string(
-                                           json_object_array_get_idx(s, i)))));
+            for (size_t i = 0; i < kc_json_array_len(s); i++)
+                if (kc_json_array_str(s, i))
+                    kc_value_list_push(sc, kc_value_new_str(scope_as_desired(
+                                               kc_op_desired(op, "scopes"),
+                                               kc_json_array_str(s, i))));
     }
     kc_value_map_set(m, "scopes", sc);
     sc = NULL;
     if (json_object_object_get_ex(o, "tags", &tags) &&
         json_object_object_get_ex(tags, "items", &tags))
-        for (size_t i = 0; i < json_object_array_length(tags); i++)
-            kc_value_list_push(tl, kc_value_new_str(json_object_get_string(
-                                       json_object_array_get_idx(tags, i))));
+        for (size_t i = 0; i < kc_json_array_len(tags); i++)
+            if (kc_json_array_str(tags, i))
+                kc_value_list_push(
+                    tl, kc_value_new_str(kc_json_array_str(tags, i)));
     kc_value_map_set(m, "tags", tl);
     tl = NULL;
     /* Labels: the manifest's; kmsctl's own are left out while they are
      * right, and shown (as drift) when someone changed them. */
-    if (labels) {
+    /* json_object_object_foreach crashes on a value that is not an object. */
+    if (json_object_is_type(labels, json_type_object)) {
         json_object_object_foreach (labels, k, v) {
             const char *want = kc_json_opt_str(own, k);
             const char *have = json_object_get_string(v);

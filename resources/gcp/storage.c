@@ -276,7 +276,7 @@ static void up_progress(struct gcp_upload *u)
 static void on_up(struct gcp_call *c, int status)
 {
     struct gcp_upload *u = kc_container_of(c, struct gcp_upload, call);
-    uint64_t committed;
+    uint64_t committed = 0; /* gcc -O2 cannot see committed_of() set it */
     const char *loc;
 
     if (u->phase == UP_CHUNK)

@@ -10,7 +10,11 @@
 #    then (after the instance is terminated) DeleteSecurityGroup, retried
 #    through DependencyViolation while the network interface goes away, and
 #    DeleteKeyPair only for a key kmsctl imported;
-#  - instance type / enclave validation fails before any EC2 request.
+#  - instance type / enclave validation fails before any EC2 request;
+#  - with no keys in the environment and no files, credentials come from
+#    the simulator's IMDSv2 (token PUT, then the role's credentials);
+#  - destroy, then apply again after the instances vanished from Describe*
+#    while EC2 still holds their ClientTokens: a new token, one instance.
 # Needs $KMSCTL, $KC_SRC_DIR, $KC_BUILD_DIR, curl, ssh-keygen, python3.
 set -euo pipefail
 
@@ -21,6 +25,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-accept-aws.XXXXXX")
 SIM_ON_EXIT='rm -rf "$tmp"'
 sim_start ec2 21
 export KMSCTL_SANDBOX_SIM=$SIM_URL
+# Terminated instances vanish from Describe* after 3 s instead of 60 s
+# (their ClientToken stays taken, as in EC2): long enough for destroy to see
+# them terminated, short enough to apply again after they vanished.
+sim_patch_object ec2 config faults '{"attrs":{"terminated_keep_ms":3000}}' >/dev/null
 AKID=AKIDKMSCTLSANDBOX01
 SECRET=kmsctlSandboxSecretKey0000000000000000000
 
@@ -161,4 +169,48 @@ ours = [o for o in inv if o["labels"].get("kmsctl-deployment") == "accept"
         and not (o["kind"] == "instance" and o["attrs"]["state"] == "terminated")]
 assert ours == [], ours
 PY
+# --- the credential chain down to IMDSv2 (no env keys, no files) ------------
+# The simulator's IMDS hands out temporary role credentials after a token
+# PUT; EC2 accepts them (with their session token) like real keys.
+mkdir -p emptyhome
+sed -e '/credentials_file:/d' m.yaml >imds.yaml
+tok_before=$(sim_route_count 'PUT /imds/latest/api/token')
+rc=0
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+    -u AWS_PROFILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_CONFIG_FILE \
+    -u AWS_EC2_METADATA_DISABLED HOME="$PWD/emptyhome" \
+    "$KMSCTL" plan -f imds.yaml --state imds.state.json >imds.out 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "plan with IMDS credentials: exit $rc: $(cat imds.out)"
+has "aws.instance.host create" "$(cat imds.out)"
+[ "$(sim_route_count 'PUT /imds/latest/api/token')" -gt "$tok_before" ] ||
+    fail "no IMDSv2 token was requested"
+[ "$(sim_route_count 'GET /imds/latest/meta-data/iam/security-credentials/{role}')" -gt 0 ] ||
+    fail "no role credentials were fetched from IMDS"
+# --- destroyed, then applied again once the old instances vanished ----------
+# EC2 still knows the old ClientTokens (24 h after termination; Describe*
+# forgets the instances long before): RunInstances answers
+# IdempotentParameterMismatch (new security group) or the terminated
+# reservation. kmsctl takes the next token, and the apply succeeds.
+sleep 3.5
+sim_inventory service=ec2 >inv.json
+python3 - inv.json <<'PY' || fail "terminated instances not expunged"
+import json, sys
+inv = json.load(open(sys.argv[1]))
+old = [o for o in inv if o["kind"] == "instance"]
+assert old and all(o["attrs"].get("expunged") for o in old), old
+PY
+"$KMSCTL" apply -f m.yaml --auto-approve >reapply.out 2>&1 ||
+    fail "apply after destroy: $(cat reapply.out)"
+sim_inventory service=ec2 >inv.json
+python3 - inv.json <<'PY' || fail "instances after the second apply"
+import json, sys
+inv = json.load(open(sys.argv[1]))
+live = [o for o in inv if o["kind"] == "instance" and o["attrs"]["state"] != "terminated"]
+assert sorted(o["labels"]["kmsctl-address"] for o in live) == \
+    ["aws.instance.host", "aws.instance.other"], live
+PY
+"$KMSCTL" plan -f m.yaml --detailed-exitcode >replan.out 2>&1 ||
+    fail "plan after the second apply is not empty: $(cat replan.out)"
+"$KMSCTL" destroy -f m.yaml --auto-approve >destroy2.out 2>&1 ||
+    fail "second destroy: $(cat destroy2.out)"
 echo "accept_aws.sh: ok"

@@ -67,6 +67,8 @@ for v in $verbs; do
     # Before the verb, too.
     run 0 "$K" --help "$v"
     has "usage: kmsctl $v" "$out"
+    run 0 "$K" help "$v"
+    has "usage: kmsctl $v" "$out"
     run 0 "$K" -v --no-color "$v" --help
     has "usage: kmsctl $v" "$out"
     # Every global flag is known to every verb.

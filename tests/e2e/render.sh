@@ -177,4 +177,18 @@ jq -e '(.docker_compose_file | test("\\n  helios:\\n")) and (.pre_launch_script 
     fail "light mode app-compose.json"
 grep -q secret-key-123 out10/app-compose.json && fail "EXECUTION_RPC reached app-compose.json"
 
+# 11. A --set that nothing uses (a typo, or a value the manifest already
+#     gives) is named in a warning; the render goes on without it.
+render out11 --set contracts.kms.address=$ADDR --set kms_vms.dstack-kms.extrenal_ip=1.2.3.4 >/dev/null 2>err.txt ||
+    fail "render with an unused --set: $(cat err.txt)"
+grep -qF -- "warning: --set kms_vms.dstack-kms.extrenal_ip: not used by kms_vms.dstack-kms" err.txt ||
+    fail "unused --set warning: $(cat err.txt)"
+grep -qF -- "--set contracts.kms.address" err.txt && fail "a used --set was warned about: $(cat err.txt)"
+sed 's|  kms: {}|  kms: {address: "0x00000000000000000000000000000000000000bb"}|' kms.yaml > given.yaml
+"$KMSCTL" render dstack-kms -f given.yaml --out out12 --set contracts.kms.address=$ADDR >/dev/null 2>err.txt ||
+    fail "render with the address given twice: $(cat err.txt)"
+grep -qF -- "warning: --set contracts.kms.address: not used by kms_vms.dstack-kms" err.txt ||
+    fail "overridden --set warning: $(cat err.txt)"
+grep -q 'KMS_CONTRACT_ADDR=0x0\{38\}bb' out12/prelaunch.sh || fail "the manifest's address is not in prelaunch.sh"
+
 echo "render: ok"

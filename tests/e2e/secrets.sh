@@ -60,6 +60,7 @@ S_KSPW=ks-pw-Quokka-7319-xyzzy-plover
 S_UC=uc-Wombat-5521-frobnicate-Zanzibar
 S_UC2=uc2-Narwhal-0042-quux-Tegucigalpa
 S_FAKE=fake-Axolotl-8803-grault-Ouagadougou
+S_EP=apikey-Capybara-6120-corge-Reykjavik # in the path of an endpoint URL
 S_AWS=$(sed -n 's/^aws_secret_access_key *= *//p' "$KC_SRC_DIR/tests/sim/creds/aws-credentials")
 [ -n "$S_AWS" ] || fail "no aws_secret_access_key in tests/sim/creds/aws-credentials"
 # Three lines from the second half of the PEM body (the private exponent and
@@ -76,6 +77,7 @@ print(base64.b64decode("".join(k[12:15])).hex())' "$KC_SRC_DIR/tests/sim/creds/g
     echo "user_config_file $S_UC"
     echo "user_config_env $S_UC2"
     echo "fake_sensitive $S_FAKE"
+    echo "endpoint_api_key $S_EP"
     echo "aws_secret_key $S_AWS"
     echo "gcp_key_pem1 ${PEM[0]}"
     echo "gcp_key_pem2 ${PEM[1]}"
@@ -287,9 +289,10 @@ if "chain" in have:
 if "gcp" in have:
     m["providers"]["gcp"] = p["gcp"]
     m["kms_vms"] = d["kms_vms"]
-    # Given, so that this test does not depend on the contracts -> VM wiring.
-    for vm in m["kms_vms"].values():
-        vm["compose"]["env"]["KMS_CONTRACT_ADDR"] = "0x" + "12" * 20
+    # With the chain part, KMS_CONTRACT_ADDR comes from contracts.kms.
+    if "chain" not in have:
+        for vm in m["kms_vms"].values():
+            vm["compose"]["env"]["KMS_CONTRACT_ADDR"] = "0x" + "12" * 20
 if "aws" in have:
     m["providers"]["aws"] = p["aws"]
     m["nitro_hosts"] = d["nitro_hosts"]
@@ -336,6 +339,25 @@ if [ "${#HAVE[@]}" -gt 0 ]; then
     run 0 plan-noop "$KMSCTL" plan --detailed-exitcode --debug "${R[@]}"
     run 0 drift "$KMSCTL" drift --json --prom "$work/out/real/drift.prom" -v --debug "${R[@]}"
     [ -s "$work/out/real/drift.prom" ] || fail "drift --prom wrote nothing"
+    if has gcp; then
+        # Answers of the wrong shape (a string for an array, an object for a
+        # list): drift reports them, kmsctl does not abort (json-c asserts on
+        # an array accessor given anything else).
+        FW=dstack-kms-allow-tcp-12001
+        sim_inventory service=gcp >"$work/in/inv.json"
+        orig() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+o=[o for o in d if o["kind"]==sys.argv[2] and o["name"]==sys.argv[3]][0]["attrs"]
+print(json.dumps({"attrs":{k:o[k] for k in sys.argv[4:] if k in o}}))' "$work/in/inv.json" "$@"; }
+        fw_orig=$(orig firewall "$FW" sourceRanges targetTags)
+        in_orig=$(orig instance dstack-kms tags serviceAccounts disks)
+        sim_patch_object gcp firewall "$FW" '{"attrs":{"sourceRanges":"0.0.0.0/0","targetTags":{"a":1}}}' >/dev/null
+        sim_patch_object gcp instance dstack-kms '{"attrs":{"tags":{"items":"fw-dstack-kms"},"serviceAccounts":"x","disks":{"boot":true}}}' >/dev/null
+        run 2 drift-odd-answers "$KMSCTL" drift --json -v --debug "${R[@]}"
+        grep -q "gcp.firewall.$FW" "$last_out" || fail "drift does not name the odd firewall: $(cat "$last_out")"
+        sim_patch_object gcp firewall "$FW" "$fw_orig" >/dev/null
+        sim_patch_object gcp instance dstack-kms "$in_orig" >/dev/null
+        run 0 drift-restored "$KMSCTL" drift "${R[@]}"
+    fi
     run 0 output "$KMSCTL" output --json "${R[@]}"
     run 0 output-text "$KMSCTL" output "${R[@]}"
     run 0 state-list "$KMSCTL" state list "${RS[@]}"
@@ -375,8 +397,80 @@ JS
     run 0 destroy "$KMSCTL" "${D[@]}" "${R[@]}"
     ok "${HAVE[*]}: validate, plan --json/--out, apply, plan, drift --json --prom, output, state, graph, destroy"
 fi
+if has gcp; then
+    # kill -9 while the disk images upload (held up 4 s by the simulator):
+    # nothing kmsctl made in TMPDIR survives it (the shared disk holds
+    # user_config's secrets in plain text; its archive holds them gzipped).
+    rm -rf "$work/out/real/.kmsctl"
+    sim_faults '[{"match":"^(POST|PUT) /gcp/storage/upload","latency_ms":[4000,4000]}]'
+    uploads() { sim_requests | python3 -c 'import json,sys
+print(sum(n for r, n in json.load(sys.stdin)["by_route"].items() if "/gcp/storage/upload" in r))'; }
+    u0=$(uploads)
+    "$KMSCTL" apply --auto-approve "${R[@]}" >"$work/out/crash.out" 2>"$work/out/crash.err" </dev/null &
+    kpid=$!
+    for _ in $(seq 100); do
+        [ "$(uploads)" -gt "$u0" ] && break
+        sleep 0.1
+    done
+    [ "$(uploads)" -gt "$u0" ] || fail "no upload started: $(cat "$work/out/crash.err")"
+    kill -9 "$kpid"
+    wait "$kpid" 2>/dev/null || true
+    sim_clear_faults
+    left=$(find "$TMPDIR" -type f -path '*kmsctl-img-*')
+    [ -z "$left" ] || fail "kill -9 during an upload left in TMPDIR: $left"
+    ok "kill -9 during the image uploads leaves no disk or archive in TMPDIR"
+fi
 
-# --- 3. every byte kmsctl wrote -------------------------------------------
+# --- 3. a request that fails is named by its URL, which may hold a key ---
+# (an RPC URL such as https://host/v3/<API key>, from ${env:}): the error
+# printed for it says "[redacted]" instead. Port 9 on loopback is closed.
+mkdir -p "$work/out/ep"
+export SECRETS_EP="http://127.0.0.1:9/v3/$S_EP"
+if has aws; then
+    cat >"$work/out/ep/aws.yaml" <<EOF
+version: 1
+name: epaws
+providers:
+  aws: {region: us-east-1, credentials_file: $KC_SRC_DIR/tests/sim/creds/aws-credentials, profile: default, endpoint: "\${env:SECRETS_EP}"}
+nitro_hosts:
+  h:
+    instance_type: c5.xlarge
+    enclave: {cpu_count: 2, memory_mib: 512}
+    ssh: {key_name: k, public_key: $work/in/sandbox-ssh.pub, from: [198.51.100.7/32]}
+EOF
+    run 1 ep-aws-plan "$KMSCTL" plan -v --debug -f "$work/out/ep/aws.yaml"
+    grep -q 'gave up after .*: POST \[redacted\]/' "$last_err" || fail "the failed EC2 request is not named: $(tail -n 3 "$last_err")"
+fi
+if has gcp; then
+    # kmsctl logs reports its own errors (not through the engine).
+    python3 - "$work/out/real/kms.yaml" "$work/out/ep/gcp.yaml" <<'EOF'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+g = d["providers"]["gcp"]
+g["endpoints"] = {k: "${env:SECRETS_EP}/" + k for k in ("oauth", "compute", "storage", "metadata")}
+for vm in d["kms_vms"].values():
+    vm["compose"]["env"]["KMS_CONTRACT_ADDR"] = "0x" + "12" * 20
+yaml.safe_dump({"version": 1, "name": "epgcp", "providers": {"gcp": g},
+                "kms_vms": d["kms_vms"]}, open(sys.argv[2], "w"), sort_keys=False)
+EOF
+    run 1 ep-gcp-logs "$KMSCTL" logs dstack-kms -v --debug -f "$work/out/ep/gcp.yaml"
+    grep -q 'gave up after .*: POST \[redacted\]/oauth' "$last_err" || fail "the failed token request is not named: $(tail -n 3 "$last_err")"
+fi
+if has chain; then
+    cat >"$work/out/ep/chain.yaml" <<EOF
+version: 1
+name: epchain
+providers:
+  chain: {rpc_url: "\${env:SECRETS_EP}", chain_id: 31337, private_key: "\${env:SECRETS_KEY}"}
+contracts:
+  artifacts: $KC_BUILD_DIR/artifacts
+  kms: {}
+EOF
+    run 1 ep-chain-apply "$KMSCTL" apply --auto-approve -v --debug -f "$work/out/ep/chain.yaml"
+    grep -q 'POST \[redacted\]' "$last_out" || fail "the failed RPC request is not named: $(tail -n 3 "$last_out")"
+fi
+
+# --- 4. every byte kmsctl wrote -------------------------------------------
 mapfile -t files < <(find "$work/out" -type f ! -name '*.yaml' \
     ! -path "$work/out/real/render/.user-config" ! -path "$work/out/real/render/shared.img" | sort)
 [ "${#files[@]}" -gt 40 ] || fail "only ${#files[@]} files to scan"

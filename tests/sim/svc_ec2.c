@@ -16,8 +16,10 @@
  *     IdempotentParameterMismatch;
  *   - instances go pending -> running after a seeded 300-1200 ms, stopping ->
  *     stopped, shutting-down -> terminated; terminated ones stay visible for
- *     60 s; for 50-250 ms after a create, Describe* by id answers NotFound
- *     (eventual consistency);
+ *     60 s (config/faults "terminated_keep_ms" changes it), then vanish from
+ *     every Describe* while their ClientToken stays taken (EC2: "at least 24
+ *     hours after the termination"); for 50-250 ms after a create, Describe*
+ *     by id answers NotFound (eventual consistency);
  *   - security groups: InvalidGroup.Duplicate, InvalidPermission.Duplicate,
  *     DependencyViolation while a non-terminated instance uses the group;
  *   - key pairs with AWS's fingerprints (CreateKeyPair: SHA-1 of the PKCS#8
@@ -1535,9 +1537,37 @@ static void on_expunge(struct sim *sim, void *arg)
     struct transition *t = arg;
     struct sim_object *o = sim_obj_find(sim, "ec2", "instance", t->id);
 
+    /* Gone from every Describe* and by id; but EC2 keeps its ClientToken
+     * "valid for at least 24 hours after the termination of the instance"
+     * (EC2 API reference, "Ensuring idempotency"): a RunInstances with that
+     * token still answers this reservation. Kept here until a reset. */
     if (o && strcmp(attr_str(o, "state"), "terminated") == 0 &&
         (uint64_t)attr_int(o, "expungeAt") <= sim_now_ms())
-        sim_obj_remove(sim, o);
+        json_object_object_add(o->attrs, "expunged",
+                               json_object_new_boolean(true));
+}
+
+/* An instance expunged after termination: only its ClientToken remains. */
+static bool expunged(const struct sim_object *o)
+{
+    struct json_object *v;
+
+    return json_object_object_get_ex(o->attrs, "expunged", &v) &&
+           json_object_get_boolean(v);
+}
+
+/* How long a terminated instance stays visible: TERMINATED_KEEP, or the
+ * config/faults attribute "terminated_keep_ms" (tests shorten it). */
+static uint32_t terminated_keep(struct sim *sim)
+{
+    struct sim_object *cfg = sim_obj_find(sim, "ec2", "config", "faults");
+    struct json_object *v;
+
+    if (cfg &&
+        json_object_object_get_ex(cfg->attrs, "terminated_keep_ms", &v) &&
+        json_object_get_int(v) > 0)
+        return (uint32_t)json_object_get_int(v);
+    return TERMINATED_KEEP;
 }
 
 static void schedule(struct sim *sim, struct sim_object *o, const char *from,
@@ -1574,13 +1604,14 @@ static void set_state(struct sim *sim, struct sim_object *o, const char *to)
                  (uint32_t)sim_rand_range(sim, 200, 800));
     } else if (strcmp(to, "terminated") == 0) {
         struct transition *t = kc_xcalloc(1, sizeof(*t));
+        uint32_t keep = terminated_keep(sim);
 
         attr_set_str(o, "publicIp", NULL);
         attr_set_int(o, "eniGoneAt",
                      (int64_t)(sim_now_ms() + sim_rand_range(sim, 500, 1500)));
-        attr_set_int(o, "expungeAt", (int64_t)(sim_now_ms() + TERMINATED_KEEP));
+        attr_set_int(o, "expungeAt", (int64_t)(sim_now_ms() + keep));
         (void)kc_snprintf(t->id, sizeof(t->id), "%s", o->name);
-        sim_timer_add(sim, TERMINATED_KEEP, on_expunge, t, free);
+        sim_timer_add(sim, keep, on_expunge, t, free);
     }
 }
 
@@ -1943,7 +1974,7 @@ static void describe_instances(struct ec2_call *c)
     for (size_t i = 0; i < nids; i++) {
         struct sim_object *o = sim_obj_find(c->sim, "ec2", "instance", ids[i]);
 
-        if (!o || fresh(o)) {
+        if (!o || fresh(o) || expunged(o)) {
             ec2_error(c->req, 400, "InvalidInstanceID.NotFound",
                       "The instance ID '%s' does not exist", ids[i]);
             goto out;
@@ -1955,7 +1986,7 @@ static void describe_instances(struct ec2_call *c)
          (o = sim_obj_next(c->sim, o, "ec2", "instance"));) {
         const char *rid = attr_str(o, "reservationId");
 
-        if ((nids && !in_list(ids, nids, o->name)) ||
+        if ((nids && !in_list(ids, nids, o->name)) || expunged(o) ||
             !filters_match(c, o, instance_filter) ||
             json_object_object_get_ex(seen, rid, NULL))
             continue;
@@ -1988,7 +2019,7 @@ static void change_instances(struct ec2_call *c, const char *action)
         struct sim_object *o = sim_obj_find(c->sim, "ec2", "instance", ids[i]);
         const char *s = o ? attr_str(o, "state") : NULL;
 
-        if (!o) {
+        if (!o || expunged(o)) {
             ec2_error(c->req, 400, "InvalidInstanceID.NotFound",
                       "The instance ID '%s' does not exist", ids[i]);
             goto out;
@@ -2043,7 +2074,7 @@ static void describe_instance_attribute(struct ec2_call *c)
         id ? sim_obj_find(c->sim, "ec2", "instance", id) : NULL;
     struct xout x;
 
-    if (!o || fresh(o)) {
+    if (!o || fresh(o) || expunged(o)) {
         ec2_error(c->req, 400, "InvalidInstanceID.NotFound",
                   "The instance ID '%s' does not exist", id ? id : "");
         return;
@@ -2075,7 +2106,7 @@ static struct sim_object *find_resource(struct sim *sim, const char *id)
     for (size_t i = 0; i < KC_ARRAY_SIZE(kinds); i++) {
         struct sim_object *o = sim_obj_find(sim, "ec2", kinds[i], id);
 
-        if (o)
+        if (o && !(i == 0 && expunged(o)))
             return o;
     }
     return sim_obj_find_id(sim, "ec2", "key_pair", id);
