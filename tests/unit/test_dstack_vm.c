@@ -12,7 +12,9 @@
 
 #define ADDR "0x00000000000000000000000000000000000000aa"
 
+/* A fresh folder per test; the files the tests write in it. */
 static char tmpdir[64];
+static const char *const tmpfiles[] = { "c.yaml", "gcp.img", "render.img" };
 
 static void setup(void)
 {
@@ -22,12 +24,13 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char *cmd = kc_xasprintf("rm -rf '%s'", tmpdir);
-    FILE *p = popen(cmd, "r");
+    for (size_t i = 0; i < sizeof(tmpfiles) / sizeof(tmpfiles[0]); i++) {
+        char *p = kc_xasprintf("%s/%s", tmpdir, tmpfiles[i]);
 
-    if (p)
-        pclose(p);
-    free(cmd);
+        (void)unlink(p);
+        free(p);
+    }
+    (void)rmdir(tmpdir);
 }
 
 TestSuite(dstack_vm, .init = setup, .fini = teardown, .timeout = 60);
