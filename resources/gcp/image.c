@@ -199,24 +199,9 @@ static void img_next(struct img_job *j);
 static void on_img_get(struct gcp_call *c, int status)
 {
     struct img_job *j = kc_container_of(c, struct img_job, call);
-    int ret;
 
-    if (status == 0 && c->code == 404) {
-        ret = kc_op_phase(j->op) == KC_PHASE_OBSERVE
-                  ? 0
-                  : kc_err_set(kc_op_err(j->op), KC_ENOENT,
-                               "image '%s' missing after its operation",
-                               kc_op_name(j->op));
-        img_end(j, ret);
-        return;
-    }
-    ret = gcp_call_check(c, status, "get image", kc_op_err(j->op));
-    if (ret == 0)
-        ret = img_observed(
-            j->op, j->g, c->resp,
-            j->adopting ||
-                (kc_op_phase(j->op) == KC_PHASE_OBSERVE && !kc_op_id(j->op)));
-    img_end(j, ret);
+    img_end(j, gcp_get_done(j->g, j->op, c, status, "image", j->adopting,
+                            img_observed));
 }
 
 static int img_get(struct img_job *j)
@@ -225,10 +210,8 @@ static int img_get(struct img_job *j)
                                 j->g->cfg.project, kc_op_name(j->op));
     int ret;
 
-    gcp_call_release(&j->call);
-    memset(&j->call, 0, sizeof(j->call));
-    ret = gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL, on_img_get,
-                         kc_op_err(j->op));
+    ret = gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL, on_img_get,
+                           kc_op_err(j->op));
     free(url);
     return ret;
 }
@@ -449,10 +432,8 @@ static void img_next(struct img_job *j)
     switch (j->step) {
     case IMG_STAT:
         url = gcp_object_url(j->g, j->g->cfg.bucket, obj);
-        gcp_call_release(&j->call);
-        memset(&j->call, 0, sizeof(j->call));
-        ret = gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL,
-                             on_img_call, kc_op_err(op));
+        ret = gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL,
+                               on_img_call, kc_op_err(op));
         break;
     case IMG_UPLOAD: {
         struct gcp_upload_opts o = { 0 };
@@ -492,10 +473,8 @@ static void img_next(struct img_job *j)
         break;
     case IMG_DELOBJ:
         url = gcp_object_url(j->g, j->g->cfg.bucket, obj);
-        gcp_call_release(&j->call);
-        memset(&j->call, 0, sizeof(j->call));
-        ret = gcp_call_start(j->g, &j->call, KC_HTTP_DELETE, url, NULL,
-                             on_img_call, kc_op_err(op));
+        ret = gcp_call_restart(j->g, &j->call, KC_HTTP_DELETE, url, NULL,
+                               on_img_call, kc_op_err(op));
         break;
     }
     free(url);
