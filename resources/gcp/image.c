@@ -62,6 +62,7 @@ static const struct kc_field image_fields[] = {
     { "user_config", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "app_compose", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "ports", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "pccs_url", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "os_image_hash", KC_VALUE_STRING,
       KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "kms_addr", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
@@ -510,9 +511,8 @@ static void on_ids_persisted(struct kc_op *op, int status)
 static int shared_prepare(struct img_job *j)
 {
     static const char *const keys[] = {
-        "mode",    "key_provider", "key_provider_id",
-        "compose", "user_config",  "app_compose",
-        "ports"
+        "mode",        "key_provider", "key_provider_id", "compose",
+        "user_config", "app_compose",  "ports",           "pccs_url"
     };
     struct kc_op *op = j->op;
     const char *vm = kc_value_str(kc_op_desired(op, "vm_name"));
