@@ -5,6 +5,7 @@
 
 #include "reconcile/buf.h"
 #include "reconcile/json.h"
+#include "reconcile/resource.h"
 #include "resources/chain/hex.h"
 #include "resources/chain/keccak.h"
 
@@ -200,6 +201,8 @@ static void item_complete(struct chain_txm_item *it, int status)
                        kc_strerror(status));
     }
     item_unlink(it); /* may free IT */
+    if (req && req->op)
+        kc_op_waiting(req->op, false);
     if (req && cb)
         cb(req, status);
 }
@@ -735,6 +738,8 @@ static void on_broadcast(struct txm_call *c, int status)
         m->stats.broadcasts++;
         if (it->req)
             it->req->broadcasts++;
+        if (it->req && it->req->op)
+            kc_op_waiting(it->req->op, true); /* only the receipt is left */
         it->st = IT_PENDING;
         it->sent_at = uv_now(m->cfg.loop);
         kc_log(m->cfg.log, KC_LOG_DEBUG, "chain", "%s: sent, nonce %llu",

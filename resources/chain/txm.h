@@ -90,6 +90,10 @@ struct chain_tx_req {
      * set. The caller must then call chain_txm_continue(req, status) once
      * (now or later): 0 broadcasts, < 0 abandons it (that status). */
     void (*on_signed)(struct chain_tx_req *req);
+    /* Optional: the engine op this transaction belongs to. From the first
+     * accepted broadcast until the receipt (or failure) the op is marked
+     * kc_op_waiting: it does not hold a --parallelism slot meanwhile. */
+    struct kc_op *op;
 
     /* read-only */
     uint64_t nonce;
