@@ -179,6 +179,17 @@ run 0 "$K" apply -f m.yaml t.plan
 [ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = D3 ] ||
     fail "a resource outside --target was changed"
 
+# ... and one whose per-field changes differ from a fresh plan's (the same
+# action, update, but the world's value changed since) is refused.
+run 0 "$K" plan -f m.yaml --out f.plan
+has "~ fake.identity.d update" "$out"
+jq '.objects["fake.identity.d"].attrs.value = "Dx"' world.json >w2 &&
+    mv w2 world.json
+run 1 "$K" apply -f m.yaml f.plan
+has "the world changed since the plan 'f.plan' was saved: 'fake.identity.d' field 'value' was to change \"D3\" -> \"D4\", now \"Dx\" -> \"D4\"" "$errout"
+[ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = Dx ] ||
+    fail "a refused saved plan changed the world"
+
 # --- failure isolation through the CLI -------------------------------------
 reset_world
 rm -rf .kmsctl
