@@ -24,12 +24,117 @@ static bool same_targets(const struct cmd_opts *opts, struct json_object *tg)
     return true;
 }
 
+/* Short JSON text of V for messages (BUF). */
+static const char *short_json(struct json_object *v, char *buf, size_t len)
+{
+    const char *t =
+        v ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN) : "null";
+
+    if (strlen(t) < len)
+        return t;
+    snprintf(buf, len, "%.*s...", (int)(len > 4 ? len - 4 : 0), t);
+    return buf;
+}
+
+static struct json_object *find_by(struct json_object *arr, const char *key,
+                                   const char *want)
+{
+    for (size_t k = 0; k < json_object_array_length(arr); k++) {
+        struct json_object *o = json_object_array_get_idx(arr, k);
+        const char *v = kc_json_opt_str(o, key);
+
+        if (v && strcmp(v, want) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static bool same_member(struct json_object *a, struct json_object *b,
+                        const char *key)
+{
+    struct json_object *x = NULL, *y = NULL;
+
+    json_object_object_get_ex(a, key, &x);
+    json_object_object_get_ex(b, key, &y);
+    return json_object_equal(x, y) != 0;
+}
+
+/* The first difference between the per-field changes of resource ADDRESS
+ * in the saved plan (WAS, may be NULL) and a fresh one (NOW): < 0 with ERR
+ * naming it, else 0. */
+static int same_changes(const char *path, const char *address,
+                        struct json_object *was, struct json_object *now,
+                        struct kc_err *err)
+{
+    static const char *const keys[] = { "before", "after", "unknown",
+                                        "sensitive" };
+    struct json_object *wc = NULL, *nc = NULL;
+    char b1[96], b2[96], b3[96], b4[96];
+
+    if (was)
+        json_object_object_get_ex(was, "changes", &wc);
+    if (now)
+        json_object_object_get_ex(now, "changes", &nc);
+    for (size_t k = 0; k < json_object_array_length(nc); k++) {
+        struct json_object *c = json_object_array_get_idx(nc, k);
+        const char *field = kc_json_opt_str(c, "field");
+        struct json_object *o = field ? find_by(wc, "field", field) : NULL;
+        struct json_object *ob = NULL, *oa = NULL, *nb = NULL, *na = NULL;
+        bool same = o != NULL;
+
+        for (size_t j = 0; same && j < KC_ARRAY_SIZE(keys); j++)
+            same = same_member(o, c, keys[j]);
+        if (same)
+            continue;
+        json_object_object_get_ex(c, "before", &nb);
+        json_object_object_get_ex(c, "after", &na);
+        if (!o)
+            return kc_err_set(err, KC_ESTATE,
+                              "the world changed since the plan '%s' was "
+                              "saved: '%s' field '%s' now changes (%s -> %s), "
+                              "the saved plan left it alone: run 'kmsctl "
+                              "plan' again",
+                              path, address, field ? field : "?",
+                              short_json(nb, b1, sizeof(b1)),
+                              short_json(na, b2, sizeof(b2)));
+        json_object_object_get_ex(o, "before", &ob);
+        json_object_object_get_ex(o, "after", &oa);
+        return kc_err_set(err, KC_ESTATE,
+                          "the world changed since the plan '%s' was saved: "
+                          "'%s' field '%s' was to change %s -> %s, now %s -> "
+                          "%s: run 'kmsctl plan' again",
+                          path, address, field, short_json(ob, b1, sizeof(b1)),
+                          short_json(oa, b2, sizeof(b2)),
+                          short_json(nb, b3, sizeof(b3)),
+                          short_json(na, b4, sizeof(b4)));
+    }
+    for (size_t k = 0; k < json_object_array_length(wc); k++) {
+        struct json_object *c = json_object_array_get_idx(wc, k);
+        const char *field = kc_json_opt_str(c, "field");
+        struct json_object *ob = NULL, *oa = NULL;
+
+        if (field && find_by(nc, "field", field))
+            continue;
+        json_object_object_get_ex(c, "before", &ob);
+        json_object_object_get_ex(c, "after", &oa);
+        return kc_err_set(err, KC_ESTATE,
+                          "the world changed since the plan '%s' was saved: "
+                          "'%s' field '%s' was to change %s -> %s, now it "
+                          "does not: run 'kmsctl plan' again",
+                          path, address, field ? field : "?",
+                          short_json(ob, b1, sizeof(b1)),
+                          short_json(oa, b2, sizeof(b2)));
+    }
+    return 0;
+}
+
 /* A saved plan applies only to the state and manifest it was made from, and
- * only if the world still calls for the same actions. */
+ * only if a fresh plan has the same action and the same per-field changes
+ * (before, after) for every resource. */
 static int check_saved(struct ui_session *s, const char *path,
                        struct kc_err *err)
 {
-    struct json_object *saved = NULL, *res;
+    struct json_object *saved = NULL, *res, *fresh = NULL, *fres = NULL;
     const char *lineage = NULL, *digest = NULL;
     int64_t serial = -1;
     char *text = NULL;
@@ -91,6 +196,8 @@ static int check_saved(struct ui_session *s, const char *path,
             goto out;
     }
     json_object_object_get_ex(saved, "resources", &res);
+    fresh = kc_plan_to_json(s->plan);
+    json_object_object_get_ex(fresh, "resources", &fres);
     for (size_t i = 0; i < s->plan->n; i++) {
         const struct kc_plan_item *it = &s->plan->items[i];
         const char *was = "noop";
@@ -113,8 +220,14 @@ static int check_saved(struct ui_session *s, const char *path,
                              kc_action_name(it->action));
             goto out;
         }
+        ret = same_changes(path, it->res->address,
+                           find_by(res, "address", it->res->address),
+                           find_by(fres, "address", it->res->address), err);
+        if (ret < 0)
+            goto out;
     }
 out:
+    json_object_put(fresh);
     json_object_put(saved);
     free(text);
     return ret;

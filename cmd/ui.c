@@ -201,7 +201,9 @@ int ui_open(struct ui_session *s, struct cmd_opts *opts, bool lock,
             return ret;
     }
     ret = kc_state_load(s->state_path, &s->st, err);
-    if (ret == 0 && kc_state_exists(s->st))
+    /* A new state takes the manifest's name now, so that its first write
+     * records it and another deployment's manifest is refused from then on. */
+    if (ret == 0)
         ret = kc_state_check_deployment(s->st, s->name, err);
     if (ret < 0)
         return ret;
@@ -558,9 +560,10 @@ static void print_summary(struct ui_session *s)
         json_object_put(o);
         return;
     }
-    printf("\n%s: %zu succeeded, %zu failed, %zu skipped. (%.1fs)\n",
-           failed || skipped ? "Apply incomplete" : "Apply complete", ok,
-           failed, skipped, elapsed);
+    printf("\n%s %s: %zu succeeded, %zu failed, %zu skipped. (%.1fs)\n",
+           s->eng.destroy ? "Destroy" : "Apply",
+           failed || skipped ? "incomplete" : "complete", ok, failed, skipped,
+           elapsed);
     for (size_t i = 0; i < s->plan->n; i++) {
         const struct kc_plan_item *it = &s->plan->items[i];
 

@@ -25,6 +25,7 @@ struct kc_op {
     char *new_id;    /* ... and the one that replaces it */
     int fail_status; /* set while a failed item's state is being written */
     char *fail_msg;
+    bool waiting; /* kc_op_waiting(op, true): not counted by --parallelism */
 };
 
 static void schedule(struct kc_engine *eng);
@@ -881,10 +882,28 @@ static void arm_kick(struct kc_engine *eng)
 
 static void op_complete(struct kc_op *op, int status);
 
+void kc_op_waiting(struct kc_op *op, bool waiting)
+{
+    struct kc_engine *eng = op->eng;
+
+    if (op->deferred || op->waiting == waiting)
+        return;
+    op->waiting = waiting;
+    if (waiting) {
+        eng->nwaiting++;
+        if (eng->nwaiting > eng->max_waiting)
+            eng->max_waiting = eng->nwaiting;
+        arm_kick(eng); /* a slot of --parallelism is free */
+    } else {
+        eng->nwaiting--;
+    }
+}
+
 void kc_op_done(struct kc_op *op, int status)
 {
     if (op->deferred)
         KC_BUG("kc_op_done called twice for '%s'", kc_op_address(op));
+    kc_op_waiting(op, false);
     if (op->in_start) {
         op->deferred = true;
         op->deferred_status = status;
@@ -1525,7 +1544,8 @@ static void schedule(struct kc_engine *eng)
                 continue;
             }
             waiting = true;
-            if (r == 0 || eng->running >= (size_t)eng->parallelism)
+            if (r == 0 ||
+                eng->running - eng->nwaiting >= (size_t)eng->parallelism)
                 continue;
             if (it->ptype->concurrency > 0 &&
                 running_of(eng, it->ptype, NULL) >=
@@ -1538,8 +1558,8 @@ static void schedule(struct kc_engine *eng)
                 refresh_start(eng, it);
             else
                 apply_start(eng, it);
-            if (eng->running > eng->max_running)
-                eng->max_running = eng->running;
+            if (eng->running - eng->nwaiting > eng->max_running)
+                eng->max_running = eng->running - eng->nwaiting;
             progress = true;
         }
     }

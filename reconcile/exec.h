@@ -80,12 +80,14 @@ struct kc_engine {
     /* read-only */
     struct kc_err err;
     bool canceled;
-    size_t max_running; /* highest number of ops at once seen */
+    size_t max_running; /* highest number of busy ops at once seen */
+    size_t max_waiting; /* highest number of only-waiting ops at once seen */
     /* private */
     struct kc_plan *plan;
     struct kc_provider **provs;
     size_t nprovs;
     size_t running;
+    size_t nwaiting; /* running ops that said kc_op_waiting(op, true) */
     size_t nlisting; /* list ops in flight */
     int phase;       /* 1 refresh, 2 apply */
     bool destroy, readonly;

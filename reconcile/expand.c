@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "reconcile/buf.h"
+#include "reconcile/check.h"
 #include "reconcile/file.h"
 #include "reconcile/graph.h"
 #include "reconcile/interp.h"
@@ -729,29 +730,9 @@ static int expand_kms_vms(struct kc_expand *ex, const struct kc_node *section,
 
 /* --- nitro_hosts (aws provider) ----------------------------------------- */
 
-/* Instance families that support Nitro Enclaves (x86; "Nitro Enclaves
- * requirements" in the AWS Nitro Enclaves user guide: Intel or AMD based
- * Nitro instances with at least 4 vCPUs, not T3/T3a), with their memory per
- * vCPU in MiB. Sizes are "large" (2 vCPUs), "xlarge" (4), "<n>xlarge"
- * (4n). */
-static const struct {
-    const char *family;
-    int mib_per_vcpu;
-} nitro_families[] = {
-    { "c5", 2048 },   { "c5a", 2048 },  { "c5ad", 2048 }, { "c5d", 2048 },
-    { "c5n", 2688 },  { "c6a", 2048 },  { "c6i", 2048 },  { "c6id", 2048 },
-    { "c6in", 2048 }, { "c7a", 2048 },  { "c7i", 2048 },  { "m5", 4096 },
-    { "m5a", 4096 },  { "m5ad", 4096 }, { "m5d", 4096 },  { "m5n", 4096 },
-    { "m5zn", 4096 }, { "m6a", 4096 },  { "m6i", 4096 },  { "m6id", 4096 },
-    { "m7a", 4096 },  { "m7i", 4096 },  { "r5", 8192 },   { "r5a", 8192 },
-    { "r5d", 8192 },  { "r5n", 8192 },  { "r6a", 8192 },  { "r6i", 8192 },
-    { "r7a", 8192 },  { "r7i", 8192 },
-};
-
-/* The host's instance type and enclave settings against the Nitro rules:
- * whole cores for the enclave (2 vCPUs each on these SMT families), at least
- * one core (2 vCPUs) and 1 GiB left to the parent (dstack.md §7, "E22 CPU
- * allocator": cpu_count must stay below nproc). */
+/* The host's instance type and enclave settings against the Nitro rules of
+ * reconcile/check.c (kc_check_nitro_enclave: one family table for validate
+ * and apply), then what only expansion checks. */
 static int nitro_validate(const char *host, const struct kc_node *h,
                           struct kc_err *err)
 {
@@ -759,10 +740,10 @@ static int nitro_validate(const char *host, const struct kc_node *h,
     const struct kc_node *enc = kc_node_get(h, "enclave");
     const struct kc_node *cpu = enc ? kc_node_get(enc, "cpu_count") : NULL;
     const struct kc_node *mem = enc ? kc_node_get(enc, "memory_mib") : NULL;
-    char family[32];
-    const char *dot, *size;
-    int64_t vcpus = 0, cpus = 0, mib = 0, mult = 0;
-    int per = 0;
+    const struct kc_node *bad;
+    const char *dot, *field = NULL;
+    char msg[256];
+    int64_t cpus = 0, mib = 0;
 
     if (!type || type->type != KC_NODE_SCALAR || !cpu || !mem ||
         !kc_node_scalar_int(cpu, &cpus) || !kc_node_scalar_int(mem, &mib))
@@ -771,57 +752,16 @@ static int nitro_validate(const char *host, const struct kc_node *h,
                          "enclave.memory_mib are required",
                          host);
     dot = strchr(type->str, '.');
-    if (!dot || (size_t)(dot - type->str) >= sizeof(family))
+    if (!dot || dot == type->str || (size_t)(dot - type->str) >= 32)
         return node_fail(
             type, err, KC_EINVAL,
             "nitro_hosts.%s.instance_type: '%s' is not an instance "
             "type",
             host, type->str);
-    memcpy(family, type->str, (size_t)(dot - type->str));
-    family[dot - type->str] = '\0';
-    for (size_t i = 0; i < KC_ARRAY_SIZE(nitro_families); i++)
-        if (strcmp(nitro_families[i].family, family) == 0)
-            per = nitro_families[i].mib_per_vcpu;
-    if (!per)
-        return node_fail(
-            type, err, KC_EINVAL,
-            "nitro_hosts.%s.instance_type: family '%s' does not "
-            "support Nitro Enclaves (use an Intel or AMD C5/C6/C7, "
-            "M5/M6/M7 or R5/R6/R7 type such as c5.xlarge)",
-            host, family);
-    size = dot + 1;
-    if (strcmp(size, "large") == 0) {
-        vcpus = 2;
-    } else if (strcmp(size, "xlarge") == 0) {
-        vcpus = 4;
-    } else if (sscanf(size, "%" SCNd64 "xlarge", &mult) == 1 && mult > 1 &&
-               mult < 100) {
-        char check[32];
-
-        snprintf(check, sizeof(check), "%" PRId64 "xlarge", mult);
-        vcpus = strcmp(check, size) == 0 ? 4 * mult : 0;
-    }
-    if (!vcpus)
-        return node_fail(type, err, KC_EINVAL,
-                         "nitro_hosts.%s.instance_type: size '%s' is not one "
-                         "kmsctl knows (large, xlarge, <n>xlarge; no metal)",
-                         host, size);
-    if (vcpus < 4)
-        return node_fail(type, err, KC_EINVAL,
-                         "nitro_hosts.%s.instance_type: %s has %" PRId64
-                         " vCPUs; a Nitro Enclaves parent needs at least 4",
-                         host, type->str, vcpus);
-    if (cpus % 2)
-        return node_fail(cpu, err, KC_EINVAL,
-                         "nitro_hosts.%s.enclave.cpu_count: %" PRId64
-                         " is odd; enclaves get whole cores (2 vCPUs each)",
-                         host, cpus);
-    if (cpus > vcpus - 2)
-        return node_fail(cpu, err, KC_EINVAL,
-                         "nitro_hosts.%s.enclave.cpu_count: %" PRId64
-                         " leaves the host fewer than 2 of the %" PRId64
-                         " vCPUs of %s (at most %" PRId64 ")",
-                         host, cpus, vcpus, type->str, vcpus - 2);
+    bad = kc_check_nitro_enclave(h, &field, msg, sizeof(msg));
+    if (bad)
+        return node_fail(bad, err, KC_EINVAL, "nitro_hosts.%s.%s: %s", host,
+                         field ? field : "instance_type", msg);
     if (kc_node_get(h, "vpc_id") && !kc_node_get(h, "subnet_id"))
         return node_fail(
             kc_node_get(h, "vpc_id"), err, KC_EINVAL,
@@ -842,12 +782,6 @@ static int nitro_validate(const char *host, const struct kc_node *h,
                     "not supported yet (IPv4 CIDRs only)",
                     host, i);
     }
-    if (mib > vcpus * per - 1024)
-        return node_fail(mem, err, KC_EINVAL,
-                         "nitro_hosts.%s.enclave.memory_mib: %" PRId64
-                         " leaves the host less than 1 GiB of the %" PRId64
-                         " MiB of %s (at most %" PRId64 ")",
-                         host, mib, vcpus * per, type->str, vcpus * per - 1024);
     return 0;
 }
 

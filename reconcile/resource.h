@@ -397,6 +397,18 @@ int kc_op_generated_put(struct kc_op *op, const char *key,
  * first, the pending callbacks are not called (the writes still finish). */
 int kc_op_persist(struct kc_op *op, kc_op_cb cb);
 
+/* --- waiting --- */
+
+/* WAITING true: the op now only waits for an outside event (a transaction
+ * receipt, a cloud operation) and does no work of its own until it comes.
+ * Such an op no longer counts against --parallelism (the global bound on
+ * ops at once), so other ops may start meanwhile; it still counts against
+ * its provider's and its kind's `concurrency` (those bound what a provider
+ * can have in flight, waiting or not). WAITING false: it works again and
+ * counts again; nothing is preempted, so the busy ops may briefly exceed
+ * --parallelism. kc_op_done clears it. Any phase; idempotent. */
+void kc_op_waiting(struct kc_op *op, bool waiting);
+
 /* --- cancellation --- */
 
 /* True after the first SIGINT/SIGTERM: reach a safe point and complete. */

@@ -246,6 +246,7 @@ static int allow_write(struct kc_op *op, bool add)
     a->tx.input = (const uint8_t *)a->calldata.data;
     a->tx.input_len = a->calldata.len;
     kc_op_progress(op, "%s", a->what);
+    a->tx.op = op;
     ret = chain_txm_send(cp->txm, &a->tx, on_write, kc_op_err(op));
     if (ret < 0)
         allow_free(a);

@@ -278,6 +278,7 @@ static int setting_send(struct setting_op *s)
     s->tx.input = (const uint8_t *)s->calldata.data;
     s->tx.input_len = s->calldata.len;
     kc_op_progress(op, "%s", s->what);
+    s->tx.op = op;
     return chain_txm_send(cp->txm, &s->tx, on_setting_written, kc_op_err(op));
 }
 
@@ -911,6 +912,7 @@ static int app_create(struct kc_op *op)
     a->tx.input_len = a->calldata.len;
     a->tx.on_signed = on_app_signed;
     kc_op_progress(op, "deployAndRegisterApp");
+    a->tx.op = op;
     ret = chain_txm_send(a->cp->txm, &a->tx, on_app_created, kc_op_err(op));
     if (ret < 0)
         app_done(a, ret);
@@ -972,6 +974,7 @@ static int app_update(struct kc_op *op)
     a->tx.has_to = true;
     a->tx.input = (const uint8_t *)a->calldata.data;
     a->tx.input_len = a->calldata.len;
+    a->tx.op = op;
     ret = chain_txm_send(a->cp->txm, &a->tx, on_app_updated, kc_op_err(op));
     if (ret < 0)
         app_done(a, ret);

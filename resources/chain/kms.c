@@ -676,6 +676,7 @@ static void send_deploy(struct kms_op *k, int which)
     d->inflight = true;
     k->inflight++;
     kc_op_progress(k->op, "%s", d->what);
+    d->tx.op = k->op;
     if (chain_txm_send(cp->txm, &d->tx, on_deployed, &err) < 0) {
         d->inflight = false;
         k->inflight--;
@@ -827,6 +828,7 @@ static int kms_update(struct kc_op *op)
     k->tx_impl.input = (const uint8_t *)k->calldata.data;
     k->tx_impl.input_len = k->calldata.len;
     k->inflight++;
+    k->tx_impl.op = op;
     ret = chain_txm_send(cp->txm, &k->tx_impl, on_impl_set, kc_op_err(op));
     if (ret < 0) {
         k->inflight--;

@@ -5,6 +5,7 @@
 
 #include "reconcile/buf.h"
 #include "reconcile/json.h"
+#include "reconcile/resource.h"
 #include "resources/chain/hex.h"
 #include "resources/chain/keccak.h"
 
@@ -99,6 +100,7 @@ struct chain_txm {
     bool tick_armed, polling, kick_armed;
     int handles_open;
     uint64_t last_block, last_block_at, block_ms;
+    uint64_t last_ok_at; /* uv_now of the node's last answer */
     /* errors */
     const struct chain_abi *err_abis[CHAIN_TXM_MAX_ERR_ABIS];
     size_t nerr_abis;
@@ -149,6 +151,8 @@ static void on_txm_call(struct chain_rpc_call *call, int status)
     struct chain_txm *m = c->m;
     struct chain_txm_item *it = c->item;
 
+    if (status == 0 || status == KC_EREMOTE)
+        m->last_ok_at = uv_now(m->cfg.loop); /* the node answered */
     if (!m->closing && (!it || it->st != IT_DONE))
         c->fn(c, status);
     chain_rpc_call_release(&c->call);
@@ -200,6 +204,8 @@ static void item_complete(struct chain_txm_item *it, int status)
                        kc_strerror(status));
     }
     item_unlink(it); /* may free IT */
+    if (req && req->op)
+        kc_op_waiting(req->op, false);
     if (req && cb)
         cb(req, status);
 }
@@ -735,6 +741,8 @@ static void on_broadcast(struct txm_call *c, int status)
         m->stats.broadcasts++;
         if (it->req)
             it->req->broadcasts++;
+        if (it->req && it->req->op)
+            kc_op_waiting(it->req->op, true); /* only the receipt is left */
         it->st = IT_PENDING;
         it->sent_at = uv_now(m->cfg.loop);
         kc_log(m->cfg.log, KC_LOG_DEBUG, "chain", "%s: sent, nonce %llu",
@@ -966,6 +974,41 @@ static void check_timeouts(struct chain_txm *m)
     }
 }
 
+/* Stops waiting for the receipts of sent transactions whose op was
+ * interrupted (Ctrl-C), and of every sent transaction once the node has not
+ * answered for rpc_deadline_ms. The transaction may still be mined: the
+ * caller's write-ahead intent stays recorded, and the next run finds it. */
+static void check_abandon(struct chain_txm *m)
+{
+    uint64_t now = uv_now(m->cfg.loop);
+    bool dead = now - m->last_ok_at >= m->cfg.rpc_deadline_ms;
+
+    for (struct chain_txm_item *it = m->items, *next; it; it = next) {
+        bool canceled =
+            it->req && it->req->op && kc_op_is_canceled(it->req->op);
+        char h[67];
+
+        next = it->next;
+        if (it->st != IT_PENDING || (!canceled && !dead))
+            continue;
+        chain_hex_encode(it->hashes[it->nhashes ? it->nhashes - 1 : 0], 32,
+                         true, h, sizeof(h));
+        if (canceled)
+            item_fail(it, KC_ECANCELED,
+                      "interrupted while waiting for the receipt of %s "
+                      "(nonce %llu); it may still be mined: the next run "
+                      "looks for it",
+                      h, (unsigned long long)it->tx.nonce);
+        else
+            item_fail(it, KC_ETIMEDOUT,
+                      "the RPC endpoint has not answered for %llu s while "
+                      "waiting for the receipt of %s (nonce %llu); it may "
+                      "still be mined: the next run looks for it",
+                      (unsigned long long)(now - m->last_ok_at) / 1000, h,
+                      (unsigned long long)it->tx.nonce);
+    }
+}
+
 static bool have_pending(const struct chain_txm *m)
 {
     for (const struct chain_txm_item *it = m->items; it; it = it->next)
@@ -1003,6 +1046,7 @@ static void on_block_number(struct txm_call *c, int status)
         m->last_block_at = now;
         poll_receipts(m);
     }
+    check_abandon(m);
     check_timeouts(m);
     arm_tick(m);
 }
@@ -1012,7 +1056,10 @@ static void on_tick(uv_timer_t *t)
     struct chain_txm *m = t->data;
 
     m->tick_armed = false;
-    if (m->closing || !have_pending(m))
+    if (m->closing)
+        return;
+    check_abandon(m);
+    if (!have_pending(m))
         return;
     m->polling = true;
     txm_call(m, NULL, "eth_blockNumber", NULL, on_block_number, 0);
@@ -1072,6 +1119,9 @@ int chain_txm_new(const struct chain_txm_config *cfg, struct chain_txm **out,
         m->cfg.gas_margin_pct = CHAIN_TXM_GAS_MARGIN;
     if (!m->cfg.tx_timeout_ms)
         m->cfg.tx_timeout_ms = CHAIN_TXM_TIMEOUT_MS;
+    if (!m->cfg.rpc_deadline_ms)
+        m->cfg.rpc_deadline_ms = CHAIN_TXM_RPC_DEADLINE_MS;
+    m->last_ok_at = uv_now(cfg->loop);
     memcpy(m->from, chain_signer_address(cfg->signer), 20);
     ret = uv_timer_init(cfg->loop, &m->tick);
     if (ret < 0) {

@@ -52,10 +52,15 @@
 #include "resources/chain/signer.h"
 #include "resources/chain/tx.h"
 
-#define CHAIN_TXM_MAX_HASHES   16
-#define CHAIN_TXM_GAS_MARGIN   20
-#define CHAIN_TXM_TIMEOUT_MS   90000
-#define CHAIN_TXM_MAX_ERR_ABIS 8
+#define CHAIN_TXM_MAX_HASHES 16
+#define CHAIN_TXM_GAS_MARGIN 20
+#define CHAIN_TXM_TIMEOUT_MS 90000
+/* A sent transaction's wait ends when the node has not answered for this
+ * long (KC_ETIMEDOUT), and at once when its op is interrupted
+ * (kc_op_is_canceled: KC_ECANCELED). Either way it may still be mined; the
+ * caller's write-ahead intent lets the next run find it. */
+#define CHAIN_TXM_RPC_DEADLINE_MS 120000
+#define CHAIN_TXM_MAX_ERR_ABIS    8
 
 struct chain_txm;
 struct chain_tx_req;
@@ -73,6 +78,7 @@ struct chain_txm_config {
     uint64_t max_priority_fee_wei;     /* 0: no cap */
     unsigned gas_margin_pct;           /* 0: CHAIN_TXM_GAS_MARGIN */
     uint64_t tx_timeout_ms;            /* 0: CHAIN_TXM_TIMEOUT_MS */
+    uint64_t rpc_deadline_ms;          /* 0: CHAIN_TXM_RPC_DEADLINE_MS */
     bool legacy;                       /* legacy transactions only */
 };
 
@@ -90,6 +96,10 @@ struct chain_tx_req {
      * set. The caller must then call chain_txm_continue(req, status) once
      * (now or later): 0 broadcasts, < 0 abandons it (that status). */
     void (*on_signed)(struct chain_tx_req *req);
+    /* Optional: the engine op this transaction belongs to. From the first
+     * accepted broadcast until the receipt (or failure) the op is marked
+     * kc_op_waiting: it does not hold a --parallelism slot meanwhile. */
+    struct kc_op *op;
 
     /* read-only */
     uint64_t nonce;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bench/chain_bench.sh [BUILD_DIR]: for N = 1, 10, 100 compose hashes
+# tests/bench/chain_bench.sh [BUILD_DIR]: for N = 1, 10, 50, 100 compose hashes
 # on one app (plus the KMS, its two implementations, the app and four KMS
 # allowlist entries), against anvil with one-second blocks: transactions
 # sent, JSON-RPC HTTP requests made and blocks used by an apply from
@@ -47,7 +47,7 @@ block() { printf '%d' "$(anvil_rpc eth_blockNumber)"; }
 
 printf '%-5s %-11s %6s %13s %8s %16s\n' N parallelism txs http_requests blocks noop_plan_reqs
 for par in 10 128; do
-  for n in 1 10 100; do
+  for n in 1 10 50 100; do
     anvil_start --block-time 1
     export B_RPC="$ANVIL_URL" B_KEY="$ANVIL_KEY0"
     rm -rf "$work/.kmsctl"

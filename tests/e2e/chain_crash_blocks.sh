@@ -4,7 +4,7 @@
 # nothing twice on the next run (write-ahead intents, code found at the
 # recorded CREATE addresses, a still-pending nonce waited for); and with
 # one-second blocks the whole contracts section from nothing fits in 5
-# blocks and 50 more compose hashes in 3.
+# blocks and 50 more compose hashes in 3, at the default --parallelism.
 set -euo pipefail
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
@@ -152,7 +152,7 @@ export E2E_RPC="$ANVIL_URL"
 rm -rf "$work/.kmsctl"
 manifest "$work/m.yaml" 2 0
 start="$(anvil_rpc eth_blockNumber)"
-"$KMSCTL" apply --auto-approve --parallelism 64 -f "$work/m.yaml" > "$work/full.log" 2>&1 ||
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/full.log" 2>&1 ||
   { cat "$work/full.log"; fail "apply with one-second blocks"; }
 read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" $((start)))
 span=$((last - first + 1))
@@ -160,7 +160,7 @@ span=$((last - first + 1))
 ok "whole contracts section from nothing in $span blocks ($nblocks with our transactions, $creations creations)"
 manifest "$work/m.yaml" 52 0
 start="$(anvil_rpc eth_blockNumber)"
-"$KMSCTL" apply --auto-approve --parallelism 64 -f "$work/m.yaml" > "$work/fifty.log" 2>&1 ||
+"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/fifty.log" 2>&1 ||
   { cat "$work/fifty.log"; fail "apply of 50 compose hashes"; }
 read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" $((start + 1)))
 span=$((last - first + 1))

@@ -84,6 +84,12 @@ has "Apply complete: 4 succeeded, 0 failed, 0 skipped." "$out"
 grep -q s3cret world.json .kmsctl/demo.state.json && fail "secret stored"
 [ "$(jq -r '.resources | keys | length' .kmsctl/demo.state.json)" = 4 ] ||
     fail "state does not hold 4 resources"
+[ "$(jq -r .deployment .kmsctl/demo.state.json)" = demo ] ||
+    fail "the first write did not record the deployment's name"
+# Another deployment's manifest is refused this state from the first run on.
+sed 's/^name: demo$/name: other/' m.yaml >other.yaml
+run 1 "$K" plan -f other.yaml --state .kmsctl/demo.state.json
+has "belongs to deployment 'demo', not 'other'" "$errout"
 
 # --- a second apply makes no mutating call -------------------------------
 before=$(counter mutating)
@@ -172,6 +178,17 @@ run 0 "$K" apply -f m.yaml t.plan
     fail "targeted plan not applied"
 [ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = D3 ] ||
     fail "a resource outside --target was changed"
+
+# ... and one whose per-field changes differ from a fresh plan's (the same
+# action, update, but the world's value changed since) is refused.
+run 0 "$K" plan -f m.yaml --out f.plan
+has "~ fake.identity.d update" "$out"
+jq '.objects["fake.identity.d"].attrs.value = "Dx"' world.json >w2 &&
+    mv w2 world.json
+run 1 "$K" apply -f m.yaml f.plan
+has "the world changed since the plan 'f.plan' was saved: 'fake.identity.d' field 'value' was to change \"D3\" -> \"D4\", now \"Dx\" -> \"D4\"" "$errout"
+[ "$(jq -r '.objects["fake.identity.d"].attrs.value' world.json)" = Dx ] ||
+    fail "a refused saved plan changed the world"
 
 # --- failure isolation through the CLI -------------------------------------
 reset_world
@@ -285,6 +302,7 @@ has "'fake.identity.d' delete refused" "$errout"
 has "--allow-identity-loss fake.identity.d" "$errout"
 run 0 "$K" destroy -f m.yaml --auto-approve \
     --allow-identity-loss fake.identity.d
+has "Destroy complete: " "$out"
 idx() { jq -r --arg l "$1" '.log | index($l)' world.json; }
 [ "$(idx 'delete fake.thing.c')" -lt "$(idx 'delete fake.thing.b')" ] ||
     fail "c must be deleted before b"

@@ -171,3 +171,14 @@ Test(aws_expand, ipv6_ssh_source_is_refused_clearly)
             " from: [203.0.113.7/32, \"2001:db8::/64\"]}\n",
             "m.yaml:7:", "ssh.from[1]: IPv6 ranges are not supported yet");
 }
+
+Test(aws_expand, the_family_rules_are_those_of_validate)
+{
+    /* One table (reconcile/check.c): a family it does not know is named as
+     * such, as `kmsctl validate` says, not as one without enclaves. */
+    refused("    instance_type: x2idn.xlarge\n"
+            "    enclave: {cpu_count: 2, memory_mib: 512}\n",
+            "m.yaml:5:20",
+            "nitro_hosts.h.instance_type: family 'x2idn' is not one kmsctl "
+            "knows for Nitro Enclaves");
+}

@@ -592,3 +592,60 @@ Test(chain_txm, legacy_transactions_are_eip155_and_mined, .init = setup,
     json_object_put(tx);
     chain_tx_req_release(&w.req);
 }
+
+/* ---- a dead node ---------------------------------------------------- */
+
+struct killer {
+    uv_timer_t t;
+    struct waiter *w;
+    bool killed;
+};
+
+static void on_kill_timer(uv_timer_t *t)
+{
+    struct killer *k = kc_container_of(t, struct killer, t);
+
+    if (k->w->req.broadcasts == 0)
+        return;
+    chain_anvil_stop(&E.anvil); /* the transaction is in its pool, unmined */
+    k->killed = true;
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+Test(chain_txm, a_sent_transaction_stops_waiting_when_the_node_is_gone,
+     .init = setup_no_mining, .fini = teardown)
+{
+    struct chain_txm_config tc = { 0 };
+    struct waiter w = { 0 };
+    struct killer k = { 0 };
+    struct kc_err err = { 0 };
+    uint64_t t0;
+
+    E.signer = signer_of(CHAIN_ANVIL_KEY0);
+    tc.loop = &E.loop;
+    tc.rpc = E.rpc;
+    tc.signer = E.signer;
+    tc.chain_id = 31337;
+    tc.tx_timeout_ms = 500; /* re-broadcasts are tried (and fail) too */
+    tc.rpc_deadline_ms = 1500;
+    cr_assert_eq(chain_txm_new(&tc, &E.txm, &err), 0, "%s", err.msg);
+    w.req.what = "transfer";
+    w.req.has_to = true;
+    memcpy(w.req.to, chain_signer_address(E.signer), 20);
+    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    k.w = &w;
+    cr_assert_eq(uv_timer_init(&E.loop, &k.t), 0);
+    cr_assert_eq(uv_timer_start(&k.t, on_kill_timer, 20, 20), 0);
+    t0 = uv_hrtime();
+    run_until(&w.done);
+    cr_assert(k.killed, "the transaction was never broadcast");
+    cr_assert_eq(w.status, KC_ETIMEDOUT, "status %d: %s", w.status,
+                 w.req.err.msg);
+    cr_assert(strstr(w.req.err.msg, "has not answered"), "%s", w.req.err.msg);
+    cr_assert(strstr(w.req.err.msg, "the next run looks for it"), "%s",
+              w.req.err.msg);
+    /* Bounded: the deadline plus one poll's HTTP retries, not forever. */
+    cr_assert_lt((uv_hrtime() - t0) / 1000000, 30000);
+    chain_tx_req_release(&w.req);
+}

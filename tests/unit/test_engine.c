@@ -221,6 +221,35 @@ Test(engine, parallelism_bounds_the_ops_in_flight)
     run_fini(&r);
 }
 
+Test(engine, ops_that_only_wait_do_not_hold_a_parallelism_slot)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct run r;
+    uint64_t t0, ms;
+
+    for (int i = 0; i < 12; i++) {
+        char name[16];
+
+        kc_snprintf(name, sizeof(name), "n%d", i);
+        thing(g, "fake.thing", name, "x");
+    }
+    run_init(&r, 200, 3);
+    kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")), "wait",
+                     kc_value_new_bool(true));
+    cr_assert_eq(run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
+    fake_world_reset_counters(world);
+    t0 = uv_hrtime();
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    ms = (uv_hrtime() - t0) / 1000000;
+    /* 12 ops that only wait 200 ms: all at once, not 4 rounds of 3. */
+    cr_assert_lt(ms, 2 * 200, "took %llu ms", (unsigned long long)ms);
+    cr_assert_eq(fake_world_counter(world, "max_running"), 12);
+    cr_assert_eq(r.eng.max_waiting, 12);
+    cr_assert_leq(r.eng.max_running, 3);
+    cr_assert_eq(fake_world_counter(world, "create"), 12);
+    run_fini(&r);
+}
+
 Test(engine, a_failure_skips_dependents_and_spares_independent_branches)
 {
     struct run r;

@@ -9,6 +9,7 @@ struct fake_ctx {
     char *world;
     int64_t delay_ms;
     int64_t observe_delay_ms;
+    bool wait; /* create/update/delete: kc_op_waiting during the delay */
 };
 
 struct fake_call {
@@ -192,6 +193,7 @@ static int fake_init(struct kc_provider *p, struct kc_err *err)
     ctx->delay_ms = kc_value_int(kc_value_map_get(p->config, "delay_ms"), 0);
     ctx->observe_delay_ms =
         kc_value_int(kc_value_map_get(p->config, "observe_delay_ms"), 0);
+    ctx->wait = kc_value_bool(kc_value_map_get(p->config, "wait"), false);
     p->data = ctx;
     return 0;
 }
@@ -496,6 +498,9 @@ static int fake_start(struct kc_op *op)
     json_object_put(w);
     call = kc_xcalloc(1, sizeof(*call));
     call->op = op;
+    if (ctx->wait && ph != KC_PHASE_OBSERVE && ph != KC_PHASE_READ &&
+        ph != KC_PHASE_LIST)
+        kc_op_waiting(op, true);
     ret = uv_timer_init(kc_op_loop(op), &call->timer);
     if (ret == 0)
         ret = uv_timer_start(&call->timer, on_delay, (uint64_t)delay, 0);

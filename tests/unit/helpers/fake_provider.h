@@ -7,6 +7,8 @@
  *   world       path of the world file (required)
  *   delay_ms    how long create/update/delete take (default 0)
  *   observe_delay_ms  how long observe/read take (default 0)
+ *   wait        true: create/update/delete only wait during their delay
+ *               (kc_op_waiting), so --parallelism does not bound them
  *
  * Kinds:
  *   fake.thing    fields value (string), size (int, FORCE_NEW), secret
