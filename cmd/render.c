@@ -19,8 +19,6 @@
 #include "resources/dstack/osimage.h"
 #include "resources/dstack/vm.h"
 
-#define RENDER_MAX_COMPOSE (256u << 10)
-
 /* Everything a render owns, released in one place. */
 struct render {
     const struct cmd_opts *opts;
@@ -28,20 +26,11 @@ struct render {
     struct kc_doc *doc;
     struct kc_value *vm;      /* kms_vms.<name>, interpolated */
     struct kc_value *kms_cfg; /* contracts.kms, interpolated (may be NULL) */
-    char *compose_text;
-    struct dstack_kv *env;
-    size_t nenv;
-    struct dstack_kv *user;
-    size_t nuser;
-    const char **allowed;
-    size_t nallowed;
     const char **paths;
     size_t npaths;
     bool *set_used; /* per --set: looked at */
-    char **strs;    /* strings made for ENV values, freed at the end */
-    size_t nstrs, capstrs;
     struct dstack_osimage img;
-    struct dstack_vm_spec spec;
+    struct dstack_vm_values vals; /* the spec, from r->vm */
     struct dstack_vm_files files;
 };
 
@@ -88,279 +77,23 @@ static void warn_unused_sets(const struct render *r)
                     r->vm_name, r->vm_name);
 }
 
-/* The path and reference of the first UNKNOWN value inside V. */
-static bool find_unknown(const struct kc_value *v, struct kc_buf *path,
-                         const char **ref)
-{
-    size_t mark = path->len;
-
-    if (!v)
-        return false;
-    if (v->type == KC_VALUE_UNKNOWN) {
-        *ref = v->u.ref;
-        return true;
-    }
-    if (v->type == KC_VALUE_MAP) {
-        for (size_t i = 0; i < kc_value_map_len(v); i++) {
-            kc_buf_addf(path, ".%s", kc_value_map_key(v, i));
-            if (find_unknown(kc_value_map_val(v, i), path, ref))
-                return true;
-            path->len = mark;
-            path->data[mark] = '\0';
-        }
-    } else if (v->type == KC_VALUE_LIST) {
-        for (size_t i = 0; i < kc_value_list_len(v); i++) {
-            kc_buf_addf(path, "[%zu]", i);
-            if (find_unknown(kc_value_list_get(v, i), path, ref))
-                return true;
-            path->len = mark;
-            path->data[mark] = '\0';
-        }
-    }
-    return false;
-}
-
-static int refuse_unknown(const char *where, const struct kc_value *v,
-                          struct kc_err *err)
-{
-    struct kc_buf path = { 0 };
-    const char *ref = NULL;
-    int ret = 0;
-
-    kc_buf_addstr(&path, where);
-    if (find_unknown(v, &path, &ref))
-        ret = kc_err_set(err, KC_EINVAL,
-                         "%s is not known before apply (it comes from '%s'): "
-                         "pass --set %s=<value> to render with it",
-                         kc_buf_str(&path), ref, ref);
-    kc_buf_release(&path);
-    return ret;
-}
-
 static const struct kc_value *get(const struct kc_value *map, const char *key)
 {
     return map && map->type == KC_VALUE_MAP ? kc_value_map_get(map, key) : NULL;
 }
 
-/* A non-secret string member (NULL when absent). */
-static int get_str(struct render *r, const struct kc_value *map,
-                   const char *path, const char *key, const char **out,
-                   struct kc_err *err)
+/* KMS_CONTRACT_ADDR when compose.env does not set it: contracts.kms.address
+ * (adopted), else --set contracts.kms.address=... (NULL: neither, or not
+ * needed: then the --set is not marked used). */
+static const char *kms_address(struct render *r)
 {
-    const struct kc_value *v = get(map, key);
+    const struct kc_value *a = get(r->kms_cfg, "address");
 
-    *out = NULL;
-    if (!v || v->type == KC_VALUE_NULL)
-        return 0;
-    if (v->type != KC_VALUE_STRING)
-        return kc_err_set(err, KC_EINVAL, "kms_vms.%s.%s%s: expected a string",
-                          r->vm_name, path, key);
-    if (kc_value_is_sensitive(v))
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.%s%s comes from ${env:} or ${file:}: "
-                          "it is written to measured, public files, so it "
-                          "cannot be a secret (secrets go in user_config)",
-                          r->vm_name, path, key);
-    *out = kc_value_str(v);
-    return 0;
-}
-
-static int get_bool(struct render *r, const struct kc_value *map,
-                    const char *key, bool dflt, bool *out, struct kc_err *err)
-{
-    const struct kc_value *v = get(map, key);
-
-    *out = dflt;
-    if (!v || v->type == KC_VALUE_NULL)
-        return 0;
-    if (v->type != KC_VALUE_BOOL)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.app_compose.%s: expected true or false",
-                          r->vm_name, key);
-    *out = kc_value_bool(v, dflt);
-    return 0;
-}
-
-static char *keep(struct render *r, char *s)
-{
-    kc_xgrow(&r->strs, &r->capstrs, r->nstrs + 1, sizeof(*r->strs));
-    r->strs[r->nstrs++] = s;
-    return s;
-}
-
-/* A port member as a string (NULL when absent). */
-static int get_port(struct render *r, const struct kc_value *ports,
-                    const char *key, const char **out, struct kc_err *err)
-{
-    const struct kc_value *v = get(ports, key);
-
-    *out = NULL;
-    if (!v)
-        return 0;
-    if (v->type != KC_VALUE_INT || kc_value_int(v, 0) < 1 ||
-        kc_value_int(v, 0) > 65535)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.ports.%s: expected a port (1-65535)",
-                          r->vm_name, key);
-    *out = keep(r, kc_xasprintf("%lld", (long long)kc_value_int(v, 0)));
-    return 0;
-}
-
-static int read_compose(struct render *r, struct kc_err *err)
-{
-    const struct kc_value *compose = get(r->vm, "compose");
-    const char *file = NULL, *tmpl = NULL, *mode = NULL;
-    const struct kc_value *env;
-    int ret;
-
-    if ((ret = get_str(r, r->vm, "", "mode", &mode, err)) < 0)
-        return ret;
-    if ((ret = dstack_kms_mode_parse(mode, &r->spec.mode, err)) < 0)
-        return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
-    if ((ret = get_str(r, compose, "compose.", "file", &file, err)) < 0 ||
-        (ret = get_str(r, compose, "compose.", "template", &tmpl, err)) < 0)
-        return ret;
-    if (file && tmpl)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.compose: give file or template, not "
-                          "both",
-                          r->vm_name);
-    if (tmpl && strcmp(tmpl, mode) != 0)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.compose.template '%s' does not agree "
-                          "with mode '%s'",
-                          r->vm_name, tmpl, mode);
-    if (file) {
-        char *path = kc_file_resolve(r->doc->dir, file);
-
-        ret =
-            kc_file_read(path, RENDER_MAX_COMPOSE, &r->compose_text, NULL, err);
-        free(path);
-        if (ret < 0)
-            return kc_err_prefix(err, "kms_vms.%s.compose.file", r->vm_name);
-        r->spec.compose_text = r->compose_text;
-    }
-    env = get(compose, "env");
-    if (env && env->type != KC_VALUE_MAP)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.compose.env: expected a map", r->vm_name);
-    r->env = kc_xcalloc(kc_value_map_len(env) + 1, sizeof(*r->env));
-    for (size_t i = 0; env && i < kc_value_map_len(env); i++) {
-        const struct kc_value *v = kc_value_map_val(env, i);
-        const char *key = kc_value_map_key(env, i);
-        const char *s;
-
-        if (kc_value_is_sensitive(v))
-            return kc_err_set(err, KC_EINVAL,
-                              "kms_vms.%s.compose.env.%s comes from ${env:} "
-                              "or ${file:}: the compose .env is measured and "
-                              "public; put secrets in user_config",
-                              r->vm_name, key);
-        if (v->type == KC_VALUE_STRING)
-            s = kc_value_str(v);
-        else if (v->type == KC_VALUE_INT)
-            s = keep(r, kc_xasprintf("%lld", (long long)kc_value_int(v, 0)));
-        else if (v->type == KC_VALUE_BOOL)
-            s = kc_value_bool(v, false) ? "true" : "false";
-        else
-            return kc_err_set(err, KC_EINVAL,
-                              "kms_vms.%s.compose.env.%s: expected a string, "
-                              "number or boolean",
-                              r->vm_name, key);
-        r->env[r->nenv++] = (struct dstack_kv){ key, s };
-    }
-    r->spec.env = r->env;
-    r->spec.nenv = r->nenv;
-    return 0;
-}
-
-static int read_user_config(struct render *r, struct kc_err *err)
-{
-    const struct kc_value *uc = get(r->vm, "user_config");
-
-    if (uc && uc->type != KC_VALUE_MAP)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.user_config: expected a map", r->vm_name);
-    r->user = kc_xcalloc(kc_value_map_len(uc) + 1, sizeof(*r->user));
-    for (size_t i = 0; uc && i < kc_value_map_len(uc); i++) {
-        const struct kc_value *v = kc_value_map_val(uc, i);
-
-        if (v->type != KC_VALUE_STRING)
-            return kc_err_set(err, KC_EINVAL,
-                              "kms_vms.%s.user_config.%s: expected a string",
-                              r->vm_name, kc_value_map_key(uc, i));
-        /* The bytes go into .user-config, their one destination. */
-        r->user[r->nuser++] = (struct dstack_kv){ kc_value_map_key(uc, i),
-                                                  kc_value_reveal(v, NULL) };
-    }
-    r->spec.user_config = r->user;
-    r->spec.nuser_config = r->nuser;
-    return 0;
-}
-
-static int read_app_compose(struct render *r, struct kc_err *err)
-{
-    const struct kc_value *ac = get(r->vm, "app_compose");
-    const struct kc_value *envs = get(ac, "allowed_envs");
-    int ret;
-
-    if ((ret = get_bool(r, ac, "gateway_enabled", false,
-                        &r->spec.gateway_enabled, err)) < 0 ||
-        (ret = get_bool(r, ac, "public_logs", false, &r->spec.public_logs,
-                        err)) < 0 ||
-        (ret = get_bool(r, ac, "public_sysinfo", true, &r->spec.public_sysinfo,
-                        err)) < 0 ||
-        (ret = get_bool(r, ac, "public_tcbinfo", true, &r->spec.public_tcbinfo,
-                        err)) < 0 ||
-        (ret = get_bool(r, ac, "secure_time", false, &r->spec.secure_time,
-                        err)) < 0 ||
-        (ret = get_bool(r, ac, "no_instance_id", false, &r->spec.no_instance_id,
-                        err)) < 0 ||
-        (ret = get_str(r, ac, "app_compose.", "storage_fs", &r->spec.storage_fs,
-                       err)) < 0)
-        return ret;
-    r->allowed = kc_xcalloc(kc_value_list_len(envs) + 1, sizeof(*r->allowed));
-    for (size_t i = 0; envs && i < kc_value_list_len(envs); i++) {
-        const struct kc_value *v = kc_value_list_get(envs, i);
-
-        if (v->type != KC_VALUE_STRING || kc_value_is_sensitive(v))
-            return kc_err_set(err, KC_EINVAL,
-                              "kms_vms.%s.app_compose.allowed_envs[%zu]: "
-                              "expected a name",
-                              r->vm_name, i);
-        r->allowed[r->nallowed++] = kc_value_str(v);
-    }
-    r->spec.allowed_envs = r->allowed;
-    r->spec.nallowed_envs = r->nallowed;
-    return 0;
-}
-
-/* KMS_CONTRACT_ADDR: compose.env, else contracts.kms.address (adopted),
- * else --set contracts.kms.address=... */
-static int kms_address(struct render *r, struct kc_err *err)
-{
-    const struct kc_value *a;
-    const char *s;
-
-    for (size_t i = 0; i < r->nenv; i++)
-        if (strcmp(r->env[i].key, "KMS_CONTRACT_ADDR") == 0)
-            return 0;
-    a = get(r->kms_cfg, "address");
-    if (a && a->type == KC_VALUE_STRING && !kc_value_is_sensitive(a)) {
-        r->spec.kms_contract_addr = kc_value_str(a);
-        return 0;
-    }
-    s = set_value(r, "contracts.kms.address");
-    if (s) {
-        r->spec.kms_contract_addr = s;
-        return 0;
-    }
-    return kc_err_set(err, KC_EINVAL,
-                      "kms_vms.%s: KMS_CONTRACT_ADDR is the address of "
-                      "contracts.kms, not known before the contract is "
-                      "deployed: pass --set contracts.kms.address=0x... (or "
-                      "set compose.env.KMS_CONTRACT_ADDR)",
-                      r->vm_name);
+    if (get(get(get(r->vm, "compose"), "env"), "KMS_CONTRACT_ADDR"))
+        return NULL;
+    if (a && a->type == KC_VALUE_STRING && !kc_value_is_sensitive(a))
+        return kc_value_str(a);
+    return set_value(r, "contracts.kms.address");
 }
 
 static int find_image(struct render *r, struct kc_err *err)
@@ -369,7 +102,8 @@ static int find_image(struct render *r, struct kc_err *err)
     const char *name = NULL;
     int ret;
 
-    if ((ret = get_str(r, r->vm, "", "os_image", &name, err)) < 0)
+    if ((ret = dstack_vm_value_str(r->vm_name, r->vm, "", "os_image", &name,
+                                   err)) < 0)
         return ret;
     if (!name)
         return kc_err_set(err, KC_EINVAL, "kms_vms.%s.os_image is required",
@@ -391,7 +125,7 @@ static int find_image(struct render *r, struct kc_err *err)
                               err);
     if (ret < 0)
         return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
-    r->spec.os_image_hash = r->img.auth_hash;
+    r->vals.spec.os_image_hash = r->img.auth_hash;
     return 0;
 }
 
@@ -418,21 +152,22 @@ static int load_ids(struct render *r, const char *deployment,
         (ret = kc_state_load(path, &st, err)) < 0 ||
         (ret = kc_state_check_deployment(st, deployment, err)) < 0)
         goto out;
-    memset(&r->spec.ids, 0, sizeof(r->spec.ids));
+    memset(&r->vals.spec.ids, 0, sizeof(r->vals.spec.ids));
     if ((v = kc_state_generated_get(st, kseed)) && kc_value_str(v))
-        kc_snprintf(r->spec.ids.instance_id_seed,
-                    sizeof(r->spec.ids.instance_id_seed), "%.40s",
+        kc_snprintf(r->vals.spec.ids.instance_id_seed,
+                    sizeof(r->vals.spec.ids.instance_id_seed), "%.40s",
                     kc_value_str(v));
     if ((v = kc_state_generated_get(st, kapp)) && kc_value_str(v))
-        kc_snprintf(r->spec.ids.app_id, sizeof(r->spec.ids.app_id), "%.40s",
-                    kc_value_str(v));
-    if ((ret = dstack_ids_fill(&r->spec.ids, &gen, err)) < 0) {
+        kc_snprintf(r->vals.spec.ids.app_id, sizeof(r->vals.spec.ids.app_id),
+                    "%.40s", kc_value_str(v));
+    if ((ret = dstack_ids_fill(&r->vals.spec.ids, &gen, err)) < 0) {
         kc_err_prefix(err, "state '%s'", path);
         goto out;
     }
     if (gen) {
-        struct kc_value *seed = kc_value_new_str(r->spec.ids.instance_id_seed);
-        struct kc_value *app = kc_value_new_str(r->spec.ids.app_id);
+        struct kc_value *seed =
+            kc_value_new_str(r->vals.spec.ids.instance_id_seed);
+        struct kc_value *app = kc_value_new_str(r->vals.spec.ids.app_id);
 
         ret = kc_state_generated_put(st, kseed, seed, err);
         if (ret == 0)
@@ -481,7 +216,7 @@ static void print_result(const struct render *r, const char *out,
         json_object_object_add(o, "os_image_hash",
                                json_object_new_string(r->img.auth_hash));
         json_object_object_add(o, "app_id",
-                               json_object_new_string(r->spec.ids.app_id));
+                               json_object_new_string(r->vals.spec.ids.app_id));
         text = kc_json_dump(o, true);
         printf("%s\n", text);
         free(text);
@@ -503,7 +238,7 @@ static int render_run(struct render *r, struct kc_err *err)
     struct kc_interp_opts io = { 0 };
     struct dstack_fat_file shared[5];
     char digest[65];
-    const char *deployment = NULL, *kp = NULL;
+    const char *deployment = NULL;
     int ret;
 
     if ((ret = kc_manifest_load(opts->file, &r->doc, err)) < 0)
@@ -550,49 +285,29 @@ static int render_run(struct render *r, struct kc_err *err)
     io.resolve_ctx = r;
     if ((ret = kc_interp_node(&io, node, &r->vm, err)) < 0)
         return ret;
-    if (r->vm->type != KC_VALUE_MAP)
-        return kc_err_set(err, KC_EINVAL, "kms_vms.%s: expected a map",
-                          r->vm_name);
     kms = kc_node_get(kc_node_get(root, "contracts"), "kms");
     if (kms && (ret = kc_interp_node(&io, kms, &r->kms_cfg, err)) < 0)
         return ret;
     {
-        char *where = kc_xasprintf("kms_vms.%s", r->vm_name);
+        struct dstack_vm_input in = {
+            .vm_name = r->vm_name,
+            .vm = r->vm,
+            .base_dir = r->doc->dir,
+            .kms_addr = kms_address(r),
+            .kms_addr_hint = "is the address of contracts.kms, not known "
+                             "before the contract is deployed: pass --set "
+                             "contracts.kms.address=0x... (or set "
+                             "compose.env.KMS_CONTRACT_ADDR)",
+            .set_hint = true,
+        };
 
-        ret = refuse_unknown(where, r->vm, err);
-        free(where);
-        if (ret < 0)
+        if ((ret = dstack_vm_values_read(&in, &r->vals, err)) < 0 ||
+            (ret = find_image(r, err)) < 0)
             return ret;
     }
-
-    r->spec.name = r->vm_name;
-    if ((ret = get_str(r, r->vm, "", "key_provider", &kp, err)) < 0)
-        return ret;
-    r->spec.key_provider = kp ? kp : "tpm";
-    if (strcmp(r->spec.key_provider, "tpm") != 0)
-        return kc_err_set(err, KC_ENOTSUP,
-                          "kms_vms.%s.key_provider '%s': render supports tpm; "
-                          "key_provider kms needs the KMS client (its URL in "
-                          ".sys-config.json and the env encryption key from "
-                          "GetAppEnvEncryptPubKey), not built yet",
-                          r->vm_name, r->spec.key_provider);
-    if ((ret = get_str(r, r->vm, "", "key_provider_id",
-                       &r->spec.key_provider_id, err)) < 0 ||
-        (ret = get_str(r, r->vm, "", "pccs_url", &r->spec.pccs_url, err)) < 0 ||
-        (ret = get_port(r, get(r->vm, "ports"), "kms", &r->spec.kms_port,
-                        err)) < 0 ||
-        (ret = get_port(r, get(r->vm, "ports"), "auth_api", &r->spec.auth_port,
-                        err)) < 0 ||
-        (ret = get_port(r, get(r->vm, "ports"), "helios", &r->spec.helios_port,
-                        err)) < 0 ||
-        (ret = read_compose(r, err)) < 0 ||
-        (ret = read_user_config(r, err)) < 0 ||
-        (ret = read_app_compose(r, err)) < 0 ||
-        (ret = kms_address(r, err)) < 0 || (ret = find_image(r, err)) < 0)
-        return ret;
     if ((ret = load_ids(r, deployment, err)) < 0)
         return ret;
-    if ((ret = dstack_vm_render(&r->spec, &r->files, err)) < 0)
+    if ((ret = dstack_vm_render(&r->vals.spec, &r->files, err)) < 0)
         return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
     warn_unused_sets(r);
 
@@ -616,7 +331,7 @@ static int render_run(struct render *r, struct kc_err *err)
         struct dstack_gptimg gi = { .seed = r->vm_name };
         char *p = kc_xasprintf("%s/shared.img", opts->out);
 
-        fi.nfiles = dstack_vm_shared_files(&r->files, &r->spec, shared);
+        fi.nfiles = dstack_vm_shared_files(&r->files, &r->vals.spec, shared);
         ret = dstack_fatimg_write_file(&fi, p, 0600, digest, err);
         free(p);
         if (ret < 0)
@@ -635,15 +350,9 @@ static void render_release(struct render *r)
 {
     dstack_vm_files_release(&r->files);
     dstack_osimage_release(&r->img);
-    for (size_t i = 0; i < r->nstrs; i++)
-        free(r->strs[i]);
-    free(r->strs);
-    free(r->env);
-    free(r->user);
-    free(r->allowed);
+    dstack_vm_values_release(&r->vals);
     free(r->paths);
     free(r->set_used);
-    free(r->compose_text);
     kc_value_free(r->vm);
     kc_value_free(r->kms_cfg);
     kc_doc_free(r->doc);

@@ -613,6 +613,8 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
     kc_expand_set_node(ex, shared, "app_compose",
                        kc_node_get(vm, "app_compose"), err);
     kc_expand_set_node(ex, shared, "ports", kc_node_get(vm, "ports"), err);
+    kc_expand_set_node(ex, shared, "pccs_url", kc_node_get(vm, "pccs_url"),
+                       err);
     kc_expand_set_ref(shared, "os_image_hash", a_os, "auth_hash");
     /* KMS_CONTRACT_ADDR: the KMS contract's address once it is deployed
      * (compose.env may also set it). */

@@ -50,10 +50,11 @@ struct deploy {
     int tries;
     struct chain_tx_req tx;
     struct kc_buf code;
-    struct chain_rpc_call c_code, c_nonce;
+    struct chain_rpc_call c_code, c_nonce, c_pending;
     int calls;
     bool code_seen;
     uint64_t latest_nonce;
+    uint64_t pending_nonce; /* recovery: the node's pending count */
     uv_timer_t timer;
     char what[64];
 };
@@ -518,6 +519,23 @@ static void code_checked(struct deploy *d, int status, const char *msg)
         kms_step(k);
         return;
     }
+    if (d->checking && d->pending_nonce <= d->nonce) {
+        /* Recovery: the node knows no transaction with the recorded nonce,
+         * mined or pending: the run was killed before its broadcast (or the
+         * transaction was dropped). Deploying again takes that same nonce
+         * (the pending count), so at most one of the two can ever be mined:
+         * no duplicate is possible. */
+        kc_log(kc_op_log(k->op), KC_LOG_WARN, "chain",
+               "%s: recorded deploy at %s (nonce %llu) never reached the "
+               "chain; deploying again",
+               kc_op_address(k->op), a, (unsigned long long)d->nonce);
+        d->known = false;
+        d->checking = false;
+        d->inflight = false;
+        k->inflight--;
+        kms_step(k);
+        return;
+    }
     if (++d->tries >= (d->checking ? KMS_PENDING_WAITS : KMS_CODE_TRIES)) {
         d->inflight = false;
         k->inflight--;
@@ -545,6 +563,8 @@ static void on_check_call(struct chain_rpc_call *call, int status)
     if (status == 0 && call == &d->c_code) {
         const char *s = json_object_get_string(call->result);
         d->code_seen = s && strcmp(s, "0x") != 0;
+    } else if (status == 0 && call == &d->c_pending) {
+        status = chain_rpc_result_u64(call, &d->pending_nonce, NULL);
     } else if (status == 0) {
         status = chain_rpc_result_u64(call, &d->latest_nonce, NULL);
     }
@@ -569,9 +589,10 @@ static void check_code(struct deploy *d)
     struct kc_err err = { 0 };
 
     d->code_seen = false;
-    d->calls = d->checking ? 2 : 1;
+    d->calls = d->checking ? 3 : 1;
     d->c_code.data = d;
     d->c_nonce.data = d;
+    d->c_pending.data = d;
     json_object_array_add(p, chain_rpc_address(d->addr));
     json_object_array_add(p, json_object_new_string("latest"));
     if (chain_rpc_call(k->cp->rpc, &d->c_code, "eth_getCode", p, on_check_call,
@@ -583,6 +604,13 @@ static void check_code(struct deploy *d)
             p, chain_rpc_address(chain_signer_address(k->cp->signer)));
         json_object_array_add(p, json_object_new_string("latest"));
         if (chain_rpc_call(k->cp->rpc, &d->c_nonce, "eth_getTransactionCount",
+                           p, on_check_call, &err) < 0)
+            KC_BUG("rpc refused a call: %s", err.msg);
+        p = json_object_new_array();
+        json_object_array_add(
+            p, chain_rpc_address(chain_signer_address(k->cp->signer)));
+        json_object_array_add(p, json_object_new_string("pending"));
+        if (chain_rpc_call(k->cp->rpc, &d->c_pending, "eth_getTransactionCount",
                            p, on_check_call, &err) < 0)
             KC_BUG("rpc refused a call: %s", err.msg);
     }

@@ -110,3 +110,21 @@ void dstack_hex(const unsigned char *p, size_t n, char *out)
     }
     out[2 * n] = '\0';
 }
+
+void dstack_put_le16(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+void dstack_put_le32(unsigned char *p, uint32_t v)
+{
+    dstack_put_le16(p, v);
+    dstack_put_le16(p + 2, v >> 16);
+}
+
+void dstack_put_le64(unsigned char *p, uint64_t v)
+{
+    dstack_put_le32(p, (uint32_t)v);
+    dstack_put_le32(p + 4, (uint32_t)(v >> 32));
+}

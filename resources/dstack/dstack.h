@@ -31,6 +31,10 @@ int dstack_write_all(int fd, const void *p, size_t n, const char *what,
 struct kc_buf;
 int dstack_json_str(struct kc_buf *out, const char *s, const char *what,
                     struct kc_err *err);
+/* V little-endian into the 2, 4 or 8 bytes at P (on-disk structures). */
+void dstack_put_le16(unsigned char *p, uint32_t v);
+void dstack_put_le32(unsigned char *p, uint32_t v);
+void dstack_put_le64(unsigned char *p, uint64_t v);
 /* Lowercase hex of N bytes into OUT (2N + 1 bytes). */
 void dstack_hex(const unsigned char *p, size_t n, char *out);
 

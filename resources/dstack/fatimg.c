@@ -28,18 +28,6 @@ struct layout {
     uint32_t data;     /* first data sector */
 };
 
-static void put16(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    put16(p, v);
-    put16(p + 2, v >> 16);
-}
-
 static int check_name(const char *name, struct kc_err *err)
 {
     size_t len = name ? strlen(name) : 0;
@@ -148,21 +136,21 @@ static void boot_sector(unsigned char *b, const struct layout *l,
 {
     memcpy(b, "\xeb\x58\x90", 3);
     memcpy(b + 3, "KMSCTL  ", 8);
-    put16(b + 11, SECTOR);
+    dstack_put_le16(b + 11, SECTOR);
     b[13] = (unsigned char)l->spc;
-    put16(b + 14, RESERVED);
+    dstack_put_le16(b + 14, RESERVED);
     b[16] = NFATS;
     b[21] = 0xf8; /* fixed disk */
-    put16(b + 24, 32);
-    put16(b + 26, 2);
-    put32(b + 32, l->total);
-    put32(b + 36, l->fatsz);
-    put32(b + 44, 2); /* root cluster */
-    put16(b + 48, 1); /* FSInfo */
-    put16(b + 50, 6); /* backup boot sector */
+    dstack_put_le16(b + 24, 32);
+    dstack_put_le16(b + 26, 2);
+    dstack_put_le32(b + 32, l->total);
+    dstack_put_le32(b + 36, l->fatsz);
+    dstack_put_le32(b + 44, 2); /* root cluster */
+    dstack_put_le16(b + 48, 1); /* FSInfo */
+    dstack_put_le16(b + 50, 6); /* backup boot sector */
     b[64] = 0x80;
     b[66] = 0x29;
-    put32(b + 67, volid);
+    dstack_put_le32(b + 67, volid);
     memset(b + 71, ' ', 11);
     memcpy(b + 71, label, strlen(label));
     memcpy(b + 82, "FAT32   ", 8);
@@ -175,11 +163,11 @@ static void boot_sector(unsigned char *b, const struct layout *l,
 static void fsinfo_sector(unsigned char *b, uint32_t free_clusters,
                           uint32_t next_free)
 {
-    put32(b, 0x41615252);
-    put32(b + 484, 0x61417272);
-    put32(b + 488, free_clusters);
-    put32(b + 492, next_free);
-    put32(b + 508, 0xaa550000);
+    dstack_put_le32(b, 0x41615252);
+    dstack_put_le32(b + 484, 0x61417272);
+    dstack_put_le32(b + 488, free_clusters);
+    dstack_put_le32(b + 492, next_free);
+    dstack_put_le32(b + 508, 0xaa550000);
 }
 
 static void dirent(unsigned char *e, const unsigned char name[11],
@@ -187,14 +175,14 @@ static void dirent(unsigned char *e, const unsigned char name[11],
 {
     memcpy(e, name, 11);
     e[11] = (unsigned char)attr;
-    put16(e + 14, FIXED_TIME);
-    put16(e + 16, FIXED_DATE);
-    put16(e + 18, FIXED_DATE);
-    put16(e + 20, cluster >> 16);
-    put16(e + 22, FIXED_TIME);
-    put16(e + 24, FIXED_DATE);
-    put16(e + 26, cluster & 0xffff);
-    put32(e + 28, size);
+    dstack_put_le16(e + 14, FIXED_TIME);
+    dstack_put_le16(e + 16, FIXED_DATE);
+    dstack_put_le16(e + 18, FIXED_DATE);
+    dstack_put_le16(e + 20, cluster >> 16);
+    dstack_put_le16(e + 22, FIXED_TIME);
+    dstack_put_le16(e + 24, FIXED_DATE);
+    dstack_put_le16(e + 26, cluster & 0xffff);
+    dstack_put_le32(e + 28, size);
 }
 
 /* Writes the long-name entries of NAME (last piece first) at E; returns the
@@ -218,7 +206,7 @@ static size_t lfn_entries(unsigned char *e, const char *name, unsigned char sum)
                           : at == len ? 0x0000
                                       : 0xffff;
 
-            put16(d + off[i], ch);
+            dstack_put_le16(d + off[i], ch);
         }
     }
     return n;
@@ -226,7 +214,7 @@ static size_t lfn_entries(unsigned char *e, const char *name, unsigned char sum)
 
 static void fat_set(unsigned char *fat, uint32_t cluster, uint32_t v)
 {
-    put32(fat + 4 * (size_t)cluster, v);
+    dstack_put_le32(fat + 4 * (size_t)cluster, v);
 }
 
 /* Chains N clusters from FIRST in FAT. */

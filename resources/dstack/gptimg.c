@@ -21,24 +21,6 @@ static const unsigned char linux_fs_type[16] = {
     0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4,
 };
 
-static void put16(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    put16(p, v);
-    put16(p + 2, v >> 16);
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* A version 4 / variant 1 GUID from SHA-256(what, seed, size). */
 static int derive_guid(const char *what, const char *seed, uint64_t size,
                        unsigned char guid[16], struct kc_err *err)
@@ -47,7 +29,7 @@ static int derive_guid(const char *what, const char *seed, uint64_t size,
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok;
 
-    put64(sz, size);
+    dstack_put_le64(sz, size);
     ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
          EVP_DigestUpdate(ctx, what, strlen(what) + 1) == 1 &&
          EVP_DigestUpdate(ctx, seed, strlen(seed) + 1) == 1 &&
@@ -73,18 +55,18 @@ static void header(unsigned char *h, uint64_t my, uint64_t alt,
 {
     memset(h, 0, SECTOR);
     memcpy(h, "EFI PART", 8);
-    put32(h + 8, 0x00010000);
-    put32(h + 12, 92);
-    put64(h + 24, my);
-    put64(h + 32, alt);
-    put64(h + 40, 34);
-    put64(h + 48, last_usable);
+    dstack_put_le32(h + 8, 0x00010000);
+    dstack_put_le32(h + 12, 92);
+    dstack_put_le64(h + 24, my);
+    dstack_put_le64(h + 32, alt);
+    dstack_put_le64(h + 40, 34);
+    dstack_put_le64(h + 48, last_usable);
     memcpy(h + 56, disk_guid, 16);
-    put64(h + 72, entries_lba);
-    put32(h + 80, NENTRIES);
-    put32(h + 84, ENTRY_SIZE);
-    put32(h + 88, entries_crc);
-    put32(h + 16, crc(h, 92));
+    dstack_put_le64(h + 72, entries_lba);
+    dstack_put_le32(h + 80, NENTRIES);
+    dstack_put_le32(h + 84, ENTRY_SIZE);
+    dstack_put_le32(h + 88, entries_crc);
+    dstack_put_le32(h + 16, crc(h, 92));
 }
 
 static int write_zeros(int fd, uint64_t n, struct kc_err *err)
@@ -149,9 +131,10 @@ int dstack_gptimg_write_fd(const struct dstack_gptimg *img, int fd,
         pe[3] = 0x00;
         pe[4] = 0xee;
         pe[5] = pe[6] = pe[7] = 0xff;
-        put32(pe + 8, 1);
-        put32(pe + 12,
-              nsect - 1 > 0xffffffffu ? 0xffffffffu : (uint32_t)(nsect - 1));
+        dstack_put_le32(pe + 8, 1);
+        dstack_put_le32(pe + 12, nsect - 1 > 0xffffffffu
+                                     ? 0xffffffffu
+                                     : (uint32_t)(nsect - 1));
         head[510] = 0x55;
         head[511] = 0xaa;
     }
@@ -162,10 +145,10 @@ int dstack_gptimg_write_fd(const struct dstack_gptimg *img, int fd,
             0 ||
         (ret = derive_guid("kmsctl-gpt-disk", seed, size, disk_guid, err)) < 0)
         return ret;
-    put64(e + 32, FIRST_LBA);
-    put64(e + 40, last_usable);
+    dstack_put_le64(e + 32, FIRST_LBA);
+    dstack_put_le64(e + 40, last_usable);
     for (size_t i = 0; name[i]; i++)
-        put16(e + 56 + 2 * i, (unsigned char)name[i]);
+        dstack_put_le16(e + 56 + 2 * i, (unsigned char)name[i]);
     ecrc = crc(entries, NENTRIES * ENTRY_SIZE);
     header(head + SECTOR, 1, nsect - 1, last_usable, disk_guid, 2, ecrc);
 

@@ -1,5 +1,8 @@
-/* resources/dstack/vm.c: the shared-disk files of a KMS VM from its spec. */
+/* resources/dstack/vm.c: the shared-disk files of a KMS VM from its spec,
+ * and that spec from the manifest's kms_vms.<name> values. */
 #include "resources/dstack/vm.h"
+
+#include "reconcile/file.h"
 
 int dstack_vm_render(const struct dstack_vm_spec *s, struct dstack_vm_files *f,
                      struct kc_err *err)
@@ -125,4 +128,345 @@ size_t dstack_vm_shared_files(const struct dstack_vm_files *f,
         (struct dstack_fat_file){ ".user-config", kc_buf_str(&f->user_config),
                                   f->user_config.len };
     return n;
+}
+
+/* ---- the spec from kms_vms.<name> ---- */
+
+struct vm_read {
+    const struct dstack_vm_input *in;
+    struct dstack_vm_values *v;
+};
+
+static const struct kc_value *get(const struct kc_value *map, const char *key)
+{
+    return map && map->type == KC_VALUE_MAP ? kc_value_map_get(map, key) : NULL;
+}
+
+static char *keep(struct dstack_vm_values *v, char *s)
+{
+    kc_xgrow(&v->strs, &v->capstrs, v->nstrs + 1, sizeof(*v->strs));
+    v->strs[v->nstrs++] = s;
+    return s;
+}
+
+/* The path and reference of the first UNKNOWN value inside V. */
+static bool find_unknown(const struct kc_value *v, struct kc_buf *path,
+                         const char **ref)
+{
+    size_t mark = path->len;
+
+    if (!v)
+        return false;
+    if (v->type == KC_VALUE_UNKNOWN) {
+        *ref = v->u.ref;
+        return true;
+    }
+    if (v->type == KC_VALUE_MAP) {
+        for (size_t i = 0; i < kc_value_map_len(v); i++) {
+            kc_buf_addf(path, ".%s", kc_value_map_key(v, i));
+            if (find_unknown(kc_value_map_val(v, i), path, ref))
+                return true;
+            path->len = mark;
+            path->data[mark] = '\0';
+        }
+    } else if (v->type == KC_VALUE_LIST) {
+        for (size_t i = 0; i < kc_value_list_len(v); i++) {
+            kc_buf_addf(path, "[%zu]", i);
+            if (find_unknown(kc_value_list_get(v, i), path, ref))
+                return true;
+            path->len = mark;
+            path->data[mark] = '\0';
+        }
+    }
+    return false;
+}
+
+static int refuse_unknown(const struct vm_read *r, struct kc_err *err)
+{
+    struct kc_buf path = { 0 };
+    const char *ref = NULL;
+    int ret = 0;
+
+    kc_buf_addf(&path, "kms_vms.%s", r->in->vm_name);
+    if (find_unknown(r->in->vm, &path, &ref)) {
+        if (r->in->set_hint)
+            ret = kc_err_set(err, KC_EINVAL,
+                             "%s is not known before apply (it comes from "
+                             "'%s'): pass --set %s=<value> to render with it",
+                             kc_buf_str(&path), ref, ref);
+        else
+            ret = kc_err_set(err, KC_EINVAL,
+                             "%s is not known before apply (it comes from "
+                             "'%s')",
+                             kc_buf_str(&path), ref);
+    }
+    kc_buf_release(&path);
+    return ret;
+}
+
+int dstack_vm_value_str(const char *vm_name, const struct kc_value *map,
+                        const char *path, const char *key, const char **out,
+                        struct kc_err *err)
+{
+    const struct kc_value *v = get(map, key);
+
+    *out = NULL;
+    if (!v || v->type == KC_VALUE_NULL)
+        return 0;
+    if (v->type != KC_VALUE_STRING)
+        return kc_err_set(err, KC_EINVAL, "kms_vms.%s.%s%s: expected a string",
+                          vm_name, path, key);
+    if (kc_value_is_sensitive(v))
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.%s%s comes from ${env:} or ${file:}: "
+                          "it is written to measured, public files, so it "
+                          "cannot be a secret (secrets go in user_config)",
+                          vm_name, path, key);
+    *out = kc_value_str(v);
+    return 0;
+}
+
+static int get_str(const struct vm_read *r, const struct kc_value *map,
+                   const char *path, const char *key, const char **out,
+                   struct kc_err *err)
+{
+    return dstack_vm_value_str(r->in->vm_name, map, path, key, out, err);
+}
+
+static int get_bool(const struct vm_read *r, const struct kc_value *map,
+                    const char *key, bool dflt, bool *out, struct kc_err *err)
+{
+    const struct kc_value *v = get(map, key);
+
+    *out = dflt;
+    if (!v || v->type == KC_VALUE_NULL)
+        return 0;
+    if (v->type != KC_VALUE_BOOL)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.app_compose.%s: expected true or false",
+                          r->in->vm_name, key);
+    *out = kc_value_bool(v, dflt);
+    return 0;
+}
+
+/* A port member as a string (NULL when absent). */
+static int get_port(const struct vm_read *r, const char *key, const char **out,
+                    struct kc_err *err)
+{
+    const struct kc_value *v = get(get(r->in->vm, "ports"), key);
+
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (v->type != KC_VALUE_INT || kc_value_int(v, 0) < 1 ||
+        kc_value_int(v, 0) > 65535)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.ports.%s: expected a port (1-65535)",
+                          r->in->vm_name, key);
+    *out = keep(r->v, kc_xasprintf("%lld", (long long)kc_value_int(v, 0)));
+    return 0;
+}
+
+static int read_compose(const struct vm_read *r, struct kc_err *err)
+{
+    struct dstack_vm_values *vv = r->v;
+    const char *name = r->in->vm_name;
+    const struct kc_value *compose = get(r->in->vm, "compose");
+    const char *file = NULL, *tmpl = NULL, *mode = NULL;
+    const struct kc_value *env;
+    int ret;
+
+    if ((ret = get_str(r, r->in->vm, "", "mode", &mode, err)) < 0)
+        return ret;
+    if ((ret = dstack_kms_mode_parse(mode, &vv->spec.mode, err)) < 0)
+        return kc_err_prefix(err, "kms_vms.%s", name);
+    if ((ret = get_str(r, compose, "compose.", "file", &file, err)) < 0 ||
+        (ret = get_str(r, compose, "compose.", "template", &tmpl, err)) < 0)
+        return ret;
+    if (file && tmpl)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.compose: give file or template, not "
+                          "both",
+                          name);
+    if (tmpl && strcmp(tmpl, mode) != 0)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.compose.template '%s' does not agree "
+                          "with mode '%s'",
+                          name, tmpl, mode);
+    if (file) {
+        char *path = kc_file_resolve(r->in->base_dir, file);
+
+        /* The text goes into app-compose.json, whose cap is the same. */
+        ret = kc_file_read(path, DSTACK_APP_COMPOSE_MAX, &vv->compose_text,
+                           NULL, err);
+        free(path);
+        if (ret < 0)
+            return kc_err_prefix(err, "kms_vms.%s.compose.file", name);
+        vv->spec.compose_text = vv->compose_text;
+    }
+    env = get(compose, "env");
+    if (env && env->type != KC_VALUE_MAP)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.compose.env: expected a map", name);
+    vv->env = kc_xcalloc(kc_value_map_len(env) + 1, sizeof(*vv->env));
+    for (size_t i = 0; env && i < kc_value_map_len(env); i++) {
+        const struct kc_value *v = kc_value_map_val(env, i);
+        const char *key = kc_value_map_key(env, i);
+        const char *s;
+
+        if (kc_value_is_sensitive(v))
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.compose.env.%s comes from ${env:} "
+                              "or ${file:}: the compose .env is measured and "
+                              "public; put secrets in user_config",
+                              name, key);
+        if (v->type == KC_VALUE_STRING)
+            s = kc_value_str(v);
+        else if (v->type == KC_VALUE_INT)
+            s = keep(vv, kc_xasprintf("%lld", (long long)kc_value_int(v, 0)));
+        else if (v->type == KC_VALUE_BOOL)
+            s = kc_value_bool(v, false) ? "true" : "false";
+        else
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.compose.env.%s: expected a string, "
+                              "number or boolean",
+                              name, key);
+        vv->env[vv->spec.nenv++] = (struct dstack_kv){ key, s };
+    }
+    vv->spec.env = vv->env;
+    return 0;
+}
+
+static int read_user_config(const struct vm_read *r, struct kc_err *err)
+{
+    struct dstack_vm_values *vv = r->v;
+    const struct kc_value *uc = get(r->in->vm, "user_config");
+
+    if (uc && uc->type != KC_VALUE_MAP)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.user_config: expected a map",
+                          r->in->vm_name);
+    vv->user = kc_xcalloc(kc_value_map_len(uc) + 1, sizeof(*vv->user));
+    for (size_t i = 0; uc && i < kc_value_map_len(uc); i++) {
+        const struct kc_value *v = kc_value_map_val(uc, i);
+
+        if (v->type != KC_VALUE_STRING)
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.user_config.%s: expected a string",
+                              r->in->vm_name, kc_value_map_key(uc, i));
+        /* The bytes go into .user-config, their one destination. */
+        vv->user[vv->spec.nuser_config++] =
+            (struct dstack_kv){ kc_value_map_key(uc, i),
+                                kc_value_reveal(v, NULL) };
+    }
+    vv->spec.user_config = vv->user;
+    return 0;
+}
+
+static int read_app_compose(const struct vm_read *r, struct kc_err *err)
+{
+    struct dstack_vm_spec *s = &r->v->spec;
+    const struct kc_value *ac = get(r->in->vm, "app_compose");
+    const struct kc_value *envs = get(ac, "allowed_envs");
+    int ret;
+
+    if ((ret = get_bool(r, ac, "gateway_enabled", false, &s->gateway_enabled,
+                        err)) < 0 ||
+        (ret = get_bool(r, ac, "public_logs", false, &s->public_logs, err)) <
+            0 ||
+        (ret = get_bool(r, ac, "public_sysinfo", true, &s->public_sysinfo,
+                        err)) < 0 ||
+        (ret = get_bool(r, ac, "public_tcbinfo", true, &s->public_tcbinfo,
+                        err)) < 0 ||
+        (ret = get_bool(r, ac, "secure_time", false, &s->secure_time, err)) <
+            0 ||
+        (ret = get_bool(r, ac, "no_instance_id", false, &s->no_instance_id,
+                        err)) < 0 ||
+        (ret = get_str(r, ac, "app_compose.", "storage_fs", &s->storage_fs,
+                       err)) < 0)
+        return ret;
+    r->v->allowed =
+        kc_xcalloc(kc_value_list_len(envs) + 1, sizeof(*r->v->allowed));
+    for (size_t i = 0; envs && i < kc_value_list_len(envs); i++) {
+        const struct kc_value *v = kc_value_list_get(envs, i);
+
+        if (v->type != KC_VALUE_STRING || kc_value_is_sensitive(v))
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.app_compose.allowed_envs[%zu]: "
+                              "expected a name",
+                              r->in->vm_name, i);
+        r->v->allowed[s->nallowed_envs++] = kc_value_str(v);
+    }
+    s->allowed_envs = r->v->allowed;
+    return 0;
+}
+
+/* KMS_CONTRACT_ADDR: compose.env, else IN->kms_addr. */
+static int kms_address(const struct vm_read *r, struct kc_err *err)
+{
+    const struct dstack_vm_spec *s = &r->v->spec;
+
+    for (size_t i = 0; i < s->nenv; i++)
+        if (strcmp(s->env[i].key, "KMS_CONTRACT_ADDR") == 0)
+            return 0;
+    if (r->in->kms_addr) {
+        r->v->spec.kms_contract_addr = r->in->kms_addr;
+        return 0;
+    }
+    return kc_err_set(err, KC_EINVAL, "kms_vms.%s: KMS_CONTRACT_ADDR %s",
+                      r->in->vm_name,
+                      r->in->kms_addr_hint ? r->in->kms_addr_hint : "unknown");
+}
+
+int dstack_vm_values_read(const struct dstack_vm_input *in,
+                          struct dstack_vm_values *v, struct kc_err *err)
+{
+    const struct vm_read r = { .in = in, .v = v };
+    struct dstack_vm_spec *s = &v->spec;
+    const char *kp = NULL;
+    int ret;
+
+    if (!in->vm || in->vm->type != KC_VALUE_MAP)
+        return kc_err_set(err, KC_EINVAL, "kms_vms.%s: expected a map",
+                          in->vm_name);
+    if ((ret = refuse_unknown(&r, err)) < 0)
+        return ret;
+    s->name = in->vm_name;
+    if ((ret = get_str(&r, in->vm, "", "key_provider", &kp, err)) < 0)
+        return ret;
+    s->key_provider = kp ? kp : "tpm";
+    if (strcmp(s->key_provider, "tpm") != 0)
+        return kc_err_set(err, KC_ENOTSUP,
+                          "kms_vms.%s.key_provider '%s': only tpm is "
+                          "supported; key_provider kms needs the KMS client "
+                          "(its URL in .sys-config.json and the env "
+                          "encryption key from GetAppEnvEncryptPubKey), not "
+                          "built yet",
+                          in->vm_name, s->key_provider);
+    if ((ret = get_str(&r, in->vm, "", "key_provider_id", &s->key_provider_id,
+                       err)) < 0 ||
+        (ret = get_str(&r, in->vm, "", "pccs_url", &s->pccs_url, err)) < 0 ||
+        (ret = get_port(&r, "kms", &s->kms_port, err)) < 0 ||
+        (ret = get_port(&r, "auth_api", &s->auth_port, err)) < 0 ||
+        (ret = get_port(&r, "helios", &s->helios_port, err)) < 0 ||
+        (ret = read_compose(&r, err)) < 0 ||
+        (ret = read_user_config(&r, err)) < 0 ||
+        (ret = read_app_compose(&r, err)) < 0 ||
+        (ret = kms_address(&r, err)) < 0)
+        return ret;
+    return 0;
+}
+
+void dstack_vm_values_release(struct dstack_vm_values *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->nstrs; i++)
+        free(v->strs[i]);
+    free(v->strs);
+    free(v->env);
+    free(v->user);
+    free(v->allowed);
+    free(v->compose_text);
+    memset(v, 0, sizeof(*v));
 }

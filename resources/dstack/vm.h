@@ -8,12 +8,17 @@
  * .sys-config.json, .instance_info and .user-config. Nothing is random: the
  * instance ids come in SPEC (generated once by the caller, kept in the
  * state), so equal specs give equal bytes.
+ *
+ * dstack_vm_values_read() makes that spec from a manifest's kms_vms.<name>
+ * entry, for `kmsctl render` (cmd/render.c) and the GCP shared disk
+ * (resources/gcp/shared.c) alike, so both write the same files.
  */
 #ifndef KC_RESOURCES_DSTACK_VM_H
 #define KC_RESOURCES_DSTACK_VM_H
 
 #include "reconcile/buf.h"
 #include "reconcile/kc.h"
+#include "reconcile/value.h"
 #include "resources/dstack/compose.h"
 #include "resources/dstack/fatimg.h"
 
@@ -70,5 +75,51 @@ void dstack_vm_files_release(struct dstack_vm_files *f);
 size_t dstack_vm_shared_files(const struct dstack_vm_files *f,
                               const struct dstack_vm_spec *s,
                               struct dstack_fat_file out[5]);
+
+/* What dstack_vm_values_read() reads. */
+struct dstack_vm_input {
+    const char *vm_name;
+    const struct kc_value *vm; /* kms_vms.<name>, interpolated */
+    const char *base_dir;      /* compose.file is relative to it */
+    /* KMS_CONTRACT_ADDR when compose.env does not set it. When neither has
+     * it the error is "kms_vms.<name>: KMS_CONTRACT_ADDR <kms_addr_hint>". */
+    const char *kms_addr;
+    const char *kms_addr_hint;
+    /* An UNKNOWN value inside VM is refused, naming its path and the
+     * reference it comes from; with SET_HINT the message adds "pass --set
+     * REF=<value> to render with it". */
+    bool set_hint;
+};
+
+/* A spec read from kms_vms.<name>, with the memory it borrows. */
+struct dstack_vm_values {
+    /* All but os_image_hash, ids and encrypted_env, the caller's. */
+    struct dstack_vm_spec spec;
+    /* private */
+    char *compose_text;
+    struct dstack_kv *env, *user;
+    const char **allowed;
+    char **strs;
+    size_t nstrs, capstrs;
+};
+
+/* Fills V (zeroed by the caller; release it also on failure) from IN->vm:
+ * mode, compose (file, read from IN->base_dir, or template; env), ports,
+ * key_provider (tpm only: kms needs the KMS client, not built),
+ * key_provider_id, pccs_url, user_config (the secrets, borrowed revealed),
+ * app_compose flags, storage_fs and allowed_envs, KMS_CONTRACT_ADDR. What
+ * goes into the measured, public files may not come from ${env:} or
+ * ${file:}. Errors name the member ("kms_vms.<name>.compose.env.X: ...").
+ * Blocks (reads compose.file). */
+int dstack_vm_values_read(const struct dstack_vm_input *in,
+                          struct dstack_vm_values *v, struct kc_err *err);
+void dstack_vm_values_release(struct dstack_vm_values *v);
+
+/* MAP's string member KEY (*OUT NULL when absent or null), refused when it
+ * is not a string or is sensitive (it goes to measured, public files);
+ * errors name it "kms_vms.VM_NAME.PATHKEY". */
+int dstack_vm_value_str(const char *vm_name, const struct kc_value *map,
+                        const char *path, const char *key, const char **out,
+                        struct kc_err *err);
 
 #endif

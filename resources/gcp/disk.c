@@ -111,24 +111,9 @@ static int disk_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
 static void on_disk_get(struct gcp_call *c, int status)
 {
     struct disk_job *j = kc_container_of(c, struct disk_job, call);
-    int ret;
 
-    if (status == 0 && c->code == 404) {
-        ret = kc_op_phase(j->op) == KC_PHASE_OBSERVE
-                  ? 0
-                  : kc_err_set(kc_op_err(j->op), KC_ENOENT,
-                               "disk '%s' missing after its operation",
-                               kc_op_name(j->op));
-        disk_end(j, ret);
-        return;
-    }
-    ret = gcp_call_check(c, status, "get disk", kc_op_err(j->op));
-    if (ret == 0)
-        ret = disk_observed(
-            j->op, j->g, c->resp,
-            j->adopting ||
-                (kc_op_phase(j->op) == KC_PHASE_OBSERVE && !kc_op_id(j->op)));
-    disk_end(j, ret);
+    disk_end(j, gcp_get_done(j->g, j->op, c, status, "disk", j->adopting,
+                             disk_observed));
 }
 
 static char *disk_url(struct disk_job *j)
@@ -143,10 +128,8 @@ static int disk_get(struct disk_job *j)
     char *url = disk_url(j);
     int ret;
 
-    gcp_call_release(&j->call);
-    memset(&j->call, 0, sizeof(j->call));
-    ret = gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL, on_disk_get,
-                         kc_op_err(j->op));
+    ret = gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL, on_disk_get,
+                           kc_op_err(j->op));
     free(url);
     return ret;
 }
@@ -173,27 +156,11 @@ static int disk_observe(struct kc_op *op)
 static void on_disk_mut(struct gcp_mut *m, int status)
 {
     struct disk_job *j = kc_container_of(m, struct disk_job, mut);
-    int ret;
+    int ret = gcp_mut_next(m, status, j->op, &j->adopting);
 
-    if (status < 0 && m->code == 409 && kc_op_phase(j->op) == KC_PHASE_CREATE) {
-        j->adopting = true;
-        kc_err_clear(kc_op_err(j->op));
-    } else if (status < 0 && m->code == 404 &&
-               kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        disk_end(j, 0);
+    if (ret > 0 && (ret = disk_get(j)) == 0)
         return;
-    } else if (status < 0) {
-        *kc_op_err(j->op) = m->err;
-        disk_end(j, status);
-        return;
-    }
-    if (kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        disk_end(j, 0);
-        return;
-    }
-    ret = disk_get(j);
-    if (ret < 0)
-        disk_end(j, ret);
+    disk_end(j, ret);
 }
 
 static int disk_create(struct kc_op *op)

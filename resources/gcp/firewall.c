@@ -223,26 +223,9 @@ static void fw_end(struct fw_job *j, int status)
 static void on_fw_get(struct gcp_call *c, int status)
 {
     struct fw_job *j = kc_container_of(c, struct fw_job, call);
-    int ret;
 
-    if (status == 0 && c->code == 404) {
-        if (kc_op_phase(j->op) != KC_PHASE_OBSERVE)
-            ret = kc_err_set(kc_op_err(j->op), KC_ENOENT,
-                             "firewall rule '%s' vanished after its "
-                             "operation",
-                             kc_op_name(j->op));
-        else
-            ret = 0;
-        fw_end(j, ret);
-        return;
-    }
-    ret = gcp_call_check(c, status, "get firewall", kc_op_err(j->op));
-    if (ret == 0)
-        ret = fw_observed(
-            j->op, j->g, c->resp,
-            j->adopting ||
-                (kc_op_phase(j->op) == KC_PHASE_OBSERVE && !kc_op_id(j->op)));
-    fw_end(j, ret);
+    fw_end(j, gcp_get_done(j->g, j->op, c, status, "firewall", j->adopting,
+                           fw_observed));
 }
 
 static int fw_get(struct fw_job *j)
@@ -250,10 +233,8 @@ static int fw_get(struct fw_job *j)
     char *url = fw_url(j->g, j->op);
     int ret;
 
-    gcp_call_release(&j->call);
-    memset(&j->call, 0, sizeof(j->call));
-    ret = gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL, on_fw_get,
-                         kc_op_err(j->op));
+    ret = gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL, on_fw_get,
+                           kc_op_err(j->op));
     free(url);
     return ret;
 }
@@ -280,28 +261,11 @@ static int firewall_observe(struct kc_op *op)
 static void on_fw_mut(struct gcp_mut *m, int status)
 {
     struct fw_job *j = kc_container_of(m, struct fw_job, mut);
-    int ret;
+    int ret = gcp_mut_next(m, status, j->op, &j->adopting);
 
-    if (status < 0 && m->code == 409 && kc_op_phase(j->op) == KC_PHASE_CREATE) {
-        /* Same name exists: adopt it only if it carries our mark. */
-        j->adopting = true;
-        kc_err_clear(kc_op_err(j->op));
-    } else if (status < 0 && m->code == 404 &&
-               kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        fw_end(j, 0); /* already gone */
+    if (ret > 0 && (ret = fw_get(j)) == 0)
         return;
-    } else if (status < 0) {
-        *kc_op_err(j->op) = m->err;
-        fw_end(j, status);
-        return;
-    }
-    if (kc_op_phase(j->op) == KC_PHASE_DELETE) {
-        fw_end(j, 0);
-        return;
-    }
-    ret = fw_get(j);
-    if (ret < 0)
-        fw_end(j, ret);
+    fw_end(j, ret);
 }
 
 static int fw_mutate(struct kc_op *op, enum kc_http_method m, const char *what,

@@ -356,6 +356,15 @@ int gcp_call_start(struct gcp *g, struct gcp_call *c, enum kc_http_method m,
     return ret;
 }
 
+int gcp_call_restart(struct gcp *g, struct gcp_call *c, enum kc_http_method m,
+                     const char *url, struct json_object *body, gcp_call_cb cb,
+                     struct kc_err *err)
+{
+    gcp_call_release(c);
+    memset(c, 0, sizeof(*c));
+    return gcp_call_start(g, c, m, url, body, cb, err);
+}
+
 void gcp_call_release(struct gcp_call *c)
 {
     kc_http_req_release(&c->req);

@@ -147,6 +147,11 @@ struct gcp_call {
 int gcp_call_start(struct gcp *g, struct gcp_call *c, enum kc_http_method m,
                    const char *url, struct json_object *body, gcp_call_cb cb,
                    struct kc_err *err);
+/* gcp_call_release(C), C zeroed (data, setup, safe and retry too), then
+ * gcp_call_start(): a kind's next call on the same struct. */
+int gcp_call_restart(struct gcp *g, struct gcp_call *c, enum kc_http_method m,
+                     const char *url, struct json_object *body, gcp_call_cb cb,
+                     struct kc_err *err);
 /* Frees what the call holds; the struct may be started again. */
 void gcp_call_release(struct gcp_call *c);
 /* 0 for a 2xx; else ERR = "WHAT: CODE REASON: MESSAGE" (see above). */

@@ -62,6 +62,7 @@ static const struct kc_field image_fields[] = {
     { "user_config", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "app_compose", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "ports", KC_VALUE_MAP, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "pccs_url", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "os_image_hash", KC_VALUE_STRING,
       KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "kms_addr", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
@@ -199,24 +200,9 @@ static void img_next(struct img_job *j);
 static void on_img_get(struct gcp_call *c, int status)
 {
     struct img_job *j = kc_container_of(c, struct img_job, call);
-    int ret;
 
-    if (status == 0 && c->code == 404) {
-        ret = kc_op_phase(j->op) == KC_PHASE_OBSERVE
-                  ? 0
-                  : kc_err_set(kc_op_err(j->op), KC_ENOENT,
-                               "image '%s' missing after its operation",
-                               kc_op_name(j->op));
-        img_end(j, ret);
-        return;
-    }
-    ret = gcp_call_check(c, status, "get image", kc_op_err(j->op));
-    if (ret == 0)
-        ret = img_observed(
-            j->op, j->g, c->resp,
-            j->adopting ||
-                (kc_op_phase(j->op) == KC_PHASE_OBSERVE && !kc_op_id(j->op)));
-    img_end(j, ret);
+    img_end(j, gcp_get_done(j->g, j->op, c, status, "image", j->adopting,
+                            img_observed));
 }
 
 static int img_get(struct img_job *j)
@@ -225,10 +211,8 @@ static int img_get(struct img_job *j)
                                 j->g->cfg.project, kc_op_name(j->op));
     int ret;
 
-    gcp_call_release(&j->call);
-    memset(&j->call, 0, sizeof(j->call));
-    ret = gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL, on_img_get,
-                         kc_op_err(j->op));
+    ret = gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL, on_img_get,
+                           kc_op_err(j->op));
     free(url);
     return ret;
 }
@@ -449,10 +433,8 @@ static void img_next(struct img_job *j)
     switch (j->step) {
     case IMG_STAT:
         url = gcp_object_url(j->g, j->g->cfg.bucket, obj);
-        gcp_call_release(&j->call);
-        memset(&j->call, 0, sizeof(j->call));
-        ret = gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL,
-                             on_img_call, kc_op_err(op));
+        ret = gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL,
+                               on_img_call, kc_op_err(op));
         break;
     case IMG_UPLOAD: {
         struct gcp_upload_opts o = { 0 };
@@ -492,10 +474,8 @@ static void img_next(struct img_job *j)
         break;
     case IMG_DELOBJ:
         url = gcp_object_url(j->g, j->g->cfg.bucket, obj);
-        gcp_call_release(&j->call);
-        memset(&j->call, 0, sizeof(j->call));
-        ret = gcp_call_start(j->g, &j->call, KC_HTTP_DELETE, url, NULL,
-                             on_img_call, kc_op_err(op));
+        ret = gcp_call_restart(j->g, &j->call, KC_HTTP_DELETE, url, NULL,
+                               on_img_call, kc_op_err(op));
         break;
     }
     free(url);
@@ -531,9 +511,8 @@ static void on_ids_persisted(struct kc_op *op, int status)
 static int shared_prepare(struct img_job *j)
 {
     static const char *const keys[] = {
-        "mode",    "key_provider", "key_provider_id",
-        "compose", "user_config",  "app_compose",
-        "ports"
+        "mode",        "key_provider", "key_provider_id", "compose",
+        "user_config", "app_compose",  "ports",           "pccs_url"
     };
     struct kc_op *op = j->op;
     const char *vm = kc_value_str(kc_op_desired(op, "vm_name"));

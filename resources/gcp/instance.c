@@ -656,10 +656,8 @@ static struct json_object *insert_body(struct inst_job *j)
 
 static int inst_get(struct inst_job *j, const char *url)
 {
-    gcp_call_release(&j->call);
-    memset(&j->call, 0, sizeof(j->call));
-    return gcp_call_start(j->g, &j->call, KC_HTTP_GET, url, NULL, on_inst_get,
-                          kc_op_err(j->op));
+    return gcp_call_restart(j->g, &j->call, KC_HTTP_GET, url, NULL, on_inst_get,
+                            kc_op_err(j->op));
 }
 
 static char *inst_url(struct inst_job *j, const char *suffix)

@@ -161,3 +161,42 @@ void gcp_mut_release(struct gcp_mut *m)
     m->url = m->what = NULL;
     m->waiting = false;
 }
+
+int gcp_mut_next(struct gcp_mut *m, int status, struct kc_op *op,
+                 bool *adopting)
+{
+    if (status < 0 && m->code == 409 && kc_op_phase(op) == KC_PHASE_CREATE) {
+        *adopting = true;
+        kc_err_clear(kc_op_err(op));
+        return 1;
+    }
+    if (status < 0 && m->code == 404 && kc_op_phase(op) == KC_PHASE_DELETE)
+        return 0;
+    if (status < 0) {
+        *kc_op_err(op) = m->err;
+        return status;
+    }
+    return kc_op_phase(op) == KC_PHASE_DELETE ? 0 : 1;
+}
+
+int gcp_get_done(struct gcp *g, struct kc_op *op, const struct gcp_call *c,
+                 int status, const char *what, bool adopting,
+                 gcp_observed_fn observed)
+{
+    bool observing = kc_op_phase(op) == KC_PHASE_OBSERVE;
+    char *get;
+    int ret;
+
+    if (status == 0 && c->code == 404)
+        return observing ? 0
+                         : kc_err_set(kc_op_err(op), KC_ENOENT,
+                                      "%s '%s' missing after its operation",
+                                      what, kc_op_name(op));
+    get = kc_xasprintf("get %s", what);
+    ret = gcp_call_check(c, status, get, kc_op_err(op));
+    free(get);
+    if (ret == 0)
+        ret =
+            observed(op, g, c->resp, adopting || (observing && !kc_op_id(op)));
+    return ret;
+}

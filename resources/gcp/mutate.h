@@ -55,4 +55,24 @@ int gcp_mut_start(struct gcp *g, struct gcp_mut *m, struct kc_op *op,
                   struct json_object *body, gcp_mut_cb cb, struct kc_err *err);
 void gcp_mut_release(struct gcp_mut *m);
 
+/* What a kind does once its mutation M of OP ended with STATUS: 1, GET the
+ * object (a 409 on create also sets *ADOPTING: the name exists, the object
+ * is ours only if labelled so); 0, done (deleted, or already gone: 404 on
+ * delete); < 0, failed (OP's error is M's). */
+int gcp_mut_next(struct gcp_mut *m, int status, struct kc_op *op,
+                 bool *adopting);
+
+/* A kind's observed attributes from its object O as Compute answers it;
+ * CHECK_OWNER: refuse an object without this deployment's label. */
+typedef int (*gcp_observed_fn)(struct kc_op *op, struct gcp *g,
+                               struct json_object *o, bool check_owner);
+/* The end of C, the GET of OP's object (after a mutation, or to observe):
+ * 404 while observing is absence (0), after a mutation KC_ENOENT "WHAT
+ * 'NAME' missing after its operation"; an answer is checked ("get WHAT")
+ * and handed to OBSERVED, the owner checked when ADOPTING or when observing
+ * an object the state has no id for. */
+int gcp_get_done(struct gcp *g, struct kc_op *op, const struct gcp_call *c,
+                 int status, const char *what, bool adopting,
+                 gcp_observed_fn observed);
+
 #endif

@@ -3,12 +3,10 @@
  * dstack-cloud `deploy` step 3 makes it, reference dstack.md §5.2), built
  * from the interpolated kms_vms.<name> map at apply time, for gcp.image.
  *
- * The files come from resources/dstack (dstack_vm_render, dstack_fatimg);
- * this module only turns the manifest's values into their spec, with the
- * same rules as `kmsctl render` (cmd/render.c): compose.env and the compose
- * are public and must not hold secrets, user_config is the secret part,
- * key_provider tpm only (kms needs the KMS client, not built). KMS_CONTRACT_
- * ADDR comes from compose.env or KMS_ADDR.
+ * Everything comes from resources/dstack: the spec from the manifest's
+ * values (dstack_vm_values_read, the one `kmsctl render` uses, so both
+ * write the same files), the files (dstack_vm_render) and the image
+ * (dstack_fatimg). KMS_CONTRACT_ADDR comes from compose.env or KMS_ADDR.
  *
  * Blocks (reads compose.file, writes the image): call it off the loop.
  */

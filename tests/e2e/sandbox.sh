@@ -20,10 +20,10 @@
 #      inventory, exactly one KMS deployed in the run; destroy again.
 # KC_SANDBOX_KEEP=1 keeps the work folder (drift.json, kill*.out).
 #
-# kmsctl runs in a copy of manifests/ (the manifest byte for byte) whose
+# kmsctl runs on a copy of manifests/ (the manifest byte for byte) whose
 # ../build, ../tests and ../.sandbox point at the build folder and the
-# sources, and from that folder (see the report: the gcp provider reads
-# relative credential paths from the current folder).
+# sources, from the folder above it (relative paths in the manifest are the
+# manifest's folder's, not the working folder's).
 set -euo pipefail
 
 : "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}" "${KMSCTL:?}"
@@ -57,10 +57,10 @@ cp "$KC_SRC_DIR"/manifests/sandbox* "$w/manifests/"
 ln -s "$KC_BUILD_DIR" "$w/build"
 ln -s "$KC_SRC_DIR/tests" "$w/tests"
 ln -s "$KC_SRC_DIR/.sandbox" "$w/.sandbox"
-cd "$w/manifests"
+cd "$w"
 export KMSCTL_SANDBOX_RPC=$ANVIL_URL KMSCTL_SANDBOX_SIM=$SIM_URL
 export KMSCTL_SANDBOX_KEY=$ANVIL_KEY0
-M=sandbox.yaml
+M=manifests/sandbox.yaml
 S=$w/state.json
 
 fail() {
@@ -183,7 +183,7 @@ sim_patch_object ec2 security_group "$sg" '{"attrs":{"ingress":[]}}' >/dev/null
 owner_tx "$app" 'setAllowAnyDevice(bool)' "$(printf '%064x' 0)"
 osh=$(jq -r '.resources | keys[] | select(startswith("chain.kms_os_image."))' "$S" | head -n1)
 owner_tx "$kms" 'removeOsImageHash(bytes32)' "${osh#chain.kms_os_image.0x}"
-m0=$(mutating)
+m0=$(mutating) n0=$(nonce)
 run 2 drift -f $M --state "$S" --json
 echo "$out" >"$w/drift.json"
 for want in "gcp.firewall.dstack-kms-allow-tcp-18000 source_ranges" \
@@ -194,6 +194,7 @@ for want in "gcp.firewall.dstack-kms-allow-tcp-18000 source_ranges" \
         grep -q "^$want" || fail "drift --json does not name '$want': $out"
 done
 [ "$(mutating)" = "$m0" ] || fail "drift made mutating requests"
+[ "$(nonce)" = "$n0" ] || fail "drift sent transactions"
 run 0 apply -f $M --state "$S" --auto-approve
 run 0 drift -f $M --state "$S" --json
 inventory_check applied || fail "inventory after the repair"

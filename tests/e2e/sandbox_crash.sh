@@ -15,14 +15,9 @@
 #
 # Each re-apply is bounded (120 s): a stuck one fails the test.
 #
-# Status 2026-11-25: B passes; A FAILS on main — resources/chain/kms.c
-# code_checked() treats a recorded nonce as "still pending" as long as the
-# signer's *latest* nonce is not above it, so a deploy that was never
-# broadcast (latest == pending == recorded nonce) is waited for 300 s, then
-# fails "the deploy recorded at ... is still pending: run again once it is
-# mined or dropped", and every later run does the same (SIGTERM is not
-# honoured during that wait either). It needs the pending nonce: pending <=
-# recorded nonce means no node holds that transaction: deploy again.
+# History: A hung on main (kms.c waited 300 s for a nonce no node held, then
+# failed "still pending" on every run) until 42949a5 (pending count <=
+# recorded nonce: deploy again at once).
 set -euo pipefail
 
 : "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}" "${KMSCTL:?}"

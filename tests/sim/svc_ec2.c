@@ -642,6 +642,23 @@ static bool verify_sigv4(struct ec2_call *c)
 /* ------------------------------------------------------------------ */
 /* VPCs, subnets, images. */
 
+/* True when each of the N IDS names an ec2 KIND object (by its id when
+ * BY_ID, else by name); else the error CODE "The WHAT 'ID' does not exist"
+ * is sent. */
+static bool all_exist(struct ec2_call *c, const char *kind, bool by_id,
+                      const char **ids, size_t n, const char *code,
+                      const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(by_id ? sim_obj_find_id(c->sim, "ec2", kind, ids[i])
+                    : sim_obj_find(c->sim, "ec2", kind, ids[i]))) {
+            ec2_error(c->req, 400, code, "The %s '%s' does not exist", what,
+                      ids[i]);
+            return false;
+        }
+    return true;
+}
+
 static const char *vpc_filter(const struct sim_object *o, const char *name,
                               char *buf, size_t size)
 {
@@ -668,17 +685,12 @@ static void describe_vpcs(struct ec2_call *c)
     struct xout x;
     xmlNode *set;
 
-    if (!filters_valid(c, filters)) {
+    if (!filters_valid(c, filters) ||
+        !all_exist(c, "vpc", false, ids, nids, "InvalidVpcID.NotFound",
+                   "vpc ID")) {
         free(ids);
         return;
     }
-    for (size_t i = 0; i < nids; i++)
-        if (!sim_obj_find(c->sim, "ec2", "vpc", ids[i])) {
-            ec2_error(c->req, 400, "InvalidVpcID.NotFound",
-                      "The vpc ID '%s' does not exist", ids[i]);
-            free(ids);
-            return;
-        }
     xout_init(&x, "DescribeVpcsResponse", sim_req_id(c->req));
     set = xel(&x, x.root, "vpcSet");
     for (struct sim_object *o = NULL;
@@ -734,17 +746,12 @@ static void describe_subnets(struct ec2_call *c)
     struct xout x;
     xmlNode *set;
 
-    if (!filters_valid(c, filters)) {
+    if (!filters_valid(c, filters) ||
+        !all_exist(c, "subnet", false, ids, nids, "InvalidSubnetID.NotFound",
+                   "subnet ID")) {
         free(ids);
         return;
     }
-    for (size_t i = 0; i < nids; i++)
-        if (!sim_obj_find(c->sim, "ec2", "subnet", ids[i])) {
-            ec2_error(c->req, 400, "InvalidSubnetID.NotFound",
-                      "The subnet ID '%s' does not exist", ids[i]);
-            free(ids);
-            return;
-        }
     xout_init(&x, "DescribeSubnetsResponse", sim_req_id(c->req));
     set = xel(&x, x.root, "subnetSet");
     for (struct sim_object *o = NULL;
@@ -1037,20 +1044,12 @@ static void describe_key_pairs(struct ec2_call *c)
     struct xout x;
     xmlNode *set;
 
-    if (!filters_valid(c, filters))
+    if (!filters_valid(c, filters) ||
+        !all_exist(c, "key_pair", false, names, nnames,
+                   "InvalidKeyPair.NotFound", "key pair") ||
+        !all_exist(c, "key_pair", true, ids, nids, "InvalidKeyPair.NotFound",
+                   "key pair"))
         goto out;
-    for (size_t i = 0; i < nnames; i++)
-        if (!sim_obj_find(c->sim, "ec2", "key_pair", names[i])) {
-            ec2_error(c->req, 400, "InvalidKeyPair.NotFound",
-                      "The key pair '%s' does not exist", names[i]);
-            goto out;
-        }
-    for (size_t i = 0; i < nids; i++)
-        if (!sim_obj_find_id(c->sim, "ec2", "key_pair", ids[i])) {
-            ec2_error(c->req, 400, "InvalidKeyPair.NotFound",
-                      "The key pair '%s' does not exist", ids[i]);
-            goto out;
-        }
     xout_init(&x, "DescribeKeyPairsResponse", sim_req_id(c->req));
     set = xel(&x, x.root, "keySet");
     for (struct sim_object *o = NULL;

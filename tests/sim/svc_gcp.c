@@ -852,6 +852,40 @@ static bool filter_match(const struct filter *f, struct sim_object *o)
 
 /* Answers a list of KIND objects (zonal: ZONE must match attrs.zone's last
  * segment) with maxResults/pageToken paging. */
+/* One page of a list walk: objects that match are counted; those from
+ * START on go into ITEMS until MAX of them; the next one sets BODY's
+ * nextPageToken and page_add() returns false (stop). */
+struct page {
+    struct json_object *body, *items;
+    long start, max, idx, n;
+};
+
+/* The start index that page token TOK ("pt-N", as page_add makes it)
+ * names; false when it is not one. */
+static bool page_start(const char *tok, long *start)
+{
+    char *end = NULL;
+
+    return strncmp(tok, "pt-", 3) == 0 &&
+           (*start = strtol(tok + 3, &end, 10)) >= 0 && !*end;
+}
+
+static bool page_add(struct page *pg, const struct sim_object *o)
+{
+    if (pg->idx++ < pg->start)
+        return true;
+    if (pg->n == pg->max) {
+        char tok[32];
+
+        snprintf(tok, sizeof(tok), "pt-%ld", pg->start + pg->n);
+        jset(pg->body, "nextPageToken", jstr(tok));
+        return false;
+    }
+    json_object_array_add(pg->items, jdup(o->attrs));
+    pg->n++;
+    return true;
+}
+
 static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
                          const char *list_kind, const char *zone,
                          const char *self)
@@ -861,7 +895,8 @@ static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
     struct json_object *body = json_object_new_object();
     struct json_object *items = json_object_new_array();
     struct filter flt;
-    long max = LIST_MAX, start = 0, idx = 0, n = 0;
+    long max = LIST_MAX, start = 0;
+    struct page pg;
     char *end = NULL;
 
     if (mr) {
@@ -876,36 +911,25 @@ static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
         if (max == 0)
             max = LIST_MAX;
     }
-    if (ptok) {
-        if (strncmp(ptok, "pt-", 3) != 0 ||
-            (start = strtol(ptok + 3, &end, 10)) < 0 || *end) {
-            gerr(req, 400, "invalid",
-                 "Invalid value for field 'pageToken': '%s'", ptok);
-            goto fail;
-        }
+    if (ptok && !page_start(ptok, &start)) {
+        gerr(req, 400, "invalid", "Invalid value for field 'pageToken': '%s'",
+             ptok);
+        goto fail;
     }
     if (parse_filter(sim_req_query(req, "filter"), &flt) < 0) {
         gerr(req, 400, "invalid", "Invalid list filter expression '%s'.",
              sim_req_query(req, "filter"));
         goto fail;
     }
+    pg = (struct page){ body, items, start, max, 0, 0 };
     for (struct sim_object *o = sim_obj_next(sim, NULL, SVC, kind); o;
          o = sim_obj_next(sim, o, SVC, kind)) {
         if (zone && strcmp(last_seg(jget_str(o->attrs, "zone")), zone) != 0)
             continue;
         if (!filter_match(&flt, o))
             continue;
-        if (idx++ < start)
-            continue;
-        if (n == max) {
-            char tok[32];
-
-            snprintf(tok, sizeof(tok), "pt-%ld", start + n);
-            jset(body, "nextPageToken", jstr(tok));
+        if (!page_add(&pg, o))
             break;
-        }
-        json_object_array_add(items, jdup(o->attrs));
-        n++;
     }
     jset(body, "kind", jstr(list_kind));
     jset(body, "items", items);
@@ -918,6 +942,18 @@ fail:
 }
 
 /* ---- compute: common ---- */
+
+/* The zone's own URL (an object's "zone"). */
+static char *zone_link(struct sim_req *req, const char *project,
+                       const char *zone)
+{
+    char *base = base_url(req);
+    char *s =
+        kc_xasprintf("%s/compute/v1/projects/%s/zones/%s", base, project, zone);
+
+    free(base);
+    return s;
+}
 
 static char *zonal_link(struct sim_req *req, const char *project,
                         const char *zone, const char *coll, const char *name)
@@ -976,6 +1012,63 @@ static struct sim_object *find_in(struct sim *sim, const char *kind,
     if (o && zone && strcmp(last_seg(jget_str(o->attrs, "zone")), zone) != 0)
         return NULL;
     return o;
+}
+
+/* The get, list and delete of a compute object: KIND (also the name of its
+ * path parameter) in collection COLL, zonal when the route has {zone},
+ * after the caller's IAM PERM. */
+static void object_get(struct sim *sim, struct sim_req *req, const char *kind,
+                       const char *coll, const char *perm)
+{
+    const char *project = sim_req_param(req, "project");
+    const char *zone = sim_req_param(req, "zone");
+    const char *name = sim_req_param(req, kind);
+    struct sim_object *o;
+
+    if (!authorize(req, project, perm))
+        return;
+    o = find_in(sim, kind, name, zone);
+    if (!o)
+        not_found(req, project, zone, coll, name);
+    else
+        sim_resp_json(req, 200, jdup(o->attrs));
+}
+
+static void object_list(struct sim *sim, struct sim_req *req, const char *kind,
+                        const char *coll, const char *list_kind,
+                        const char *perm)
+{
+    const char *project = sim_req_param(req, "project");
+    const char *zone = sim_req_param(req, "zone");
+    char *self;
+
+    if (!authorize(req, project, perm))
+        return;
+    self = zone ? zonal_link(req, project, zone, coll, "")
+                : global_link(req, project, coll, "");
+    self[strlen(self) - 1] = '\0';
+    list_objects(sim, req, kind, list_kind, zone, self);
+    free(self);
+}
+
+/* A global object's delete: an operation running EFF. */
+static void global_delete(struct sim *sim, struct sim_req *req,
+                          const char *kind, const char *coll, const char *perm,
+                          op_effect_fn eff)
+{
+    const char *project = sim_req_param(req, "project");
+    const char *name = sim_req_param(req, kind);
+    struct sim_object *o;
+
+    if (!authorize(req, project, perm) || op_replay(req, NULL))
+        return;
+    o = sim_obj_find(sim, SVC, kind, name);
+    if (!o) {
+        not_found(req, project, NULL, coll, name);
+        return;
+    }
+    op_start(sim, req, project, NULL, "delete", kind, name,
+             jget_str(o->attrs, "selfLink"), eff, NULL);
 }
 
 static void set_status(struct sim *sim, const char *kind, const char *name,
@@ -1064,13 +1157,7 @@ static struct sim_object *disk_make(struct sim *sim, struct sim_req *req,
                       type ? last_seg(type) : "pd-standard");
     jset(d->attrs, "type", jstr(link));
     free(link);
-    {
-        char *base = base_url(req);
-
-        link = kc_xasprintf("%s/compute/v1/projects/%s/zones/%s", base, project,
-                            zone);
-        free(base);
-    }
+    link = zone_link(req, project, zone);
     jset(d->attrs, "zone", jstr(link));
     free(link);
     if (image) {
@@ -1154,33 +1241,13 @@ static void h_disk_insert(struct sim *sim, struct sim_req *req)
 
 static void h_disk_get(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *zone = sim_req_param(req, "zone");
-    const char *name = sim_req_param(req, "disk");
-    struct sim_object *d;
-
-    if (!authorize(req, project, "compute.disks.get"))
-        return;
-    d = find_in(sim, "disk", name, zone);
-    if (!d) {
-        not_found(req, project, zone, "disks", name);
-        return;
-    }
-    sim_resp_json(req, 200, jdup(d->attrs));
+    object_get(sim, req, "disk", "disks", "compute.disks.get");
 }
 
 static void h_disk_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *zone = sim_req_param(req, "zone");
-    char *self;
-
-    if (!authorize(req, project, "compute.disks.list"))
-        return;
-    self = zonal_link(req, project, zone, "disks", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "disk", "compute#diskList", zone, self);
-    free(self);
+    object_list(sim, req, "disk", "disks", "compute#diskList",
+                "compute.disks.list");
 }
 
 static void h_disk_delete(struct sim *sim, struct sim_req *req)
@@ -1600,13 +1667,7 @@ static void h_instance_insert(struct sim *sim, struct sim_req *req)
     jset(o->attrs, "machineType", jstr(link));
     free(link);
     jset(o->attrs, "status", jstr("PROVISIONING"));
-    {
-        char *base = base_url(req);
-
-        link = kc_xasprintf("%s/compute/v1/projects/%s/zones/%s", base, project,
-                            zone);
-        free(base);
-    }
+    link = zone_link(req, project, zone);
     jset(o->attrs, "zone", jstr(link));
     free(link);
     link = zonal_link(req, project, zone, "instances", name);
@@ -1704,16 +1765,8 @@ static void h_instance_get(struct sim *sim, struct sim_req *req)
 
 static void h_instance_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *zone = sim_req_param(req, "zone");
-    char *self;
-
-    if (!authorize(req, project, "compute.instances.list"))
-        return;
-    self = zonal_link(req, project, zone, "instances", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "instance", "compute#instanceList", zone, self);
-    free(self);
+    object_list(sim, req, "instance", "instances", "compute#instanceList",
+                "compute.instances.list");
 }
 
 /* Instance methods: delete, stop, start, attachDisk, detachDisk, setLabels,
@@ -2084,48 +2137,19 @@ static void h_image_insert(struct sim *sim, struct sim_req *req)
 
 static void h_image_get(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "image");
-    struct sim_object *img;
-
-    if (!authorize(req, project, "compute.images.get"))
-        return;
-    img = sim_obj_find(sim, SVC, "image", name);
-    if (!img)
-        not_found(req, project, NULL, "images", name);
-    else
-        sim_resp_json(req, 200, jdup(img->attrs));
+    object_get(sim, req, "image", "images", "compute.images.get");
 }
 
 static void h_image_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    char *self;
-
-    if (!authorize(req, project, "compute.images.list"))
-        return;
-    self = global_link(req, project, "images", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "image", "compute#imageList", NULL, self);
-    free(self);
+    object_list(sim, req, "image", "images", "compute#imageList",
+                "compute.images.list");
 }
 
 static void h_image_delete(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "image");
-    struct sim_object *img;
-
-    if (!authorize(req, project, "compute.images.delete") ||
-        op_replay(req, NULL))
-        return;
-    img = sim_obj_find(sim, SVC, "image", name);
-    if (!img) {
-        not_found(req, project, NULL, "images", name);
-        return;
-    }
-    op_start(sim, req, project, NULL, "delete", "image", name,
-             jget_str(img->attrs, "selfLink"), eff_image_delete, NULL);
+    global_delete(sim, req, "image", "images", "compute.images.delete",
+                  eff_image_delete);
 }
 
 static void h_image_set_labels(struct sim *sim, struct sim_req *req)
@@ -2326,30 +2350,13 @@ static void h_fw_insert(struct sim *sim, struct sim_req *req)
 
 static void h_fw_get(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "firewall");
-    struct sim_object *fw;
-
-    if (!authorize(req, project, "compute.firewalls.get"))
-        return;
-    fw = sim_obj_find(sim, SVC, "firewall", name);
-    if (!fw)
-        not_found(req, project, NULL, "firewalls", name);
-    else
-        sim_resp_json(req, 200, jdup(fw->attrs));
+    object_get(sim, req, "firewall", "firewalls", "compute.firewalls.get");
 }
 
 static void h_fw_list(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    char *self;
-
-    if (!authorize(req, project, "compute.firewalls.list"))
-        return;
-    self = global_link(req, project, "firewalls", "");
-    self[strlen(self) - 1] = '\0';
-    list_objects(sim, req, "firewall", "compute#firewallList", NULL, self);
-    free(self);
+    object_list(sim, req, "firewall", "firewalls", "compute#firewallList",
+                "compute.firewalls.list");
 }
 
 static void h_fw_patch(struct sim *sim, struct sim_req *req)
@@ -2384,20 +2391,8 @@ static void h_fw_patch(struct sim *sim, struct sim_req *req)
 
 static void h_fw_delete(struct sim *sim, struct sim_req *req)
 {
-    const char *project = sim_req_param(req, "project");
-    const char *name = sim_req_param(req, "firewall");
-    struct sim_object *fw;
-
-    if (!authorize(req, project, "compute.firewalls.delete") ||
-        op_replay(req, NULL))
-        return;
-    fw = sim_obj_find(sim, SVC, "firewall", name);
-    if (!fw) {
-        not_found(req, project, NULL, "firewalls", name);
-        return;
-    }
-    op_start(sim, req, project, NULL, "delete", "firewall", name,
-             jget_str(fw->attrs, "selfLink"), eff_fw_delete, NULL);
+    global_delete(sim, req, "firewall", "firewalls", "compute.firewalls.delete",
+                  eff_fw_delete);
 }
 
 /* ---- storage ---- */
@@ -2826,7 +2821,8 @@ static void h_object_list(struct sim *sim, struct sim_req *req)
     const char *ptok = sim_req_query(req, "pageToken");
     const char *mr = sim_req_query(req, "maxResults");
     struct json_object *body, *items;
-    long max = 1000, start = 0, idx = 0, n = 0;
+    long max = 1000, start = 0;
+    struct page pg;
     size_t bl = strlen(bucket);
     char *end = NULL;
 
@@ -2836,30 +2832,21 @@ static void h_object_list(struct sim *sim, struct sim_req *req)
         gerr(req, 400, "invalid", "Invalid value for maxResults: %s", mr);
         return;
     }
-    if (ptok && (strncmp(ptok, "pt-", 3) != 0 ||
-                 (start = strtol(ptok + 3, &end, 10)) < 0 || *end)) {
+    if (ptok && !page_start(ptok, &start)) {
         gerr(req, 400, "invalid", "Invalid page token: %s", ptok);
         return;
     }
     body = json_object_new_object();
     items = json_object_new_array();
+    pg = (struct page){ body, items, start, max, 0, 0 };
     for (struct sim_object *o = sim_obj_next(sim, NULL, SVC, "object"); o;
          o = sim_obj_next(sim, o, SVC, "object")) {
         if (strncmp(o->name, bucket, bl) != 0 || o->name[bl] != '/')
             continue;
         if (prefix && strncmp(o->name + bl + 1, prefix, strlen(prefix)) != 0)
             continue;
-        if (idx++ < start)
-            continue;
-        if (n == max) {
-            char tok[32];
-
-            snprintf(tok, sizeof(tok), "pt-%ld", start + n);
-            jset(body, "nextPageToken", jstr(tok));
+        if (!page_add(&pg, o))
             break;
-        }
-        json_object_array_add(items, jdup(o->attrs));
-        n++;
     }
     jset(body, "kind", jstr("storage#objects"));
     jset(body, "items", items);

@@ -108,3 +108,56 @@ Test(audit, kms_vm_shared_disk_takes_the_kms_contract_address_from_contracts)
     state_test_rmtree(dir);
     free(dir);
 }
+
+Test(audit, kms_vm_shared_disk_gets_the_pccs_url)
+{
+    /* pccs_url goes into .sys-config.json: render wrote it, but the shared
+     * disk image made at apply time was never given it. */
+    static const char yaml[] =
+        "version: 1\nname: t\n"
+        "providers:\n"
+        "  chain: {rpc_url: \"http://127.0.0.1:9\", chain_id: 1,"
+        " private_key: \"${env:K}\"}\n"
+        "  gcp: {project: audit-project, zone: us-central1-a,"
+        " bucket: audit-bucket}\n"
+        "contracts:\n  artifacts: ./artifacts\n  kms: {}\n"
+        "kms_vms:\n  kms:\n    os_image: os-1\n"
+        "    image_search_paths: [./images]\n"
+        "    key_provider: tpm\n    domain: kms.example.test\n"
+        "    mode: direct\n"
+        "    pccs_url: \"https://pccs.example.test/sgx/certification/v4/\"\n"
+        "    compose: {template: direct, env: {ETH_RPC_URL: "
+        "\"http://127.0.0.1:9\"}}\n";
+    char *dir = state_test_tmpdir();
+    char *path = kc_xasprintf("%s/images/os-1", dir);
+    struct kc_doc *doc = NULL;
+    struct kc_graph *g = NULL;
+    struct kc_err err = { 0 };
+    const struct kc_resource *r;
+    const struct kc_attr *a = NULL;
+    FILE *f;
+
+    cr_assert_eq(kc_file_mkdirs(path, 0700, NULL), 0);
+    free(path);
+    path = kc_xasprintf("%s/images/os-1/auth_hash.txt", dir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%064d\n", 7);
+    fclose(f);
+    free(path);
+    path = kc_xasprintf("%s/m.yaml", dir);
+    cr_assert_eq(kc_manifest_parse(path, dir, yaml, strlen(yaml), &doc, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
+    r = kc_graph_find(g, "gcp.image.kms-shared");
+    cr_assert_not_null(r);
+    for (size_t i = 0; i < r->nattrs; i++)
+        if (strcmp(r->attrs[i].field, "pccs_url") == 0)
+            a = &r->attrs[i];
+    cr_assert_not_null(a, "no pccs_url on the shared disk image");
+    kc_graph_free(g);
+    kc_doc_free(doc);
+    free(path);
+    state_test_rmtree(dir);
+    free(dir);
+}
