@@ -104,7 +104,7 @@ static void on_logs_signal(uv_signal_t *h, int signum)
     (void)signum;
     l->stop = true;
     if (uv_is_active((uv_handle_t *)&l->timer)) {
-        uv_timer_stop(&l->timer);
+        (void)uv_timer_stop(&l->timer);
         logs_close(l);
     }
 }
@@ -179,8 +179,8 @@ static int logs_run(struct logs *l, struct cmd_opts *opts, struct kc_err *err)
         /* Ctrl-C ends --follow quietly: the session's handler (for engine
          * verbs) would announce a graceful engine stop instead. */
         if (l->s.sig_open) {
-            uv_signal_stop(&l->s.sigint);
-            uv_signal_stop(&l->s.sigterm);
+            (void)uv_signal_stop(&l->s.sigint);
+            (void)uv_signal_stop(&l->s.sigterm);
         }
         if ((ret = uv_signal_init(&l->s.loop, &l->sig)) < 0 ||
             (ret = uv_signal_start(&l->sig, on_logs_signal, SIGINT)) < 0) {

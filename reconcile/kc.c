@@ -202,14 +202,22 @@ char *kc_xasprintf(const char *fmt, ...)
 void kc_xgrow(void *pp, size_t *cap, size_t n, size_t size)
 {
     void **p = pp;
-    size_t c = *cap;
+    size_t c = *cap, max;
 
     if (n <= c)
         return;
+    if (size == 0)
+        KC_BUG("kc_xgrow: elements of size 0");
+    /* c * size must not wrap (nor c *= 2): past MAX it is a bug. */
+    max = SIZE_MAX / size;
+    if (n > max)
+        KC_BUG("kc_xgrow: %zu elements of %zu bytes overflow size_t", n, size);
     if (c < 8)
         c = 8;
     while (c < n)
-        c *= 2;
+        c = c > max / 2 ? max : c * 2;
+    if (c > max)
+        c = max;
     *p = kc_xrealloc(*p, c * size);
     *cap = c;
 }

@@ -8,6 +8,7 @@
  * pair without PEM"). Destroy deletes only a key pair kmsctl made (tagged
  * with its ownership tags at creation).
  */
+#include "reconcile/file.h"
 #include "resources/aws/kinds.h"
 
 #include <fcntl.h>
@@ -166,13 +167,26 @@ static int key_observe(struct kc_op *op)
 
 /* --- create ------------------------------------------------------------ */
 
-/* Writes the new private key: a new file only (O_EXCL), mode 0600. Small and
- * local, so written directly. */
-static int write_private_key(const char *path, const char *pem,
+/* The new private key is written off the loop thread (uv_queue_work): a new
+ * file only (O_EXCL), mode 0600, synced, then its folder synced. */
+struct key_write {
+    uv_work_t work;
+    struct aws_job *j;
+    char *path;
+    char *pem; /* a copy of the key material, wiped before it is freed */
+    size_t len;
+    int status;
+    struct kc_err err;
+};
+
+/* Blocking: runs on a libuv worker thread. */
+static int write_private_key(const char *path, const char *pem, size_t len,
                              struct kc_err *err)
 {
-    size_t len = strlen(pem), off = 0;
+    size_t off = 0;
+    char *dir;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int dfd;
 
     if (fd < 0)
         return kc_err_from_errno(err, errno, "create '%s'", path);
@@ -182,10 +196,10 @@ static int write_private_key(const char *path, const char *pem,
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            int e = errno;
+            int e = n < 0 ? errno : EIO;
 
-            close(fd);
-            unlink(path);
+            (void)close(fd);
+            (void)unlink(path);
             return kc_err_from_errno(err, e, "write '%s'", path);
         }
         off += (size_t)n;
@@ -195,20 +209,96 @@ static int write_private_key(const char *path, const char *pem,
     if (fsync(fd) < 0) {
         int e = errno;
 
-        close(fd);
+        (void)close(fd);
         return kc_err_from_errno(err, e, "sync '%s'", path);
     }
     if (close(fd) < 0)
         return kc_err_from_errno(err, errno, "close '%s'", path);
+    /* The folder entry too, so the file survives a crash. */
+    dir = kc_file_dirname(path);
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        int e = errno;
+
+        free(dir);
+        return kc_err_from_errno(err, e, "open the folder of '%s'", path);
+    }
+    free(dir);
+    if (fsync(dfd) < 0) {
+        int e = errno;
+
+        (void)close(dfd);
+        return kc_err_from_errno(err, e, "sync the folder of '%s'", path);
+    }
+    if (close(dfd) < 0)
+        return kc_err_from_errno(err, errno, "close the folder of '%s'", path);
     return 0;
+}
+
+static void key_write_work(uv_work_t *w)
+{
+    struct key_write *kw = kc_container_of(w, struct key_write, work);
+
+    kw->status = write_private_key(kw->path, kw->pem, kw->len, &kw->err);
+}
+
+static void key_write_free(struct key_write *kw)
+{
+    kc_memzero(kw->pem, kw->len);
+    free(kw->pem);
+    free(kw->path);
+    free(kw);
+}
+
+static void created_observed(struct aws_job *j)
+{
+    struct kc_op *op = j->op;
+    const char *name = aws_desired_str(op, "key_name");
+    const char *fp = aws_xml_text(j->call.root, "keyFingerprint");
+    const char *id = aws_xml_text(j->call.root, "keyPairId");
+    struct kc_value *obs = kc_value_new_map();
+
+    kc_value_map_set(obs, "key_name", kc_value_new_str(name));
+    if (kc_op_desired(op, "public_key"))
+        kc_value_map_set(obs, "public_key",
+                         kc_value_dup(kc_op_desired(op, "public_key")));
+    kc_value_map_set(obs, "fingerprint", kc_value_new_str(fp ? fp : ""));
+    kc_value_map_set(obs, "key_pair_id", kc_value_new_str(id ? id : ""));
+    kc_op_set_observed(op, obs);
+    set_outputs(j, name, id ? id : "", fp);
+    aws_job_finish(j, 0);
+}
+
+static void key_write_done(uv_work_t *w, int status)
+{
+    struct key_write *kw = kc_container_of(w, struct key_write, work);
+    struct aws_job *j = kw->j;
+    int ret = kw->status;
+
+    if (status < 0)
+        ret = kc_err_from_uv(&kw->err, status, kw->path);
+    if (ret < 0) {
+        *kc_op_err(j->op) = kw->err;
+        kc_err_prefix(kc_op_err(j->op),
+                      "key pair '%s' was created but its private key "
+                      "could not be saved (delete the key pair and "
+                      "retry)",
+                      aws_desired_str(j->op, "key_name"));
+        key_write_free(kw);
+        aws_job_finish(j, ret);
+        return;
+    }
+    key_write_free(kw);
+    created_observed(j);
 }
 
 static void on_created(struct aws_job *j, int status)
 {
     struct kc_op *op = j->op;
     const char *name = aws_desired_str(op, "key_name");
-    const char *fp, *id, *pem;
-    struct kc_value *obs;
+    const char *pem;
+    struct key_write *kw;
+    int ret;
 
     if (status == KC_EREMOTE &&
         strcmp(j->call.error.code, "InvalidKeyPair.Duplicate") == 0) {
@@ -223,44 +313,45 @@ static void on_created(struct aws_job *j, int status)
         aws_job_fail_call(j, status);
         return;
     }
-    fp = aws_xml_text(j->call.root, "keyFingerprint");
-    id = aws_xml_text(j->call.root, "keyPairId");
     pem = aws_xml_text(j->call.root, "keyMaterial");
-    if (!id) {
+    if (!aws_xml_text(j->call.root, "keyPairId")) {
+        if (pem)
+            kc_memzero(KC_UNCONST(pem), strlen(pem));
         kc_err_set(kc_op_err(op), KC_EPARSE,
                    "ec2 %s: no keyPairId in the answer", j->call.action);
         aws_job_finish(j, KC_EPARSE);
         return;
     }
-    if (strcmp(j->call.action, "CreateKeyPair") == 0) {
-        const char *path = aws_desired_str(op, "private_key_file");
-        int ret = pem ? write_private_key(path, pem, kc_op_err(op))
-                      : kc_err_set(kc_op_err(op), KC_EPARSE,
-                                   "no keyMaterial in the answer");
-
-        /* libxml2 owns the material; wipe it in place before freeing. */
-        if (pem)
-            kc_memzero(KC_UNCONST(pem), strlen(pem));
-        if (ret < 0) {
-            kc_err_prefix(kc_op_err(op),
-                          "key pair '%s' was created but its private key "
-                          "could not be saved (delete the key pair and "
-                          "retry)",
-                          name);
-            aws_job_finish(j, ret);
-            return;
-        }
+    if (strcmp(j->call.action, "CreateKeyPair") != 0) {
+        created_observed(j);
+        return;
     }
-    obs = kc_value_new_map();
-    kc_value_map_set(obs, "key_name", kc_value_new_str(name));
-    if (kc_op_desired(op, "public_key"))
-        kc_value_map_set(obs, "public_key",
-                         kc_value_dup(kc_op_desired(op, "public_key")));
-    kc_value_map_set(obs, "fingerprint", kc_value_new_str(fp ? fp : ""));
-    kc_value_map_set(obs, "key_pair_id", kc_value_new_str(id));
-    kc_op_set_observed(op, obs);
-    set_outputs(j, name, id, fp);
-    aws_job_finish(j, 0);
+    if (!pem) {
+        kc_err_set(kc_op_err(op), KC_EPARSE,
+                   "key pair '%s' was created but the answer has no "
+                   "keyMaterial (delete the key pair and retry)",
+                   name);
+        aws_job_finish(j, KC_EPARSE);
+        return;
+    }
+    kw = kc_xcalloc(1, sizeof(*kw));
+    kw->j = j;
+    kw->path = kc_xstrdup(aws_desired_str(op, "private_key_file"));
+    kw->len = strlen(pem);
+    kw->pem = kc_xstrdup(pem);
+    /* libxml2 owns the material; wipe it in place now that it is copied. */
+    kc_memzero(KC_UNCONST(pem), kw->len);
+    ret = uv_queue_work(kc_op_loop(op), &kw->work, key_write_work,
+                        key_write_done);
+    if (ret < 0) {
+        kc_err_from_uv(kc_op_err(op), ret, kw->path);
+        kc_err_prefix(kc_op_err(op),
+                      "key pair '%s' was created but its private key "
+                      "could not be saved (delete the key pair and retry)",
+                      name);
+        key_write_free(kw);
+        aws_job_finish(j, ret);
+    }
 }
 
 static int key_create(struct kc_op *op)

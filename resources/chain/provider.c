@@ -287,17 +287,31 @@ static int gwei_to_wei(const struct kc_value *v, const char *what,
 }
 
 /* "90s", "2m", "500ms", "1h" or a number of seconds. */
+/* The longest tx_timeout: a week. Past it the milliseconds would only be a
+ * typo, and a huge count of hours would wrap when multiplied. */
+#define TX_TIMEOUT_MAX_MS (7ull * 24 * 3600 * 1000)
+
 static int duration_ms(const struct kc_value *v, uint64_t *out,
                        struct kc_err *err)
 {
     const char *s;
     char *end;
-    unsigned long long n;
+    unsigned long long n, unit;
 
     if (!v)
         return 0;
     if (v->type == KC_VALUE_INT) {
-        *out = (uint64_t)kc_value_int(v, 0) * 1000;
+        int64_t secs = kc_value_int(v, 0);
+
+        if (secs <= 0)
+            return kc_err_set(err, KC_EINVAL,
+                              "providers.chain.tx_timeout must be above zero");
+        if ((uint64_t)secs > TX_TIMEOUT_MAX_MS / 1000)
+            return kc_err_set(err, KC_ERANGE,
+                              "providers.chain.tx_timeout: %lld seconds is "
+                              "more than the limit of 168h (a week)",
+                              (long long)secs);
+        *out = (uint64_t)secs * 1000;
         return 0;
     }
     s = kc_value_str(v);
@@ -306,24 +320,31 @@ static int duration_ms(const struct kc_value *v, uint64_t *out,
                           "providers.chain.tx_timeout: expected a duration");
     errno = 0;
     n = strtoull(s, &end, 10);
-    if (errno || end == s)
+    /* strtoull takes a sign ("-1" wraps to a huge number): digits only. */
+    if (errno || end == s || *s < '0' || *s > '9')
         return kc_err_set(err, KC_EINVAL,
                           "providers.chain.tx_timeout: '%.40s' is not a "
                           "duration",
                           s);
     if (strcmp(end, "ms") == 0)
-        *out = n;
+        unit = 1;
     else if (strcmp(end, "s") == 0 || *end == '\0')
-        *out = n * 1000;
+        unit = 1000;
     else if (strcmp(end, "m") == 0)
-        *out = n * 60000;
+        unit = 60000;
     else if (strcmp(end, "h") == 0)
-        *out = n * 3600000;
+        unit = 3600000;
     else
         return kc_err_set(err, KC_EINVAL,
                           "providers.chain.tx_timeout: unit '%.10s' (use ms, "
                           "s, m or h)",
                           end);
+    if (n > TX_TIMEOUT_MAX_MS / unit)
+        return kc_err_set(err, KC_ERANGE,
+                          "providers.chain.tx_timeout: '%.40s' is more than "
+                          "the limit of 168h (a week)",
+                          s);
+    *out = n * unit;
     if (*out == 0)
         return kc_err_set(err, KC_EINVAL,
                           "providers.chain.tx_timeout must be above zero");

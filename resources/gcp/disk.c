@@ -66,7 +66,7 @@ static int disk_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
     struct kc_value *m = kc_value_new_map();
     struct json_object *labels = NULL;
     const char *self = kc_json_opt_str(o, "selfLink");
-    const char *size = kc_json_opt_str(o, "sizeGb");
+    int64_t size = 0;
     int ret;
 
     json_object_object_get_ex(o, "labels", &labels);
@@ -81,10 +81,20 @@ static int disk_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
             return ret;
         }
     }
+    {
+        char *what = kc_xasprintf("disk '%s'", kc_op_name(op));
+
+        ret = gcp_answer_int(o, "sizeGb", 1, INT32_MAX, what, &size,
+                             kc_op_err(op));
+        free(what);
+        if (ret < 0) {
+            kc_value_free(m);
+            return ret;
+        }
+    }
     kc_value_map_set(m, "zone",
                      kc_value_new_str(last_seg(kc_json_opt_str(o, "zone"))));
-    kc_value_map_set(m, "size_gb",
-                     kc_value_new_int(size ? strtoll(size, NULL, 10) : 0));
+    kc_value_map_set(m, "size_gb", kc_value_new_int(size));
     kc_value_map_set(m, "type",
                      kc_value_new_str(last_seg(kc_json_opt_str(o, "type"))));
     kc_value_map_set(

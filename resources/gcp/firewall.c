@@ -128,6 +128,8 @@ static int fw_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
     bool ours = dl >= ml && strcmp(desc + dl - ml, mark) == 0;
     int64_t prio = 0;
     const char *action = "allow";
+    char *what;
+    int ret;
 
     if (check_owner && !ours) {
         kc_err_set(kc_op_err(op), KC_ECONFLICT,
@@ -144,24 +146,40 @@ static int fw_observed(struct kc_op *op, struct gcp *g, struct json_object *o,
         json_object_object_get_ex(o, "denied", &rules);
         action = "deny";
     }
+    what = kc_xasprintf("firewall rule '%s'", kc_op_name(op));
     rule = kc_json_array_idx(rules, 0);
     if (rule) {
-        const char *p = kc_json_opt_str(rule, "ports[0]");
+        int64_t port = 0;
 
+        /* A range ("8000-8100") is not what kmsctl makes: an error too. */
+        if (gcp_answer_int(rule, "ports[0]", 0, 65535, what, &port,
+                           kc_op_err(op)) < 0) {
+            free(what);
+            kc_value_free(m);
+            kc_value_free(ranges);
+            free(mark);
+            return KC_EPARSE;
+        }
         kc_value_map_set(
             m, "protocol",
             kc_value_new_str(kc_json_opt_str(rule, "IPProtocol")
                                  ? kc_json_opt_str(rule, "IPProtocol")
                                  : ""));
-        kc_value_map_set(m, "port",
-                         kc_value_new_int(p ? strtoll(p, NULL, 10) : 0));
+        kc_value_map_set(m, "port", kc_value_new_int(port));
     }
     kc_value_map_set(m, "action", kc_value_new_str(action));
     kc_value_map_set(m, "network",
                      kc_value_new_str(net && strrchr(net, '/')
                                           ? strrchr(net, '/') + 1
                                           : (net ? net : "")));
-    kc_json_get_int(o, "priority", &prio, NULL);
+    ret = gcp_answer_int(o, "priority", 0, 65535, what, &prio, kc_op_err(op));
+    free(what);
+    if (ret < 0) {
+        kc_value_free(m);
+        kc_value_free(ranges);
+        free(mark);
+        return ret;
+    }
     kc_value_map_set(m, "priority", kc_value_new_int(prio));
     /* An element that is not a string is left out (and shows as drift). */
     if (json_object_object_get_ex(o, "sourceRanges", &sr))

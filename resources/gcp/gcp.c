@@ -626,3 +626,26 @@ int gcp_owner_check(const struct gcp *g, struct json_object *labels,
                           what, adr ? adr : "(none)", want_adr);
     return 0;
 }
+
+int gcp_answer_int(struct json_object *o, const char *path, int64_t min,
+                   int64_t max, const char *what, int64_t *out,
+                   struct kc_err *err)
+{
+    struct json_object *v = NULL;
+    int ret;
+
+    *out = 0;
+    ret = kc_json_get(o, path, &v, NULL);
+    if (ret == KC_ENOENT)
+        return 0;
+    if (ret < 0 || kc_json_get_int(o, path, out, NULL) < 0 || *out < min ||
+        *out > max) {
+        *out = 0;
+        /* The value itself is not echoed: it is outside input. */
+        return kc_err_set(err, KC_EPARSE,
+                          "%s: '%s' in the API answer is not an integer from "
+                          "%lld to %lld",
+                          what, path, (long long)min, (long long)max);
+    }
+    return 0;
+}

@@ -203,4 +203,12 @@ void gcp_label_value(const char *s, char out[64]);
 int gcp_owner_check(const struct gcp *g, struct json_object *labels,
                     const char *address, const char *what, struct kc_err *err);
 
+/* The integer at PATH of O, an API answer (a JSON number, or a decimal
+ * string as Google encodes int64), into *OUT when it is from MIN to MAX.
+ * Absent (or null): *OUT = 0 and 0. Anything else (not a number, trailing
+ * text, out of range) is KC_EPARSE naming WHAT (the resource) and PATH. */
+int gcp_answer_int(struct json_object *o, const char *path, int64_t min,
+                   int64_t max, const char *what, int64_t *out,
+                   struct kc_err *err);
+
 #endif

@@ -191,7 +191,7 @@ static const char *scope_as_desired(const struct kc_value *want,
 static int inst_observed(struct inst_job *j)
 {
     struct kc_op *op = j->op;
-    struct json_object *o = j->inst, *labels = NULL, *tags, *sa, *ad;
+    struct json_object *o = j->inst, *labels = NULL, *tags, *sa, *ad, *szv;
     struct kc_value *m = kc_value_new_map(), *lm = kc_value_new_map();
     struct kc_value *tl = kc_value_new_list(), *sc = kc_value_new_list();
     struct json_object *own = gcp_owner_labels(j->g, kc_op_address(op));
@@ -223,10 +223,17 @@ static int inst_observed(struct inst_job *j)
     kc_value_map_set(m, "boot_digest",
                      kc_value_new_str(j->boot_digest ? j->boot_digest : ""));
     ad = boot_disk(o);
-    if (ad && kc_json_opt_str(ad, "diskSizeGb"))
-        kc_value_map_set(m, "boot_disk_size_gb",
-                         kc_value_new_int(strtoll(
-                             kc_json_opt_str(ad, "diskSizeGb"), NULL, 10)));
+    if (ad && kc_json_get(ad, "diskSizeGb", &szv, NULL) != KC_ENOENT) {
+        char *what = kc_xasprintf("instance '%s' (boot disk)", kc_op_name(op));
+        int64_t size = 0;
+
+        ret = gcp_answer_int(ad, "diskSizeGb", 1, INT32_MAX, what, &size,
+                             kc_op_err(op));
+        free(what);
+        if (ret < 0)
+            goto out;
+        kc_value_map_set(m, "boot_disk_size_gb", kc_value_new_int(size));
+    }
     ad = attached(o, "data");
     kc_value_map_set(
         m, "data_disk",

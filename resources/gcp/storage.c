@@ -213,22 +213,37 @@ static void up_start_phase(struct gcp_upload *u, int phase)
         up_finish(u, ret);
 }
 
+int gcp_range_committed(const char *range, uint64_t *out, struct kc_err *err)
+{
+    static const char prefix[] = "bytes=0-";
+    const char *d = range + strlen(prefix);
+    unsigned long long b;
+    char *end;
+
+    *out = 0;
+    if (strncmp(range, prefix, strlen(prefix)) != 0 || *d < '0' || *d > '9')
+        return kc_err_set(err, KC_EPARSE,
+                          "unexpected Range '%.64s' (want bytes=0-N)", range);
+    errno = 0;
+    b = strtoull(d, &end, 10);
+    if (errno || *end || b >= UINT64_MAX)
+        return kc_err_set(err, KC_EPARSE,
+                          "unexpected Range '%.64s' (want bytes=0-N)", range);
+    *out = (uint64_t)b + 1;
+    return 0;
+}
+
 /* Range: bytes=0-N of a 308 answer: N + 1, or 0 without the header. */
 static int committed_of(const struct gcp_call *c, uint64_t *out,
                         struct kc_err *err)
 {
     const char *r = kc_http_resp_header(&c->req, "Range");
-    unsigned long long a, b;
-    char tail;
 
     if (!r) {
         *out = 0;
         return 0;
     }
-    if (sscanf(r, "bytes=%llu-%llu%c", &a, &b, &tail) != 2 || a != 0)
-        return kc_err_set(err, KC_EPARSE, "unexpected Range '%.64s'", r);
-    *out = b + 1;
-    return 0;
+    return gcp_range_committed(r, out, err);
 }
 
 static void up_done(struct gcp_upload *u, struct gcp_call *c)

@@ -110,4 +110,9 @@ int gcp_upload_start(struct gcp *g, struct gcp_upload *u,
                      struct kc_err *err);
 void gcp_upload_release(struct gcp_upload *u);
 
+/* The committed size of a resumable upload from the Range header of a 308
+ * answer: "bytes=0-N" gives N + 1 in *OUT. Digits only, no sign, no
+ * trailing text, N below UINT64_MAX; anything else is KC_EPARSE. */
+int gcp_range_committed(const char *range, uint64_t *out, struct kc_err *err);
+
 #endif

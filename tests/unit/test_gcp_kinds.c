@@ -668,3 +668,122 @@ Test(gcp_kinds, an_insert_retried_after_a_lost_answer_is_deduplicated)
     json_object_put(inv);
     cr_assert_eq(n, 1);
 }
+
+/* Plans once against the live objects and returns the error of ADDR (the
+ * plan must fail there). Caller frees. */
+static char *plan_error(struct kc_graph *g, const char *addr)
+{
+    struct run r;
+    struct kc_plan_item *it;
+    char *msg;
+
+    run_init(&r, "t1");
+    cr_assert_lt(run_plan(&r, g, false), 0, "a bad answer was accepted");
+    it = kc_plan_find(r.plan, addr);
+    cr_assert_not_null(it, "%s not in the plan", addr);
+    cr_assert_not_null(it->error, "%s has no error", addr);
+    msg = kc_xstrdup(it->error);
+    run_fini(&r);
+    return msg;
+}
+
+static void expect_bad_answer(const char *kind, const char *name,
+                              const char *patch, const char *addr,
+                              const char *want1, const char *want2)
+{
+    char *msg;
+
+    cr_assert_eq(sim_proc_patch_object(sp, "gcp", kind, name, patch), 200);
+    msg = plan_error(vm_graph("s1", "c3-standard-4", true), addr);
+    cr_assert_not_null(strstr(msg, want1), "%s: no '%s' in: %s", patch, want1,
+                       msg);
+    cr_assert_not_null(strstr(msg, want2), "%s: no '%s' in: %s", patch, want2,
+                       msg);
+    free(msg);
+}
+
+/* Integers in the answers (Google encodes int64 as strings) that are not
+ * numbers, carry trailing text or are out of range stop the plan with the
+ * resource and the field named, instead of reading as 0 (silent drift). */
+Test(gcp_kinds, non_numeric_or_out_of_range_integers_in_answers_are_errors)
+{
+    struct run r;
+    struct json_object *o, *disks, *attrs;
+    const char *fw_ports[] = {
+        "[\"http\"]",  "[\"12001x\"]",    "[\"99999999999999999999\"]",
+        "[\"70000\"]", "[\"8000-8100\"]", "[\"\"]",
+        "[12.5]"
+    };
+    const char *sizes[] = { "\"ten\"", "\"-1\"",
+                            "\"0\"",   "\"99999999999999999999\"",
+                            "\"1 \"",  "true" };
+    char *patch;
+
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
+                 "%s", r.eng.err.msg);
+    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    run_fini(&r);
+
+    for (size_t i = 0; i < sizeof(fw_ports) / sizeof(fw_ports[0]); i++) {
+        patch = kc_xasprintf("{\"attrs\":{\"allowed\":[{\"IPProtocol\":"
+                             "\"tcp\",\"ports\":%s}]}}",
+                             fw_ports[i]);
+        expect_bad_answer("firewall", "kms-allow-tcp-12001", patch, FW,
+                          "firewall rule 'kms-allow-tcp-12001'", "ports[0]");
+        free(patch);
+    }
+    expect_bad_answer("firewall", "kms-allow-tcp-12001",
+                      "{\"attrs\":{\"allowed\":[{\"IPProtocol\":\"tcp\","
+                      "\"ports\":[\"12001\"]}],\"priority\":\"high\"}}",
+                      FW, "firewall rule 'kms-allow-tcp-12001'", "priority");
+    cr_assert_eq(sim_proc_patch_object(sp, "gcp", "firewall",
+                                       "kms-allow-tcp-12001",
+                                       "{\"attrs\":{\"priority\":1000}}"),
+                 200);
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        patch = kc_xasprintf("{\"attrs\":{\"sizeGb\":%s}}", sizes[i]);
+        expect_bad_answer("disk", "kms-data", patch, "gcp.disk.kms-data",
+                          "disk 'kms-data'", "sizeGb");
+        free(patch);
+    }
+    cr_assert_eq(sim_proc_patch_object(sp, "gcp", "disk", "kms-data",
+                                       "{\"attrs\":{\"sizeGb\":\"1\"}}"),
+                 200);
+
+    /* The instance's boot disk: its disks array with a bad diskSizeGb. */
+    o = inv_obj("instance", "kms");
+    cr_assert_not_null(o);
+    cr_assert(json_object_object_get_ex(o, "attrs", &attrs));
+    cr_assert(json_object_object_get_ex(attrs, "disks", &disks));
+    json_object_object_add(json_object_array_get_idx(disks, 0), "diskSizeGb",
+                           json_object_new_string("10GB"));
+    patch = kc_xasprintf(
+        "{\"attrs\":{\"disks\":%s}}",
+        json_object_to_json_string_ext(disks, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    expect_bad_answer("instance", "kms", patch, VM, "instance 'kms'",
+                      "diskSizeGb");
+    free(patch);
+
+    /* Good values again: the plan goes through. */
+    o = inv_obj("instance", "kms");
+    cr_assert(json_object_object_get_ex(o, "attrs", &attrs));
+    cr_assert(json_object_object_get_ex(attrs, "disks", &disks));
+    json_object_object_add(json_object_array_get_idx(disks, 0), "diskSizeGb",
+                           json_object_new_string("10"));
+    patch = kc_xasprintf(
+        "{\"attrs\":{\"disks\":%s}}",
+        json_object_to_json_string_ext(disks, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    cr_assert_eq(sim_proc_patch_object(sp, "gcp", "instance", "kms", patch),
+                 200);
+    free(patch);
+    run_init(&r, "t1");
+    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
+                 "%s", r.eng.err.msg);
+    cr_assert_eq(action_of(&r, FW), KC_ACTION_NOOP);
+    cr_assert_eq(action_of(&r, "gcp.disk.kms-data"), KC_ACTION_NOOP);
+    run_fini(&r);
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# tests/e2e/aws_keyfile.sh: the private key of a key pair kmsctl creates is
+# written off the loop thread; a file that cannot be created (its folder is
+# missing) fails the apply with an error naming the path and saying what to
+# do, and a successful write still leaves a 0600 PEM file.
+set -euo pipefail
+
+: "${KC_SRC_DIR:?}" "${KMSCTL:?}"
+. "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-keyfile.XXXXXX")
+SIM_ON_EXIT='rm -rf "$tmp"'
+sim_start ec2 13
+export KMSCTL_SANDBOX_SIM=$SIM_URL
+
+fail() {
+    echo "aws_keyfile.sh: FAIL: $*" >&2
+    tail -n 30 "$SIM_LOG" >&2
+    exit 1
+}
+
+cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"
+cd "$tmp"
+manifest() { # KEY_NAME PRIVATE_KEY_FILE
+    cat >m.yaml <<EOF2
+version: 1
+name: t1
+providers:
+  aws:
+    region: us-east-1
+    credentials_file: ./aws-credentials
+    endpoint: "\${env:KMSCTL_SANDBOX_SIM}/ec2"
+    imds_endpoint: "\${env:KMSCTL_SANDBOX_SIM}/imds"
+nitro_hosts:
+  host:
+    instance_type: c5.xlarge
+    enclave: {cpu_count: 2, memory_mib: 512}
+    ssh: {key_name: $1, private_key_file: $2}
+EOF2
+}
+
+# --- the folder of the private key file is missing ------------------------------
+manifest lost-key ./missing/lost.pem
+set +e
+"$KMSCTL" apply --auto-approve -f m.yaml >apply1.txt 2>&1
+rc=$?
+set -e
+[ "$rc" != 0 ] || fail "apply succeeded without a place for the key"
+grep -q "key pair 'lost-key' was created but its private key could not be saved" apply1.txt ||
+    fail "no guidance: $(cat apply1.txt)"
+grep -q "create '[^']*missing/lost.pem'" apply1.txt || fail "path not named: $(cat apply1.txt)"
+grep -q 'BEGIN RSA PRIVATE KEY' apply1.txt && fail "key material printed"
+[ ! -e missing ] || fail "folder made"
+
+# --- a writable place: a new 0600 PEM file -------------------------------------
+manifest good-key ./good.pem
+"$KMSCTL" apply --auto-approve -f m.yaml >apply2.txt 2>&1 || fail "apply: $(cat apply2.txt)"
+[ "$(stat -c %a good.pem)" = 600 ] || fail "good.pem mode $(stat -c %a good.pem)"
+grep -q -- '-----BEGIN RSA PRIVATE KEY-----' good.pem || fail "good.pem is not a PEM key"
+grep -q -- '-----END RSA PRIVATE KEY-----' good.pem || fail "good.pem is cut short"
+grep -rq 'BEGIN RSA PRIVATE KEY' .kmsctl && fail "key material in the state"
+"$KMSCTL" drift -f m.yaml >drift.txt 2>&1 || fail "drift after create: $(cat drift.txt)"
+echo "aws_keyfile.sh: ok"
