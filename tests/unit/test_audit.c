@@ -54,25 +54,29 @@ Test(audit, array_str_gives_strings_only_and_stays_in_range)
     json_object_put(o);
 }
 
-Test(audit, kms_vm_shared_disk_takes_the_kms_contract_address_from_contracts)
+/* A manifest with one KMS VM (os image "os-1" with its auth_hash.txt in a
+ * temp folder) and the chain provider, plus EXTRA lines inside the VM entry:
+ * expanded, and the attribute FIELD of the shared disk image looked up.
+ * Calls CHECK(attr) (NULL when absent), then cleans up. */
+static void with_shared_disk_attr(const char *extra, const char *field,
+                                  void (*check)(const struct kc_attr *a))
 {
-    /* kms_vms looked for a resource "chain.kms", but the KMS contract is
-     * chain.kms.main: KMS_CONTRACT_ADDR was never supplied and the shared
-     * disk failed at apply ("KMS_CONTRACT_ADDR unknown"). */
-    static const char yaml[] =
-        "version: 1\nname: t\n"
-        "providers:\n"
-        "  chain: {rpc_url: \"http://127.0.0.1:9\", chain_id: 1,"
-        " private_key: \"${env:K}\"}\n"
-        "  gcp: {project: audit-project, zone: us-central1-a,"
-        " bucket: audit-bucket}\n"
-        "contracts:\n  artifacts: ./artifacts\n  kms: {}\n"
-        "kms_vms:\n  kms:\n    os_image: os-1\n"
-        "    image_search_paths: [./images]\n"
-        "    key_provider: tpm\n    domain: kms.example.test\n"
-        "    mode: direct\n"
-        "    compose: {template: direct, env: {ETH_RPC_URL: "
-        "\"http://127.0.0.1:9\"}}\n";
+    char *yaml =
+        kc_xasprintf("version: 1\nname: t\n"
+                     "providers:\n"
+                     "  chain: {rpc_url: \"http://127.0.0.1:9\", chain_id: 1,"
+                     " private_key: \"${env:K}\"}\n"
+                     "  gcp: {project: audit-project, zone: us-central1-a,"
+                     " bucket: audit-bucket}\n"
+                     "contracts:\n  artifacts: ./artifacts\n  kms: {}\n"
+                     "kms_vms:\n  kms:\n    os_image: os-1\n"
+                     "    image_search_paths: [./images]\n"
+                     "    key_provider: tpm\n    domain: kms.example.test\n"
+                     "    mode: direct\n"
+                     "%s"
+                     "    compose: {template: direct, env: {ETH_RPC_URL: "
+                     "\"http://127.0.0.1:9\"}}\n",
+                     extra);
     char *dir = state_test_tmpdir();
     char *path = kc_xasprintf("%s/images/os-1", dir);
     struct kc_doc *doc = NULL;
@@ -97,67 +101,42 @@ Test(audit, kms_vm_shared_disk_takes_the_kms_contract_address_from_contracts)
     r = kc_graph_find(g, "gcp.image.kms-shared");
     cr_assert_not_null(r);
     for (size_t i = 0; i < r->nattrs; i++)
-        if (strcmp(r->attrs[i].field, "kms_addr") == 0)
+        if (strcmp(r->attrs[i].field, field) == 0)
             a = &r->attrs[i];
-    cr_assert_not_null(a, "no kms_addr on the shared disk image");
-    cr_assert_str_eq(a->ref_addr, "chain.kms.main");
-    cr_assert_str_eq(a->ref_output, "address");
+    check(a);
     kc_graph_free(g);
     kc_doc_free(doc);
     free(path);
+    free(yaml);
     state_test_rmtree(dir);
     free(dir);
+}
+
+static void check_kms_addr(const struct kc_attr *a)
+{
+    cr_assert_not_null(a, "no kms_addr on the shared disk image");
+    cr_assert_str_eq(a->ref_addr, "chain.kms.main");
+    cr_assert_str_eq(a->ref_output, "address");
+}
+
+Test(audit, kms_vm_shared_disk_takes_the_kms_contract_address_from_contracts)
+{
+    /* kms_vms looked for a resource "chain.kms", but the KMS contract is
+     * chain.kms.main: KMS_CONTRACT_ADDR was never supplied and the shared
+     * disk failed at apply ("KMS_CONTRACT_ADDR unknown"). */
+    with_shared_disk_attr("", "kms_addr", check_kms_addr);
+}
+
+static void check_pccs_url(const struct kc_attr *a)
+{
+    cr_assert_not_null(a, "no pccs_url on the shared disk image");
 }
 
 Test(audit, kms_vm_shared_disk_gets_the_pccs_url)
 {
     /* pccs_url goes into .sys-config.json: render wrote it, but the shared
      * disk image made at apply time was never given it. */
-    static const char yaml[] =
-        "version: 1\nname: t\n"
-        "providers:\n"
-        "  chain: {rpc_url: \"http://127.0.0.1:9\", chain_id: 1,"
-        " private_key: \"${env:K}\"}\n"
-        "  gcp: {project: audit-project, zone: us-central1-a,"
-        " bucket: audit-bucket}\n"
-        "contracts:\n  artifacts: ./artifacts\n  kms: {}\n"
-        "kms_vms:\n  kms:\n    os_image: os-1\n"
-        "    image_search_paths: [./images]\n"
-        "    key_provider: tpm\n    domain: kms.example.test\n"
-        "    mode: direct\n"
-        "    pccs_url: \"https://pccs.example.test/sgx/certification/v4/\"\n"
-        "    compose: {template: direct, env: {ETH_RPC_URL: "
-        "\"http://127.0.0.1:9\"}}\n";
-    char *dir = state_test_tmpdir();
-    char *path = kc_xasprintf("%s/images/os-1", dir);
-    struct kc_doc *doc = NULL;
-    struct kc_graph *g = NULL;
-    struct kc_err err = { 0 };
-    const struct kc_resource *r;
-    const struct kc_attr *a = NULL;
-    FILE *f;
-
-    cr_assert_eq(kc_file_mkdirs(path, 0700, NULL), 0);
-    free(path);
-    path = kc_xasprintf("%s/images/os-1/auth_hash.txt", dir);
-    f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "%064d\n", 7);
-    fclose(f);
-    free(path);
-    path = kc_xasprintf("%s/m.yaml", dir);
-    cr_assert_eq(kc_manifest_parse(path, dir, yaml, strlen(yaml), &doc, &err),
-                 0, "%s", err.msg);
-    cr_assert_eq(kc_expand_doc(doc, &g, &err), 0, "%s", err.msg);
-    r = kc_graph_find(g, "gcp.image.kms-shared");
-    cr_assert_not_null(r);
-    for (size_t i = 0; i < r->nattrs; i++)
-        if (strcmp(r->attrs[i].field, "pccs_url") == 0)
-            a = &r->attrs[i];
-    cr_assert_not_null(a, "no pccs_url on the shared disk image");
-    kc_graph_free(g);
-    kc_doc_free(doc);
-    free(path);
-    state_test_rmtree(dir);
-    free(dir);
+    with_shared_disk_attr(
+        "    pccs_url: \"https://pccs.example.test/sgx/certification/v4/\"\n",
+        "pccs_url", check_pccs_url);
 }
