@@ -536,6 +536,17 @@ static void code_checked(struct deploy *d, int status, const char *msg)
         kms_step(k);
         return;
     }
+    if (d->checking && kc_op_is_canceled(k->op)) {
+        /* Ctrl-C while waiting for a recorded deploy: a safe point (the
+         * intent stays; the next run looks for it again). */
+        d->inflight = false;
+        k->inflight--;
+        kms_fail(k, KC_EINTR,
+                 "interrupted while the deploy recorded at %s (nonce %llu) "
+                 "is pending: the next run looks for it again",
+                 a, (unsigned long long)d->nonce);
+        return;
+    }
     if (++d->tries >= (d->checking ? KMS_PENDING_WAITS : KMS_CODE_TRIES)) {
         d->inflight = false;
         k->inflight--;
