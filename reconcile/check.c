@@ -463,6 +463,54 @@ static void check_firewall(struct chk *c, const struct kc_node *vm,
     free(first);
 }
 
+/* key_provider kms and env_encryption go together; every encrypted
+ * variable is one the guest keeps (app_compose.allowed_envs). */
+static void check_env_encryption(struct chk *c, const struct kc_node *vm,
+                                 const char *path)
+{
+    const struct kc_node *ee = get(vm, "env_encryption");
+    const struct kc_node *eenv = get(ee, "env");
+    const struct kc_node *allowed = get(get(vm, "app_compose"), "allowed_envs");
+    const char *kp = str(get(vm, "key_provider"));
+    char *p = NULL;
+
+    if (!kp)
+        return;
+    if (strcmp(kp, "kms") == 0 && !ee) {
+        err_at(c, NULL, key_pos(vm, "key_provider"), path,
+               "key_provider: kms needs env_encryption (kms_url, "
+               "kms_k256_pubkey and env): kmsctl fetches the env encryption "
+               "key from that KMS and pins its root key");
+        return;
+    }
+    if (strcmp(kp, "kms") != 0 && ee) {
+        p = kc_xasprintf("%s.env_encryption", path);
+        err_at(c, NULL, key_pos(vm, "env_encryption"), p,
+               "env_encryption needs key_provider: kms, not '%s'", kp);
+        free(p);
+        return;
+    }
+    if (!eenv || eenv->type != KC_NODE_MAP)
+        return;
+    for (size_t i = 0; i < eenv->n; i++) {
+        const char *k = eenv->pairs[i].key->str;
+        bool listed = false;
+
+        for (size_t j = 0; allowed && allowed->type == KC_NODE_SEQ &&
+                           j < allowed->n && !listed;
+             j++)
+            listed = str(allowed->items[j]) &&
+                     strcmp(str(allowed->items[j]), k) == 0;
+        if (listed)
+            continue;
+        p = kc_xasprintf("%s.env_encryption.env.%s", path, k);
+        err_at(c, NULL, key_pos(eenv, k), p,
+               "not in app_compose.allowed_envs: the VM drops encrypted "
+               "variables it does not list there");
+        free(p);
+    }
+}
+
 static void check_kms_vm(struct chk *c, const struct kc_node *root,
                          const struct kc_node *vms, size_t idx)
 {
@@ -616,6 +664,7 @@ static void check_kms_vm(struct chk *c, const struct kc_node *root,
                str(get(vm, "key_provider")));
         free(p);
     }
+    check_env_encryption(c, vm, path);
     if (!get(root, "contracts") && !get(env, "KMS_CONTRACT_ADDR"))
         err_at(c, NULL, key_pos(vms, name), path,
                "the KMS needs its contract: add a contracts section (kmsctl "

@@ -2,6 +2,8 @@
  * and that spec from the manifest's kms_vms.<name> values. */
 #include "resources/dstack/vm.h"
 
+#include "resources/dstack/envcrypt.h"
+
 #include "reconcile/file.h"
 
 int dstack_vm_render(const struct dstack_vm_spec *s, struct dstack_vm_files *f,
@@ -418,6 +420,90 @@ static int kms_address(const struct vm_read *r, struct kc_err *err)
                       r->in->kms_addr_hint ? r->in->kms_addr_hint : "unknown");
 }
 
+/* env_encryption: with key_provider kms only, and then required. Its
+ * kms_url becomes .sys-config.json kms_urls; the pinned key and the
+ * (revealed) variables stay in V for the caller that fetches the key. */
+static int read_env_encryption(const struct vm_read *r, struct kc_err *err)
+{
+    struct dstack_vm_values *vv = r->v;
+    const struct kc_value *ee = get(r->in->vm, "env_encryption");
+    const struct kc_value *env = get(ee, "env");
+    const char *url = NULL, *pin = NULL;
+    int ret;
+
+    if (strcmp(vv->spec.key_provider, "kms") != 0) {
+        if (strcmp(vv->spec.key_provider, "tpm") != 0)
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.key_provider '%s': expected tpm "
+                              "or kms",
+                              r->in->vm_name, vv->spec.key_provider);
+        if (ee && ee->type != KC_VALUE_NULL)
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.env_encryption needs key_provider "
+                              "kms, not tpm",
+                              r->in->vm_name);
+        return 0;
+    }
+    if (!ee || ee->type != KC_VALUE_MAP)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.key_provider kms needs env_encryption "
+                          "(kms_url, kms_k256_pubkey, env)",
+                          r->in->vm_name);
+    if ((ret = get_str(r, ee, "env_encryption.", "kms_url", &url, err)) < 0 ||
+        (ret = get_str(r, ee, "env_encryption.", "kms_k256_pubkey", &pin,
+                       err)) < 0)
+        return ret;
+    if (!url || strncmp(url, "https://", 8) != 0)
+        return kc_err_set(
+            err, KC_EINVAL, "kms_vms.%s.env_encryption.kms_url: %s",
+            r->in->vm_name, url ? "expected an https:// URL" : "missing");
+    if (!pin)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.kms_k256_pubkey: "
+                          "missing",
+                          r->in->vm_name);
+    if ((ret = dstack_hex_decode(pin, vv->kms_k256_pubkey, 33,
+                                 "env_encryption.kms_k256_pubkey", err)) < 0) {
+        kc_err_prefix(err, "kms_vms.%s", r->in->vm_name);
+        return ret;
+    }
+    if (vv->kms_k256_pubkey[0] != 0x02 && vv->kms_k256_pubkey[0] != 0x03)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.kms_k256_pubkey: not a "
+                          "compressed key (02 or 03 first)",
+                          r->in->vm_name);
+    if (!env || env->type != KC_VALUE_MAP || kc_value_map_len(env) == 0)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.env: expected a map of "
+                          "at least one variable",
+                          r->in->vm_name);
+    vv->enc_env = kc_xcalloc(kc_value_map_len(env), sizeof(*vv->enc_env));
+    for (size_t i = 0; i < kc_value_map_len(env); i++) {
+        const struct kc_value *v = kc_value_map_val(env, i);
+
+        if (v->type != KC_VALUE_STRING)
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.env_encryption.env.%s: expected a "
+                              "string",
+                              r->in->vm_name, kc_value_map_key(env, i));
+        /* The bytes go only into the encrypted .encrypted-env. */
+        vv->enc_env[vv->nenc_env++] =
+            (struct dstack_kv){ kc_value_map_key(env, i),
+                                kc_value_reveal(v, NULL) };
+    }
+    vv->kms_url = url;
+    vv->spec.kms_urls = &vv->kms_url;
+    vv->spec.nkms_urls = 1;
+    if (!r->in->env_key_fetch)
+        return kc_err_set(err, KC_ENOTSUP,
+                          "kms_vms.%s.env_encryption: this command cannot "
+                          "fetch the env encryption key from the KMS "
+                          "(GetAppEnvEncryptPubKey) yet, so it cannot write "
+                          ".encrypted-env",
+                          r->in->vm_name);
+    return 0;
+}
+
 int dstack_vm_values_read(const struct dstack_vm_input *in,
                           struct dstack_vm_values *v, struct kc_err *err)
 {
@@ -435,14 +521,8 @@ int dstack_vm_values_read(const struct dstack_vm_input *in,
     if ((ret = get_str(&r, in->vm, "", "key_provider", &kp, err)) < 0)
         return ret;
     s->key_provider = kp ? kp : "tpm";
-    if (strcmp(s->key_provider, "tpm") != 0)
-        return kc_err_set(err, KC_ENOTSUP,
-                          "kms_vms.%s.key_provider '%s': only tpm is "
-                          "supported; key_provider kms needs the KMS client "
-                          "(its URL in .sys-config.json and the env "
-                          "encryption key from GetAppEnvEncryptPubKey), not "
-                          "built yet",
-                          in->vm_name, s->key_provider);
+    if ((ret = read_env_encryption(&r, err)) < 0)
+        return ret;
     if ((ret = get_str(&r, in->vm, "", "key_provider_id", &s->key_provider_id,
                        err)) < 0 ||
         (ret = get_str(&r, in->vm, "", "pccs_url", &s->pccs_url, err)) < 0 ||
@@ -467,6 +547,7 @@ void dstack_vm_values_release(struct dstack_vm_values *v)
     free(v->env);
     free(v->user);
     free(v->allowed);
+    free(v->enc_env);
     free(v->compose_text);
     memset(v, 0, sizeof(*v));
 }

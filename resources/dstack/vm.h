@@ -89,12 +89,23 @@ struct dstack_vm_input {
      * reference it comes from; with SET_HINT the message adds "pass --set
      * REF=<value> to render with it". */
     bool set_hint;
+    /* The caller fetches the env encryption key (GetAppEnvEncryptPubKey)
+     * and writes .encrypted-env for key_provider kms; without it a VM with
+     * key_provider kms is refused (KC_ENOTSUP) after env_encryption was
+     * read and checked. */
+    bool env_key_fetch;
 };
 
 /* A spec read from kms_vms.<name>, with the memory it borrows. */
 struct dstack_vm_values {
     /* All but os_image_hash, ids and encrypted_env, the caller's. */
     struct dstack_vm_spec spec;
+    /* key_provider kms: env_encryption.kms_url (also spec.kms_urls), the
+     * pinned KMS root key, the variables (values revealed, borrowed). */
+    const char *kms_url;
+    unsigned char kms_k256_pubkey[33];
+    struct dstack_kv *enc_env;
+    size_t nenc_env;
     /* private */
     char *compose_text;
     struct dstack_kv *env, *user;
@@ -105,7 +116,7 @@ struct dstack_vm_values {
 
 /* Fills V (zeroed by the caller; release it also on failure) from IN->vm:
  * mode, compose (file, read from IN->base_dir, or template; env), ports,
- * key_provider (tpm only: kms needs the KMS client, not built),
+ * key_provider (kms needs env_encryption and IN->env_key_fetch),
  * key_provider_id, pccs_url, user_config (the secrets, borrowed revealed),
  * app_compose flags, storage_fs and allowed_envs, KMS_CONTRACT_ADDR. What
  * goes into the measured, public files may not come from ${env:} or

@@ -150,18 +150,122 @@ Test(dstack_vm, compose_file_read_from_base_dir)
     kc_value_free(vm);
 }
 
-Test(dstack_vm, key_provider_kms_refused)
+#define PIN \
+    "0x02"  \
+    "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+
+/* key_provider kms with a full env_encryption (EXTRA is allowed_envs). */
+static struct kc_value *vm_kms_with(const char *url, const char *pin)
+{
+    struct kc_value *vm = vm_new(), *ee, *env;
+
+    kc_value_map_set(vm, "key_provider", kc_value_new_str("kms"));
+    ee = map_at(vm, "env_encryption");
+    kc_value_map_set(ee, "kms_url", kc_value_new_str(url));
+    kc_value_map_set(ee, "kms_k256_pubkey", kc_value_new_str(pin));
+    env = map_at(ee, "env");
+    kc_value_map_set(env, "EXTRA", kc_value_new_secret("s3cr3t", 6));
+    return vm;
+}
+
+static struct kc_value *vm_kms_new(void)
+{
+    return vm_kms_with("https://kms.example:8000", PIN);
+}
+
+static int read_vm_fetch(const struct kc_value *vm, bool fetch,
+                         struct dstack_vm_values *v, struct kc_err *err)
+{
+    struct dstack_vm_input in = {
+        .vm_name = "kms",
+        .vm = vm,
+        .base_dir = tmpdir,
+        .kms_addr = ADDR,
+        .env_key_fetch = fetch,
+    };
+
+    memset(v, 0, sizeof(*v));
+    memset(err, 0, sizeof(*err));
+    return dstack_vm_values_read(&in, v, err);
+}
+
+Test(dstack_vm, key_provider_kms_without_env_encryption_refused)
 {
     struct kc_value *vm = vm_new();
     struct dstack_vm_values v;
     struct kc_err err;
 
     kc_value_map_set(vm, "key_provider", kc_value_new_str("kms"));
-    cr_assert_eq(read_vm(vm, ADDR, false, &v, &err), KC_ENOTSUP);
-    cr_assert(strstr(err.msg, "kms_vms.kms.key_provider 'kms': only tpm is "
-                              "supported; key_provider kms needs the KMS "
-                              "client") != NULL,
+    cr_assert_eq(read_vm_fetch(vm, true, &v, &err), KC_EINVAL);
+    cr_assert_str_eq(err.msg, "kms_vms.kms.key_provider kms needs "
+                              "env_encryption (kms_url, kms_k256_pubkey, "
+                              "env)");
+    dstack_vm_values_release(&v);
+    kc_value_free(vm);
+}
+
+Test(dstack_vm, key_provider_kms_refused_without_a_key_fetcher)
+{
+    struct kc_value *vm = vm_kms_new();
+    struct dstack_vm_values v;
+    struct kc_err err;
+
+    cr_assert_eq(read_vm_fetch(vm, false, &v, &err), KC_ENOTSUP);
+    cr_assert(strstr(err.msg, "kms_vms.kms.env_encryption: this command "
+                              "cannot fetch the env encryption key") != NULL,
               "%s", err.msg);
+    cr_assert_null(strstr(err.msg, "s3cr3t"));
+    dstack_vm_values_release(&v);
+    kc_value_free(vm);
+}
+
+Test(dstack_vm, key_provider_kms_env_encryption_read)
+{
+    struct kc_value *vm = vm_kms_new();
+    struct dstack_vm_values v;
+    struct kc_err err;
+
+    cr_assert_eq(read_vm_fetch(vm, true, &v, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(v.spec.key_provider, "kms");
+    cr_assert_eq(v.spec.nkms_urls, 1);
+    cr_assert_str_eq(v.spec.kms_urls[0], "https://kms.example:8000");
+    cr_assert_eq(v.kms_k256_pubkey[0], 0x02);
+    cr_assert_eq(v.kms_k256_pubkey[1], 0x79);
+    cr_assert_eq(v.kms_k256_pubkey[32], 0x98);
+    cr_assert_eq(v.nenc_env, 1);
+    cr_assert_str_eq(v.enc_env[0].key, "EXTRA");
+    cr_assert_str_eq(v.enc_env[0].value, "s3cr3t");
+    dstack_vm_values_release(&v);
+    kc_value_free(vm);
+}
+
+Test(dstack_vm, env_encryption_checked)
+{
+    struct dstack_vm_values v;
+    struct kc_err err;
+    /* http, a bad pinned key, tpm with env_encryption */
+    struct kc_value *vm = vm_kms_with("http://kms.example", PIN);
+
+    cr_assert_eq(read_vm_fetch(vm, true, &v, &err), KC_EINVAL);
+    cr_assert_str_eq(err.msg, "kms_vms.kms.env_encryption.kms_url: expected "
+                              "an https:// URL");
+    dstack_vm_values_release(&v);
+    kc_value_free(vm);
+
+    vm = vm_kms_with(
+        "https://kms.example",
+        "0x04"
+        "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
+    cr_assert_eq(read_vm_fetch(vm, true, &v, &err), KC_EINVAL);
+    cr_assert(strstr(err.msg, "not a compressed key") != NULL, "%s", err.msg);
+    dstack_vm_values_release(&v);
+    kc_value_free(vm);
+
+    vm = vm_kms_new();
+    kc_value_map_set(vm, "key_provider", kc_value_new_str("tpm"));
+    cr_assert_eq(read_vm_fetch(vm, true, &v, &err), KC_EINVAL);
+    cr_assert_str_eq(err.msg, "kms_vms.kms.env_encryption needs key_provider "
+                              "kms, not tpm");
     dstack_vm_values_release(&v);
     kc_value_free(vm);
 }
