@@ -15,7 +15,9 @@
 #include "reconcile/manifest.h"
 #include "reconcile/state.h"
 #include "reconcile/value.h"
+#include "resources/dstack/envcrypt.h"
 #include "resources/dstack/gptimg.h"
+#include "resources/dstack/kmsrpc.h"
 #include "resources/dstack/osimage.h"
 #include "resources/dstack/vm.h"
 
@@ -32,6 +34,7 @@ struct render {
     struct dstack_osimage img;
     struct dstack_vm_values vals; /* the spec, from r->vm */
     struct dstack_vm_files files;
+    struct kc_buf encrypted_env; /* .encrypted-env, key_provider kms */
 };
 
 /* The value given with --set KEY=VALUE (the last one wins), else NULL;
@@ -227,8 +230,65 @@ static void print_result(const struct render *r, const char *out,
     printf("shared image digest: sha256:%s\n", shared_digest);
     printf("os image hash:       %s\n", r->img.auth_hash);
     printf("wrote app-compose.json, .sys-config.json, .instance_info, "
-           "prelaunch.sh, .user-config, shared.img, data.img to %s\n",
-           out);
+           "prelaunch.sh, .user-config, %sshared.img, data.img to %s\n",
+           r->encrypted_env.len ? ".encrypted-env, " : "", out);
+}
+
+struct env_fetch {
+    struct dstack_kms_env_key call;
+    int status;
+    bool done;
+};
+
+static void on_env_key(struct dstack_kms_env_key *c, int status)
+{
+    struct env_fetch *f = c->data;
+
+    f->status = status;
+    f->done = true;
+}
+
+/* key_provider kms: GetAppEnvEncryptPubKey from env_encryption.kms_url on a
+ * loop of its own (one request), verified against the pinned key, then
+ * env_encryption.env encrypted to it. */
+static int encrypt_env(struct render *r, struct kc_err *err)
+{
+    uv_loop_t loop;
+    struct kc_http *http = NULL;
+    struct kc_http_config cfg = { .loop = &loop };
+    struct env_fetch f = { .call = { .data = &f } };
+    int ret, uvret;
+
+    if ((uvret = uv_loop_init(&loop)) < 0)
+        return kc_err_from_uv(err, uvret, "uv_loop_init");
+    ret = kc_http_new(&cfg, &http, err);
+    if (ret == 0)
+        ret = dstack_kms_env_key_fetch(
+            http, &f.call, r->vals.kms_url, r->vals.spec.ids.app_id,
+            r->vals.kms_k256_pubkey, r->vals.kms_ca_file, on_env_key, err);
+    if (ret == 0) {
+        while (!f.done && uv_run(&loop, UV_RUN_ONCE) != 0)
+            ;
+        if (!f.done)
+            ret = kc_err_set(err, KC_EIO, "KMS request did not finish");
+        else if ((ret = f.status) < 0)
+            *err = f.call.err;
+    }
+    if (ret == 0)
+        ret = dstack_env_encrypt(r->vals.enc_env, r->vals.nenc_env,
+                                 f.call.pubkey, &r->encrypted_env, err);
+    kc_http_close(http);
+    /* The close callbacks (and a cancelled request's) run here. */
+    while (uv_run(&loop, UV_RUN_DEFAULT) != 0)
+        ;
+    dstack_kms_env_key_release(&f.call);
+    if ((uvret = uv_loop_close(&loop)) < 0 && ret == 0)
+        ret = kc_err_from_uv(err, uvret, "uv_loop_close");
+    if (ret < 0)
+        return kc_err_prefix(err, "kms_vms.%s.env_encryption", r->vm_name);
+    r->vals.spec.encrypted_env = r->encrypted_env.data;
+    r->vals.spec.encrypted_env_len = r->encrypted_env.len;
+    return 0;
 }
 
 static int render_run(struct render *r, struct kc_err *err)
@@ -299,6 +359,7 @@ static int render_run(struct render *r, struct kc_err *err)
                              "contracts.kms.address=0x... (or set "
                              "compose.env.KMS_CONTRACT_ADDR)",
             .set_hint = true,
+            .env_key_fetch = true,
         };
 
         if ((ret = dstack_vm_values_read(&in, &r->vals, err)) < 0 ||
@@ -306,6 +367,9 @@ static int render_run(struct render *r, struct kc_err *err)
             return ret;
     }
     if ((ret = load_ids(r, deployment, err)) < 0)
+        return ret;
+    if (strcmp(r->vals.spec.key_provider, "kms") == 0 &&
+        (ret = encrypt_env(r, err)) < 0)
         return ret;
     if ((ret = dstack_vm_render(&r->vals.spec, &r->files, err)) < 0)
         return kc_err_prefix(err, "kms_vms.%s", r->vm_name);
@@ -325,6 +389,10 @@ static int render_run(struct render *r, struct kc_err *err)
                          r->files.prelaunch.len, 0755, err)) < 0 ||
         (ret = write_out(opts->out, ".user-config", r->files.user_config.data,
                          r->files.user_config.len, 0600, err)) < 0)
+        return ret;
+    if (r->encrypted_env.len &&
+        (ret = write_out(opts->out, ".encrypted-env", r->encrypted_env.data,
+                         r->encrypted_env.len, 0600, err)) < 0)
         return ret;
     {
         struct dstack_fatimg fi = { .files = shared };
@@ -349,6 +417,7 @@ static int render_run(struct render *r, struct kc_err *err)
 static void render_release(struct render *r)
 {
     dstack_vm_files_release(&r->files);
+    kc_buf_release(&r->encrypted_env);
     dstack_osimage_release(&r->img);
     dstack_vm_values_release(&r->vals);
     free(r->paths);

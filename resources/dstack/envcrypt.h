@@ -16,9 +16,8 @@
  * guest keeps only the variables
  * that app-compose.json lists in allowed_envs: list the keys there.
  *
- * Not here yet: fetching the key. The pRPC call GetAppEnvEncryptPubKey goes
- * with the KMS client (a later piece): it passes the response JSON to
- * dstack_env_pubkey_from_json().
+ * Fetching the key: resources/dstack/kmsrpc.h (GetAppEnvEncryptPubKey)
+ * passes the response JSON to dstack_env_pubkey_from_json().
  */
 #ifndef KC_RESOURCES_DSTACK_ENVCRYPT_H
 #define KC_RESOURCES_DSTACK_ENVCRYPT_H

@@ -428,7 +428,7 @@ static int read_env_encryption(const struct vm_read *r, struct kc_err *err)
     struct dstack_vm_values *vv = r->v;
     const struct kc_value *ee = get(r->in->vm, "env_encryption");
     const struct kc_value *env = get(ee, "env");
-    const char *url = NULL, *pin = NULL;
+    const char *url = NULL, *pin = NULL, *ca = NULL;
     int ret;
 
     if (strcmp(vv->spec.key_provider, "kms") != 0) {
@@ -491,6 +491,10 @@ static int read_env_encryption(const struct vm_read *r, struct kc_err *err)
             (struct dstack_kv){ kc_value_map_key(env, i),
                                 kc_value_reveal(v, NULL) };
     }
+    if ((ret = get_str(r, ee, "env_encryption.", "ca_file", &ca, err)) < 0)
+        return ret;
+    if (ca)
+        vv->kms_ca_file = keep(vv, kc_file_resolve(r->in->base_dir, ca));
     vv->kms_url = url;
     vv->spec.kms_urls = &vv->kms_url;
     vv->spec.nkms_urls = 1;

@@ -103,6 +103,7 @@ struct dstack_vm_values {
     /* key_provider kms: env_encryption.kms_url (also spec.kms_urls), the
      * pinned KMS root key, the variables (values revealed, borrowed). */
     const char *kms_url;
+    const char *kms_ca_file; /* resolved; NULL: the system store */
     unsigned char kms_k256_pubkey[33];
     struct dstack_kv *enc_env;
     size_t nenc_env;
