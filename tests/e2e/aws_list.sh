@@ -4,7 +4,8 @@
 # group carrying the deployment's tags is made outside kmsctl (curl's SigV4);
 # `kmsctl drift --json` exits 2 and names it, `kmsctl plan` shows it; the
 # list calls filter by tag:kmsctl-deployment (instances: not terminated) and
-# follow NextToken when the simulator's pages are 1 object long. Prints the
+# follow NextToken when the simulator's pages are 1 object long; a tagged
+# instance made outside is listed until it is terminated. Prints the
 # request count of a no-op plan before and after list existed (the three
 # list calls are what it adds).
 set -euo pipefail
@@ -148,6 +149,26 @@ print(" ".join(o["name"] for o in inv if o["kind"] == "security_group" and o["at
     ec2 DeleteSecurityGroup "GroupId=$g" >/dev/null
 done
 k drift --json >"$tmp/drift3.json" 2>&1 || fail "drift after cleanup: $(cat "$tmp/drift3.json")"
+
+# --- 5. a tagged instance made outside: listed while live, not once terminated
+sim_inventory service=ec2 >"$tmp/inv.json"
+read -r ami iid <<<"$(python3 -c 'import json,sys
+inv = json.load(open(sys.argv[1]))
+live = [o for o in inv if o["kind"] == "instance" and o["attrs"]["state"] != "terminated"]
+print(live[0]["attrs"]["imageId"], live[0]["name"])' "$tmp/inv.json")"
+out=$(ec2 RunInstances "ImageId=$ami" InstanceType=t3.micro MinCount=1 MaxCount=1     TagSpecification.1.ResourceType=instance     TagSpecification.1.Tag.1.Key=kmsctl-deployment     TagSpecification.1.Tag.1.Value=sandbox     TagSpecification.1.Tag.2.Key=kmsctl-address     TagSpecification.1.Tag.2.Value=aws.instance.ghost) || fail "RunInstances: $out"
+ghost=$(printf '%s' "$out" | sed -n 's:.*<instanceId>\(i-[0-9a-f]*\)</instanceId>.*:\1:p' | head -n 1)
+[ -n "$ghost" ] || fail "no instanceId in $out"
+set +e
+k drift --json >"$tmp/drift4.json" 2>"$tmp/drift4.err"
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "drift exit $rc with a stray instance: $(cat "$tmp/drift4.json" "$tmp/drift4.err")"
+grep -q '"aws.instance.ghost"' "$tmp/drift4.json" || fail "stray instance not listed"
+ec2 TerminateInstances "InstanceId.1=$ghost" >/dev/null
+sim_patch_object ec2 instance "$ghost" '{"attrs":{"state":"terminated"}}' >/dev/null
+sim_inventory service=ec2 | grep -q "$ghost" || fail "terminated instance not visible (the filter is not tested)"
+k drift --json >"$tmp/drift5.json" 2>&1 || fail "a terminated instance listed: $(cat "$tmp/drift5.json")"
 
 echo "aws_list.sh: no-op plan: $noop requests ($((noop - 3)) without the 3 list calls)"
 echo "aws_list.sh: ok"
