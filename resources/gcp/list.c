@@ -113,6 +113,12 @@ static void on_list(struct gcp_call *c, int status)
         list_end(j, ret);
         return;
     }
+    if (!json_object_is_type(c->resp, json_type_object)) {
+        list_end(j, kc_err_set(kc_op_err(j->op), KC_EPARSE,
+                               "list %s: the answer is not a JSON object",
+                               j->kind));
+        return;
+    }
     if (json_object_object_get_ex(c->resp, "items", &items) &&
         !json_object_is_type(items, json_type_array)) {
         list_end(j, kc_err_set(kc_op_err(j->op), KC_EPARSE,
