@@ -709,4 +709,5 @@ const struct kc_resource_type kc_aws_instance = {
     .update = inst_update,
     .delete = inst_delete,
     .review = inst_review,
+    .list = aws_list,
 };

@@ -441,4 +441,5 @@ const struct kc_resource_type kc_aws_key_pair = {
     .observe = key_observe,
     .create = key_create,
     .delete = key_delete,
+    .list = aws_list,
 };

@@ -76,6 +76,11 @@ struct kc_value *aws_tags_managed(const struct kc_value *observed,
                                   const struct kc_value *desired);
 /* True when ITEM carries our deployment tag (or STATE_ID equals ID). */
 bool aws_owned(struct aws_job *j, struct _xmlNode *item);
+/* list(op) of aws.instance, aws.security_group and aws.key_pair: every
+ * object tagged kmsctl-deployment=<deployment> (instances: not terminated),
+ * found by the name after the kind in its kmsctl-address tag; follows
+ * NextToken. */
+int aws_list(struct kc_op *op);
 /* A desired string attribute (revealed: AWS ids are not secrets), or NULL. */
 const char *aws_desired_str(struct kc_op *op, const char *field);
 

@@ -296,3 +296,138 @@ const char *aws_desired_str(struct kc_op *op, const char *field)
 
     return v && v->type == KC_VALUE_STRING ? kc_value_reveal(v, NULL) : NULL;
 }
+
+/* ------------------------------------------------------------------ */
+/* list: the objects of a kind carrying this deployment's tag. */
+
+struct list_spec {
+    const char *kind;
+    const char *action;
+    const char *set;   /* from the answer's root to the items */
+    const char *inner; /* from an item to the objects, or NULL */
+    const char *id;    /* the id element of an object */
+    bool paginated;    /* NextToken / MaxResults */
+    const char *filter;
+    const char *const *values; /* of FILTER (NULL-terminated) */
+};
+
+/* Every state but terminated (EC2 filters cannot say "not"). */
+static const char *const live_states[] = { "pending",       "running",
+                                           "stopping",      "stopped",
+                                           "shutting-down", NULL };
+
+static const struct list_spec list_specs[] = {
+    { "aws.instance", "DescribeInstances", "reservationSet/item",
+      "instancesSet/item", "instanceId", true, "instance-state-name",
+      live_states },
+    { "aws.security_group", "DescribeSecurityGroups", "securityGroupInfo/item",
+      NULL, "groupId", true, NULL, NULL },
+    { "aws.key_pair", "DescribeKeyPairs", "keySet/item", NULL, "keyPairId",
+      false, NULL, NULL },
+};
+
+/* Pages followed at most (a guard against an endpoint that never ends). */
+#define AWS_LIST_MAX_PAGES 1000
+
+static const struct list_spec *list_spec_of(const char *kind)
+{
+    for (size_t i = 0; i < KC_ARRAY_SIZE(list_specs); i++)
+        if (strcmp(list_specs[i].kind, kind) == 0)
+            return &list_specs[i];
+    return NULL;
+}
+
+static void list_found(struct aws_job *j, const struct list_spec *s,
+                       struct _xmlNode *obj)
+{
+    const char *addr = aws_tag(obj, AWS_TAG_ADDRESS);
+    const char *dep = aws_tag(obj, AWS_TAG_DEPLOYMENT);
+    size_t klen = strlen(s->kind);
+
+    /* EC2 filtered on the tag; check again (the answer is outside input). */
+    if (!dep || strcmp(dep, j->prov->deployment) != 0)
+        return;
+    if (!addr || strncmp(addr, s->kind, klen) != 0 || addr[klen] != '.' ||
+        !addr[klen + 1]) {
+        kc_op_progress(
+            j->op,
+            "%s %s carries the deployment tag but no %s tag "
+            "naming a %s: ignored",
+            s->kind, aws_xml_text(obj, s->id) ? aws_xml_text(obj, s->id) : "?",
+            AWS_TAG_ADDRESS, s->kind);
+        return;
+    }
+    kc_op_found(j->op, addr + klen + 1, aws_xml_text(obj, s->id));
+}
+
+static void list_page(struct aws_job *j, const char *token);
+
+static void on_list(struct aws_job *j, int status)
+{
+    const struct list_spec *s = list_spec_of(kc_op_address(j->op));
+    const char *token;
+    char *next = NULL;
+
+    if (status < 0) {
+        aws_job_fail_call(j, status);
+        return;
+    }
+    for (xmlNode *it = aws_xml_child(j->call.root, s->set); it;
+         it = aws_xml_next(it)) {
+        if (!s->inner) {
+            list_found(j, s, it);
+            continue;
+        }
+        for (xmlNode *o = aws_xml_child(it, s->inner); o; o = aws_xml_next(o))
+            list_found(j, s, o);
+    }
+    token = s->paginated ? aws_xml_text(j->call.root, "nextToken") : NULL;
+    if (!token || !*token) {
+        aws_job_finish(j, 0);
+        return;
+    }
+    if (++j->step >= AWS_LIST_MAX_PAGES) {
+        kc_err_set(kc_op_err(j->op), KC_EREMOTE,
+                   "ec2 %s: still a nextToken after %d pages", s->action,
+                   AWS_LIST_MAX_PAGES);
+        aws_job_finish(j, KC_EREMOTE);
+        return;
+    }
+    next = kc_xstrdup(token); /* the answer is released by the next call */
+    aws_ec2_call_release(&j->call);
+    list_page(j, next);
+    free(next);
+}
+
+static void list_page(struct aws_job *j, const char *token)
+{
+    const struct list_spec *s = list_spec_of(kc_op_address(j->op));
+
+    aws_ec2_call_init(&j->call, s->action);
+    aws_query_add(&j->call.q, "Filter.1.Name", "tag:" AWS_TAG_DEPLOYMENT);
+    aws_query_add(&j->call.q, "Filter.1.Value.1", j->prov->deployment);
+    for (int i = 0; s->filter && s->values[i]; i++) {
+        if (i == 0)
+            aws_query_add(&j->call.q, "Filter.2.Name", s->filter);
+        aws_query_addf(&j->call.q, s->values[i], "Filter.2.Value.%d", i + 1);
+    }
+    if (s->paginated)
+        aws_query_add(&j->call.q, "MaxResults", "1000");
+    if (token)
+        aws_query_add(&j->call.q, "NextToken", token);
+    aws_job_send(j, 0, on_list);
+}
+
+int aws_list(struct kc_op *op)
+{
+    struct aws_provider *prov = kc_op_provider_data(op);
+
+    if (!list_spec_of(kc_op_address(op)))
+        KC_BUG("aws_list for kind %s", kc_op_address(op));
+    if (!prov->deployment[0])
+        return kc_err_set(kc_op_err(op), KC_EINVAL,
+                          "%s: no deployment name to list by",
+                          kc_op_address(op));
+    list_page(aws_job_new(op), NULL);
+    return 0;
+}

@@ -463,4 +463,5 @@ const struct kc_resource_type kc_aws_security_group = {
     .create = sg_create,
     .update = sg_update,
     .delete = sg_delete,
+    .list = aws_list,
 };

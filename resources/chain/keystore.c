@@ -203,7 +203,8 @@ static int derive_key(struct json_object *crypto,
     uint8_t *salt = NULL;
     size_t saltlen = 0, pwlen;
     const char *pw = kc_secret_reveal(password, &pwlen);
-    uint64_t dklen, n, r, p, c;
+    uint64_t dklen = 0, n = 0, r = 0, p = 0,
+             c = 0; /* gcc -O3: get_uint sets them */
     int ret;
 
     ret = kc_json_get_str(crypto, "kdf", &kdf, err);

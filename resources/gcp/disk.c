@@ -14,6 +14,7 @@
 #include "reconcile/json.h"
 #include "resources/gcp/gcp.h"
 #include "resources/gcp/gcp_kinds.h"
+#include "resources/gcp/list.h"
 #include "resources/gcp/mutate.h"
 
 static const struct kc_field disk_fields[] = {
@@ -224,6 +225,11 @@ static void disk_review(struct kc_op *op)
                               a == KC_ACTION_DELETE ? "delete" : "replace");
 }
 
+static int disk_list(struct kc_op *op)
+{
+    return gcp_list_start(op, true, "disks", true);
+}
+
 const struct kc_resource_type kc_gcp_disk = {
     .kind = "gcp.disk",
     .fields = disk_fields,
@@ -232,4 +238,5 @@ const struct kc_resource_type kc_gcp_disk = {
     .update = NULL,
     .delete = disk_delete,
     .review = disk_review,
+    .list = disk_list,
 };

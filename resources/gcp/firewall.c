@@ -16,6 +16,7 @@
 #include "reconcile/json.h"
 #include "resources/gcp/gcp.h"
 #include "resources/gcp/gcp_kinds.h"
+#include "resources/gcp/list.h"
 #include "resources/gcp/mutate.h"
 
 static const struct kc_field firewall_fields[] = {
@@ -301,6 +302,11 @@ static int firewall_delete(struct kc_op *op)
     return fw_mutate(op, KC_HTTP_DELETE, "delete", NULL, false);
 }
 
+static int firewall_list(struct kc_op *op)
+{
+    return gcp_list_start(op, false, "firewalls", false);
+}
+
 const struct kc_resource_type kc_gcp_firewall = {
     .kind = "gcp.firewall",
     .fields = firewall_fields,
@@ -308,4 +314,5 @@ const struct kc_resource_type kc_gcp_firewall = {
     .create = firewall_create,
     .update = firewall_update,
     .delete = firewall_delete,
+    .list = firewall_list,
 };

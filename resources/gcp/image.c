@@ -39,6 +39,7 @@
 #include "resources/dstack/osimage.h"
 #include "resources/gcp/gcp.h"
 #include "resources/gcp/gcp_kinds.h"
+#include "resources/gcp/list.h"
 #include "resources/gcp/mutate.h"
 #include "resources/gcp/shared.h"
 #include "resources/gcp/storage.h"
@@ -623,6 +624,11 @@ static int image_delete(struct kc_op *op)
     return 0;
 }
 
+static int image_list(struct kc_op *op)
+{
+    return gcp_list_start(op, false, "images", true);
+}
+
 const struct kc_resource_type kc_gcp_image = {
     .kind = "gcp.image",
     .fields = image_fields,
@@ -630,4 +636,5 @@ const struct kc_resource_type kc_gcp_image = {
     .create = image_create,
     .update = NULL, /* images are immutable: a change replaces */
     .delete = image_delete,
+    .list = image_list,
 };

@@ -37,6 +37,7 @@
 #include "resources/gcp/codec.h"
 #include "resources/gcp/gcp.h"
 #include "resources/gcp/gcp_kinds.h"
+#include "resources/gcp/list.h"
 #include "resources/gcp/mutate.h"
 
 static const struct kc_field instance_fields[] = {
@@ -960,6 +961,11 @@ static void instance_review(struct kc_op *op)
                    a == KC_ACTION_DELETE ? "deleting" : "replacing");
 }
 
+static int instance_list(struct kc_op *op)
+{
+    return gcp_list_start(op, true, "instances", true);
+}
+
 const struct kc_resource_type kc_gcp_instance = {
     .kind = "gcp.instance",
     .fields = instance_fields,
@@ -968,4 +974,5 @@ const struct kc_resource_type kc_gcp_instance = {
     .update = instance_update,
     .delete = instance_delete,
     .review = instance_review,
+    .list = instance_list,
 };

@@ -28,8 +28,10 @@
  *   - a default VPC with one default subnet per zone, a few Amazon Linux
  *     images of different dates (x86_64 and arm64, AL2 and AL2023, minimal,
  *     one not yet available).
- * Not modelled: pagination (NextToken), VPCs and subnets other than the
- * default ones, IPv6, Elastic IPs, volumes as objects.
+ * Pagination: MaxResults/NextToken for DescribeInstances and
+ * DescribeSecurityGroups (config/faults "page_size" makes pages small).
+ * Not modelled: pagination of the other Describe* calls, VPCs and subnets other
+ * than the default ones, IPv6, Elastic IPs, volumes as objects.
  *
  * Inventory (GET /_sim/inventory): kinds vpc, subnet, image, key_pair,
  * security_group, instance, imds_role. An object's labels are its EC2 tags;
@@ -46,6 +48,7 @@
 
 #include "resources/aws/aws.h"
 
+#include <ctype.h>
 #include <fnmatch.h>
 #include <libxml/tree.h>
 #include <openssl/bn.h>
@@ -1241,6 +1244,92 @@ static void perms_xml(struct xout *x, xmlNode *parent, const char *name,
     }
 }
 
+/* Pagination (DescribeInstances, DescribeSecurityGroups): MaxResults 5-1000,
+ * not together with ids (InvalidParameterCombination, as EC2), and the
+ * NextToken of the previous page. Without MaxResults everything comes in one
+ * answer. The config/faults attribute "page_size" makes pages smaller than
+ * MaxResults (tests use 1 to make a client follow NextToken). Instances are
+ * counted by reservation. Tokens are "<prefix>.<index of the next match>". */
+struct pager {
+    size_t skip, max, seen, emitted;
+    bool on, more;
+    const char *prefix;
+};
+
+static bool pager_init(struct ec2_call *c, struct pager *p, bool ids,
+                       const char *prefix)
+{
+    const char *max = param(c, "MaxResults"), *tok = param(c, "NextToken");
+    struct sim_object *cfg = sim_obj_find(c->sim, "ec2", "config", "faults");
+    struct json_object *v;
+    size_t plen = strlen(prefix);
+    char *end;
+    long n;
+
+    memset(p, 0, sizeof(*p));
+    p->prefix = prefix;
+    if (!max && !tok)
+        return true;
+    if (ids) {
+        ec2_error(c->req, 400, "InvalidParameterCombination",
+                  "The parameter MaxResults/NextToken cannot be used with "
+                  "ids");
+        return false;
+    }
+    n = max ? strtol(max, &end, 10) : 1000;
+    if (max && (*end || n < 5 || n > 1000)) {
+        ec2_error(c->req, 400, "InvalidParameterValue",
+                  "Value ( %s ) for parameter maxResults is invalid. "
+                  "Expecting a value between 5 and 1000.",
+                  max);
+        return false;
+    }
+    p->max = (size_t)n;
+    if (cfg && json_object_object_get_ex(cfg->attrs, "page_size", &v) &&
+        json_object_get_int(v) > 0 && (size_t)json_object_get_int(v) < p->max)
+        p->max = (size_t)json_object_get_int(v);
+    if (tok) {
+        unsigned long long k;
+
+        if (strncmp(tok, prefix, plen) != 0 || tok[plen] != '.' ||
+            !isdigit((unsigned char)tok[plen + 1]) ||
+            ((k = strtoull(tok + plen + 1, &end, 10)), *end)) {
+            ec2_error(c->req, 400, "InvalidParameterValue",
+                      "The nextToken '%s' is invalid", tok);
+            return false;
+        }
+        p->skip = (size_t)k;
+    }
+    p->on = true;
+    return true;
+}
+
+/* True when the next match goes into this page. */
+static bool pager_take(struct pager *p)
+{
+    if (!p->on)
+        return true;
+    if (p->seen++ < p->skip)
+        return false;
+    if (p->emitted == p->max) {
+        p->more = true;
+        return false;
+    }
+    p->emitted++;
+    return true;
+}
+
+static void pager_end(struct pager *p, struct xout *x)
+{
+    char tok[64];
+
+    if (!p->more)
+        return;
+    (void)kc_snprintf(tok, sizeof(tok), "%s.%zu", p->prefix,
+                      p->skip + p->emitted);
+    xtext(x, x->root, "nextToken", tok);
+}
+
 static void describe_security_groups(struct ec2_call *c)
 {
     static const char *const filters[] = { "group-name", "group-id", "vpc-id",
@@ -1250,9 +1339,11 @@ static void describe_security_groups(struct ec2_call *c)
     const char **names = param_list(c, "GroupName", &nnames);
     struct json_object *v;
     struct xout x;
+    struct pager pg;
     xmlNode *set;
 
-    if (!filters_valid(c, filters))
+    if (!filters_valid(c, filters) ||
+        !pager_init(c, &pg, nids || nnames, "sgpage"))
         goto out;
     for (size_t i = 0; i < nids; i++)
         if (!find_group(c, ids[i], true))
@@ -1265,7 +1356,7 @@ static void describe_security_groups(struct ec2_call *c)
 
         if ((nids && !in_list(ids, nids, o->name)) ||
             (nnames && !in_list(names, nnames, attr_str(o, "groupName"))) ||
-            !filters_match(c, o, group_filter))
+            !filters_match(c, o, group_filter) || !pager_take(&pg))
             continue;
         it = xel(&x, set, "item");
         xtext(&x, it, "ownerId", EC2_OWNER);
@@ -1280,6 +1371,7 @@ static void describe_security_groups(struct ec2_call *c)
                   json_object_object_get_ex(o->attrs, "egress", &v) ? v : NULL);
         tagset(&x, it, o);
     }
+    pager_end(&pg, &x);
     xout_send(&x, c->req);
 out:
     free(ids);
@@ -1967,9 +2059,10 @@ static void describe_instances(struct ec2_call *c)
     const char **ids = param_list(c, "InstanceId", &nids);
     struct json_object *seen = json_object_new_object();
     struct xout x;
+    struct pager pg;
     xmlNode *set;
 
-    if (!filters_valid(c, filters))
+    if (!filters_valid(c, filters) || !pager_init(c, &pg, nids, "ipage"))
         goto out;
     for (size_t i = 0; i < nids; i++) {
         struct sim_object *o = sim_obj_find(c->sim, "ec2", "instance", ids[i]);
@@ -1991,8 +2084,10 @@ static void describe_instances(struct ec2_call *c)
             json_object_object_get_ex(seen, rid, NULL))
             continue;
         json_object_object_add(seen, rid, NULL);
-        reservation_xml(c, &x, set, rid, true);
+        if (pager_take(&pg))
+            reservation_xml(c, &x, set, rid, true);
     }
+    pager_end(&pg, &x);
     xout_send(&x, c->req);
 out:
     json_object_put(seen);

@@ -52,6 +52,9 @@
  *     403 forbidden to everything.
  *   - Operation phases last a seeded random time in KMSCTL_SIM_GCP_OP_MS
  *     ("MIN,MAX" milliseconds, default "20,60").
+ *   - Lists (instances, disks, images, firewalls) page with maxResults
+ *     (default 500, or KMSCTL_SIM_GCP_PAGE) and pageToken, and take one
+ *     filter comparison (see parse_filter); others are a 400.
  *   - Instances get natIP 127.1.x.y (distinct per instance, kept across
  *     stop/start) and networkIP 10.128.x.y. Serial port 1 gets boot lines.
  *   - Inventory kinds: instance, disk, image, firewall (name = resource
@@ -145,6 +148,7 @@ struct gcp_state {
     EVP_PKEY *pub;
     uint64_t token_ttl_ms;
     uint32_t op_min_ms, op_max_ms;
+    long page_max; /* a list page without maxResults (default LIST_MAX) */
     uint64_t ip_next;
     uint64_t op_next;
     uint64_t generation;
@@ -787,8 +791,10 @@ static void serial_add(struct gcp_state *st, const char *inst, const char *line)
 
 /* ---- lists ---- */
 
-/* Minimal list filter: `labels.KEY = "VALUE"`, `labels.KEY=VALUE` or
- * `name = "X"`. Anything else is refused (400), not ignored. */
+/* Minimal list filter (Compute's AIP-160 form, one comparison):
+ * `labels.KEY = "VALUE"`, `labels.KEY=VALUE` or `name = "X"`. Anything else
+ * (other operators, AND/OR, regular expressions) is refused with a 400 like
+ * an invalid expression on the real API, never ignored. */
 struct filter {
     bool on;
     char key[80];
@@ -825,6 +831,12 @@ static int parse_filter(const char *f, struct filter *out)
         vl -= 2;
     }
     if (kl > 7 && strncmp(k, "labels.", 7) == 0 && kl - 7 < sizeof(out->key)) {
+        /* A label key is [-_a-z0-9]: anything else here is another operator
+         * ("!=", ">=", "<=") or syntax this simulator does not know. */
+        for (size_t i = 7; i < kl; i++)
+            if (!((k[i] >= 'a' && k[i] <= 'z') ||
+                  (k[i] >= '0' && k[i] <= '9') || k[i] == '-' || k[i] == '_'))
+                return -1;
         memcpy(out->key, k + 7, kl - 7);
     } else if (kl == 4 && strncmp(k, "name", 4) == 0) {
         out->is_name = true;
@@ -895,7 +907,7 @@ static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
     struct json_object *body = json_object_new_object();
     struct json_object *items = json_object_new_array();
     struct filter flt;
-    long max = LIST_MAX, start = 0;
+    long max = st_sim(sim)->page_max, start = 0;
     struct page pg;
     char *end = NULL;
 
@@ -909,7 +921,7 @@ static void list_objects(struct sim *sim, struct sim_req *req, const char *kind,
             goto fail;
         }
         if (max == 0)
-            max = LIST_MAX;
+            max = st_sim(sim)->page_max;
     }
     if (ptok && !page_start(ptok, &start)) {
         gerr(req, 400, "invalid", "Invalid value for field 'pageToken': '%s'",
@@ -2932,6 +2944,7 @@ static int gcp_init(struct sim *sim, void **state)
 {
     struct gcp_state *st = kc_xcalloc(1, sizeof(*st));
     const char *ttl = getenv("KMSCTL_SIM_GCP_TOKEN_TTL");
+    const char *page = getenv("KMSCTL_SIM_GCP_PAGE");
     const char *keyfile = getenv("KMSCTL_SIM_GCP_PUBKEY");
     char *pem = NULL;
     size_t len = 0;
@@ -2968,6 +2981,16 @@ static int gcp_init(struct sim *sim, void **state)
             st->token_ttl_ms = v * 1000ull;
     }
     parse_op_ms(getenv("KMSCTL_SIM_GCP_OP_MS"), &st->op_min_ms, &st->op_max_ms);
+    /* KMSCTL_SIM_GCP_PAGE=N: lists answer N items a page (1..500) when the
+     * request does not say, so a test sees pageToken paging. */
+    st->page_max = LIST_MAX;
+    if (page && *page) {
+        char *end;
+        long v = strtol(page, &end, 10);
+
+        if (!*end && v > 0 && v <= LIST_MAX)
+            st->page_max = v;
+    }
     *state = st;
     return 0;
 }

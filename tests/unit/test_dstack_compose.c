@@ -5,54 +5,25 @@
 
 #include <criterion/criterion.h>
 #include <json-c/json.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <yaml.h>
 
 #include "reconcile/file.h"
+#include "tests/unit/helpers/dstack_testutil.h"
 
 static char tmpdir[64];
 
 static void setup(void)
 {
-    kc_snprintf(tmpdir, sizeof(tmpdir), "/tmp/kc-compose-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    dstack_test_mkdtemp(tmpdir, sizeof(tmpdir), "compose");
 }
 
 static void teardown(void)
 {
-    char *cmd = kc_xasprintf("rm -rf '%s'", tmpdir);
-    FILE *p = popen(cmd, "r");
-
-    if (p)
-        pclose(p);
-    free(cmd);
+    state_test_rmtree(tmpdir);
 }
 
 TestSuite(dstack_compose, .init = setup, .fini = teardown, .timeout = 60);
-
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    char *text = NULL;
-    size_t cap = 0, len = 0, n;
-    char chunk[4096];
-    int st;
-
-    cr_assert_not_null(p, "popen %s", cmd);
-    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-        kc_xgrow(&text, &cap, len + n + 1, 1);
-        memcpy(text + len, chunk, n);
-        len += n;
-        text[len] = '\0';
-    }
-    st = pclose(p);
-    if (out)
-        *out = text ? text : kc_xstrdup("");
-    else
-        free(text);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void write_file(const char *path, const char *data)
 {
@@ -126,7 +97,7 @@ Test(dstack_compose, hash_equals_sha256sum_of_the_expected_bytes)
     char *cmd = kc_xasprintf("sha256sum '%s'", path);
 
     write_file(path, expected_compose);
-    cr_assert_eq(run(cmd, &sum), 0);
+    cr_assert_eq(dstack_test_run(cmd, &sum), 0);
     cr_assert_eq(dstack_app_compose_render(&c, &out, &err), 0, "%s", err.msg);
     dstack_compose_hash(out.data, out.len, hash);
     cr_assert_eq(strncmp(sum, hash, 64), 0, "%s vs %s", hash, sum);
@@ -331,7 +302,7 @@ Test(dstack_compose, prelaunch_imports_only_allowlisted_keys)
     cmd = kc_xasprintf("cd '%s' && bash -c 'set -u; source ./prelaunch.sh; "
                        "echo still-here'",
                        tmpdir);
-    cr_assert_eq(run(cmd, &got), 0);
+    cr_assert_eq(dstack_test_run(cmd, &got), 0);
     cr_assert_str_eq(got, "still-here\n");
     dotenv = kc_xasprintf("%s/.env", tmpdir);
     free(got);
@@ -353,12 +324,12 @@ Test(dstack_compose, prelaunch_imports_only_allowlisted_keys)
     write_file(ucfg, "[1, 2]");
     free(cmd);
     cmd = kc_xasprintf("cd '%s' && bash ./prelaunch.sh", tmpdir);
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     free(got);
     cr_assert_eq(kc_file_read(dotenv, 1 << 20, &got, &len, &err), 0);
     cr_assert_null(strstr(got, "EXECUTION_RPC"));
     unlink(ucfg);
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     /* A line break in a setting is refused. */
     {
         struct dstack_kv badenv[] = { { "X", "a\nb" } };

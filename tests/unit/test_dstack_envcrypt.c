@@ -7,54 +7,25 @@
 #include <criterion/criterion.h>
 #include <secp256k1.h>
 #include <secp256k1_recovery.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "reconcile/file.h"
 #include "resources/chain/keccak.h"
+#include "tests/unit/helpers/dstack_testutil.h"
 
 static char tmpdir[64];
 
 static void setup(void)
 {
-    kc_snprintf(tmpdir, sizeof(tmpdir), "/tmp/kc-envc-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    dstack_test_mkdtemp(tmpdir, sizeof(tmpdir), "envc");
 }
 
 static void teardown(void)
 {
-    char *cmd = kc_xasprintf("rm -rf '%s'", tmpdir);
-    FILE *p = popen(cmd, "r");
-
-    if (p)
-        pclose(p);
-    free(cmd);
+    state_test_rmtree(tmpdir);
 }
 
 TestSuite(dstack_envcrypt, .init = setup, .fini = teardown, .timeout = 60);
-
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    char *text = NULL;
-    size_t cap = 0, len = 0, n;
-    char chunk[4096];
-    int st;
-
-    cr_assert_not_null(p, "popen %s", cmd);
-    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-        kc_xgrow(&text, &cap, len + n + 1, 1);
-        memcpy(text + len, chunk, n);
-        len += n;
-        text[len] = '\0';
-    }
-    st = pclose(p);
-    if (out)
-        *out = text ? text : kc_xstrdup("");
-    else
-        free(text);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static char *path_of(const char *name)
 {
@@ -101,7 +72,7 @@ static void aes_block(const unsigned char key[32], const unsigned char in[16],
     cmd = kc_xasprintf("cd '%s' && openssl enc -aes-256-ecb -nopad -K %s "
                        "-in blk.in -out blk.out",
                        tmpdir, khex);
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     cr_assert_eq(get_bytes("blk.out", out, 64), 16);
     free(cmd);
 }
@@ -164,7 +135,7 @@ Test(dstack_envcrypt, openssl_cli_decrypts_and_the_tag_checks)
                        "priv.pem && openssl pkey -in priv.pem -pubout "
                        "-outform DER -out pub.der",
                        tmpdir);
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     free(cmd);
     cr_assert_eq(get_bytes("pub.der", der, sizeof(der)), 44);
     cr_assert_eq(memcmp(der, spki_x25519, 12), 0);
@@ -182,7 +153,7 @@ Test(dstack_envcrypt, openssl_cli_decrypts_and_the_tag_checks)
     cmd = kc_xasprintf("cd '%s' && openssl pkeyutl -derive -inkey priv.pem "
                        "-peerform DER -peerkey eph.der -out shared.bin",
                        tmpdir);
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     free(cmd);
     cr_assert_eq(get_bytes("shared.bin", shared, sizeof(shared)), 32);
 
@@ -193,7 +164,7 @@ Test(dstack_envcrypt, openssl_cli_decrypts_and_the_tag_checks)
     cmd = kc_xasprintf("cd '%s' && openssl enc -d -aes-256-ctr -K %s -iv "
                        "%s00000002 -in ct.bin -out pt.bin",
                        tmpdir, khex, ivhex);
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     free(cmd);
     ptlen = get_bytes("pt.bin", pt, sizeof(pt));
     cr_assert_eq(ptlen, strlen(expected));

@@ -5,54 +5,24 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "reconcile/file.h"
+#include "tests/unit/helpers/dstack_testutil.h"
 
 static char tmpdir[64];
 
 static void setup(void)
 {
-    kc_snprintf(tmpdir, sizeof(tmpdir), "/tmp/kc-fat-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    dstack_test_mkdtemp(tmpdir, sizeof(tmpdir), "fat");
 }
 
 static void teardown(void)
 {
-    char *cmd = kc_xasprintf("rm -rf '%s'", tmpdir);
-    FILE *p = popen(cmd, "r");
-
-    if (p)
-        pclose(p);
-    free(cmd);
+    state_test_rmtree(tmpdir);
 }
 
 TestSuite(dstack_fat, .init = setup, .fini = teardown, .timeout = 120);
-
-/* Runs CMD with sh, returns its exit status; *OUT (optional) gets stdout. */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    char *text = NULL;
-    size_t cap = 0, len = 0, n;
-    char chunk[4096];
-    int st;
-
-    cr_assert_not_null(p, "popen %s", cmd);
-    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-        kc_xgrow(&text, &cap, len + n + 1, 1);
-        memcpy(text + len, chunk, n);
-        len += n;
-        text[len] = '\0';
-    }
-    st = pclose(p);
-    if (out)
-        *out = text ? text : kc_xstrdup("");
-    else
-        free(text);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static const char compose[] = "{\n  \"manifest_version\": 2\n}";
 static const char syscfg[] = "{\n  \"kms_urls\": []\n}";
@@ -98,7 +68,7 @@ Test(dstack_fat, default_image_is_8_mib_fat32_labelled_dstackshr)
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_size, 8 << 20);
     cmd = kc_xasprintf("fsck.fat -n -v -l '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "fsck.fat failed:\n%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "fsck.fat failed:\n%s", out);
     cr_assert_not_null(strstr(out, "2 FATs, 32 bit entries"), "%s", out);
     cr_assert_not_null(strstr(out, "16384 sectors total"), "%s", out);
     /* The volume label counts as a file; root 1 cluster, files 1+1+1+1+3. */
@@ -112,7 +82,7 @@ Test(dstack_fat, default_image_is_8_mib_fat32_labelled_dstackshr)
     free(cmd);
     free(out);
     cmd = kc_xasprintf("blkid -p -o export '%s'", path);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     cr_assert_not_null(strstr(out, "LABEL=DSTACKSHR\n"), "%s", out);
     cr_assert_not_null(strstr(out, "TYPE=vfat\n"), "%s", out);
     cr_assert_not_null(strstr(out, "VERSION=FAT32\n"), "%s", out);
@@ -131,11 +101,11 @@ Test(dstack_fat, mtools_reads_back_exact_files_and_label)
     char *cmd, *out = NULL;
 
     cmd = kc_xasprintf("fsck.fat -n '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("mdir -a -i '%s' ::/ 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_not_null(strstr(out, "Volume in drive : is DSTACKSHR"), "%s",
                        out);
     cr_assert_not_null(strstr(out, "5 files"), "%s", out);
@@ -152,7 +122,7 @@ Test(dstack_fat, mtools_reads_back_exact_files_and_label)
         /* mtype prints the bytes as they are (no -t). */
         cmd = kc_xasprintf("mtype -i '%s' '::/%s' > '%s'", path, files[i].name,
                            dst);
-        cr_assert_eq(run(cmd, NULL), 0, "%s", cmd);
+        cr_assert_eq(dstack_test_run(cmd, NULL), 0, "%s", cmd);
         cr_assert_eq(kc_file_read(dst, 1 << 20, &got, &len, &err), 0);
         cr_assert_eq(len, files[i].len, "%s: %zu bytes", files[i].name, len);
         cr_assert_eq(memcmp(got, files[i].data, len), 0, "%s differs",
@@ -171,9 +141,9 @@ Test(dstack_fat, same_inputs_give_identical_bytes)
     char *cmd = kc_xasprintf("cmp '%s' '%s'", p1, p2);
     char *sum = NULL, *sumcmd = kc_xasprintf("sha256sum '%s'", p1);
 
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     cr_assert_str_eq(d1, d2);
-    cr_assert_eq(run(sumcmd, &sum), 0);
+    cr_assert_eq(dstack_test_run(sumcmd, &sum), 0);
     cr_assert_eq(strncmp(sum, d1, 64), 0, "digest %s vs %s", d1, sum);
     free(sum);
     free(sumcmd);
@@ -249,16 +219,16 @@ Test(dstack_fat, many_long_names_span_root_clusters)
     cr_assert_eq(dstack_fatimg_write_file(&img, path, 0644, NULL, &err), 0,
                  "%s", err.msg);
     cmd = kc_xasprintf("fsck.fat -n '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("mdir -a -i '%s' ::/ 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_not_null(strstr(out, "40 files"), "%s", out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("mtype -i '%s' '::/%s'", path, names[37]);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     cr_assert_str_eq(out, "file 37\n");
     free(cmd);
     free(out);

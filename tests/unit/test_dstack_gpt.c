@@ -4,51 +4,23 @@
 
 #include <criterion/criterion.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "tests/unit/helpers/dstack_testutil.h"
 
 static char tmpdir[64];
 
 static void setup(void)
 {
-    kc_snprintf(tmpdir, sizeof(tmpdir), "/tmp/kc-gpt-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    dstack_test_mkdtemp(tmpdir, sizeof(tmpdir), "gpt");
 }
 
 static void teardown(void)
 {
-    char *cmd = kc_xasprintf("rm -rf '%s'", tmpdir);
-    FILE *p = popen(cmd, "r");
-
-    if (p)
-        pclose(p);
-    free(cmd);
+    state_test_rmtree(tmpdir);
 }
 
 TestSuite(dstack_gpt, .init = setup, .fini = teardown, .timeout = 120);
-
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    char *text = NULL;
-    size_t cap = 0, len = 0, n;
-    char chunk[4096];
-    int st;
-
-    cr_assert_not_null(p, "popen %s", cmd);
-    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-        kc_xgrow(&text, &cap, len + n + 1, 1);
-        memcpy(text + len, chunk, n);
-        len += n;
-        text[len] = '\0';
-    }
-    st = pclose(p);
-    if (out)
-        *out = text ? text : kc_xstrdup("");
-    else
-        free(text);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static char *write_disk(const char *name, uint64_t size, const char *seed)
 {
@@ -69,12 +41,12 @@ Test(dstack_gpt, sgdisk_verifies_and_lists_one_dstack_data_partition)
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_size, 10 << 20);
     cmd = kc_xasprintf("sgdisk -v '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_not_null(strstr(out, "No problems found"), "%s", out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("sgdisk -p '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     /* 20480 sectors: usable 34..20446, the partition from 2048. */
     cr_assert_not_null(
         strstr(out, "   1            2048           20446   9.0 MiB     8300  "
@@ -85,7 +57,7 @@ Test(dstack_gpt, sgdisk_verifies_and_lists_one_dstack_data_partition)
     free(cmd);
     free(out);
     cmd = kc_xasprintf("sfdisk --dump '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_not_null(strstr(out, "label: gpt\n"), "%s", out);
     cr_assert_not_null(strstr(out, "first-lba: 34\n"), "%s", out);
     cr_assert_not_null(strstr(out, "last-lba: 20446\n"), "%s", out);
@@ -108,12 +80,12 @@ Test(dstack_gpt, a_10_gib_disk_is_sparse_and_valid)
     cr_assert_lt((uint64_t)st.st_blocks * 512, 1u << 20, "%lld bytes used",
                  (long long)st.st_blocks * 512);
     cmd = kc_xasprintf("sgdisk -v '%s' 2>&1", path);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_not_null(strstr(out, "No problems found"), "%s", out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("sfdisk --dump '%s'", path);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     /* 20971520 sectors: last usable 20971486. */
     cr_assert_not_null(strstr(out, "start=        2048, size=    20969439"),
                        "%s", out);
@@ -129,10 +101,10 @@ Test(dstack_gpt, same_inputs_same_bytes_and_seed_changes_guids)
     char *c = write_disk("c.img", 4 << 20, "two");
     char *cmd = kc_xasprintf("cmp '%s' '%s'", a, b);
 
-    cr_assert_eq(run(cmd, NULL), 0);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 0);
     free(cmd);
     cmd = kc_xasprintf("cmp -s '%s' '%s'", a, c);
-    cr_assert_eq(run(cmd, NULL), 1);
+    cr_assert_eq(dstack_test_run(cmd, NULL), 1);
     free(cmd);
     free(a);
     free(b);

@@ -3,23 +3,9 @@
 #include "resources/dstack/nitro.h"
 
 #include <criterion/criterion.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    char buf[256] = { 0 };
-    size_t n;
-    int st;
-
-    cr_assert_not_null(p);
-    n = fread(buf, 1, sizeof(buf) - 1, p);
-    buf[n] = '\0';
-    st = pclose(p);
-    *out = kc_xstrdup(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#include "tests/unit/helpers/dstack_testutil.h"
 
 static void pcr(char out[97], unsigned char seed)
 {
@@ -65,7 +51,7 @@ Test(dstack_nitro, hash_is_sha256_of_the_raw_pcr_bytes)
         cr_assert_eq(fclose(f), 0);
     }
     cmd = kc_xasprintf("sha256sum '%s' && rm -f '%s'", bin, bin);
-    cr_assert_eq(run(cmd, &sum), 0);
+    cr_assert_eq(dstack_test_run(cmd, &sum), 0);
     cr_assert_eq(strncmp(sum, hex, 64), 0, "%s vs %s", hex, sum);
     free(json);
     free(cmd);

@@ -11,49 +11,21 @@
 #include <unistd.h>
 
 #include "reconcile/file.h"
+#include "tests/unit/helpers/dstack_testutil.h"
 
 static char tmpdir[64];
 
 static void setup(void)
 {
-    kc_snprintf(tmpdir, sizeof(tmpdir), "/tmp/kc-osimg-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    dstack_test_mkdtemp(tmpdir, sizeof(tmpdir), "osimg");
 }
 
 static void teardown(void)
 {
-    char *cmd = kc_xasprintf("rm -rf '%s'", tmpdir);
-    FILE *p = popen(cmd, "r");
-
-    if (p)
-        pclose(p);
-    free(cmd);
+    state_test_rmtree(tmpdir);
 }
 
 TestSuite(dstack_osimage, .init = setup, .fini = teardown, .timeout = 300);
-
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    char *text = NULL;
-    size_t cap = 0, len = 0, n;
-    char chunk[4096];
-    int st;
-
-    cr_assert_not_null(p, "popen %s", cmd);
-    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-        kc_xgrow(&text, &cap, len + n + 1, 1);
-        memcpy(text + len, chunk, n);
-        len += n;
-        text[len] = '\0';
-    }
-    st = pclose(p);
-    if (out)
-        *out = text ? text : kc_xstrdup("");
-    else
-        free(text);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void put(const char *path, const char *text)
 {
@@ -190,7 +162,7 @@ Test(dstack_osimage, archive_lists_one_member_and_extracts_identical)
     cr_assert_eq(dstack_osimage_archive_file(disk, tgz, &dg, &err), 0, "%s",
                  err.msg);
     cmd = kc_xasprintf("tar -tvzf '%s'", tgz);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_eq(strncmp(out, "-rw-r--r-- root/root   3145728 ", 31), 0, "%s",
                  out);
     cr_assert_not_null(strstr(out, " disk.raw\n"), "%s", out);
@@ -201,23 +173,23 @@ Test(dstack_osimage, archive_lists_one_member_and_extracts_identical)
     /* GNU tar sees a GNU (oldgnu) archive. */
     cmd = kc_xasprintf("gzip -dc '%s' | head -c 265 | tail -c 8 | od -An -tx1",
                        tgz);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     cr_assert_str_eq(out, " 75 73 74 61 72 20 20 00\n");
     free(cmd);
     free(out);
     mkdir_p(xdir);
     cmd = kc_xasprintf("tar -xzf '%s' -C '%s' && cmp '%s' '%s/disk.raw'", tgz,
                        xdir, disk, xdir);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("sha256sum '%s'", tgz);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     cr_assert_eq(strncmp(out, dg.sha256, 64), 0, "%s vs %s", dg.sha256, out);
     free(cmd);
     free(out);
     cmd = kc_xasprintf("openssl dgst -md5 -binary '%s' | base64", tgz);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     cr_assert_eq(strncmp(out, dg.md5_b64, 24), 0, "%s vs %s", dg.md5_b64, out);
     free(cmd);
     free(out);
@@ -289,14 +261,14 @@ Test(dstack_osimage, two_gib_sparse_disk_archived_in_constant_memory)
     cr_log_info("peak RSS of the archiving child: %ld KiB", ru.ru_maxrss);
     cr_assert_lt(ru.ru_maxrss, 64 * 1024, "peak RSS %ld KiB", ru.ru_maxrss);
     cmd = kc_xasprintf("tar -tvzf '%s'", tgz);
-    cr_assert_eq(run(cmd, &out), 0);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0);
     cr_assert_not_null(strstr(out, " 2147483648 "), "%s", out);
     free(cmd);
     free(out);
     mkdir_p(xdir);
     cmd = kc_xasprintf("tar -xzf '%s' -C '%s' && cmp '%s' '%s/disk.raw'", tgz,
                        xdir, disk, xdir);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     free(cmd);
     free(out);
     free(xdir);
@@ -323,7 +295,7 @@ Test(dstack_osimage, sandbox_image_script_is_deterministic_and_usable)
                        "'%s/two/dstack-sandbox-0.1.0/disk.raw' && sha256sum "
                        "< '%s/one/dstack-sandbox-0.1.0/disk.raw'",
                        src, tmpdir, src, tmpdir, tmpdir, tmpdir, tmpdir);
-    cr_assert_eq(run(cmd, &out), 0, "%s", out);
+    cr_assert_eq(dstack_test_run(cmd, &out), 0, "%s", out);
     cr_assert_eq(dstack_osimage_find(tmpdir, paths, 2, "dstack-sandbox-0.1.0",
                                      &img, &err),
                  0, "%s", err.msg);

@@ -9,28 +9,21 @@
 #include <unistd.h>
 
 #include "resources/gcp/shared.h"
+#include "tests/unit/helpers/dstack_testutil.h"
 
 #define ADDR "0x00000000000000000000000000000000000000aa"
 
-/* A fresh folder per test; the files the tests write in it. */
+/* A fresh folder per test. */
 static char tmpdir[64];
-static const char *const tmpfiles[] = { "c.yaml", "gcp.img", "render.img" };
 
 static void setup(void)
 {
-    kc_snprintf(tmpdir, sizeof(tmpdir), "/tmp/kc-dstack-vm-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    dstack_test_mkdtemp(tmpdir, sizeof(tmpdir), "dstack-vm");
 }
 
 static void teardown(void)
 {
-    for (size_t i = 0; i < sizeof(tmpfiles) / sizeof(tmpfiles[0]); i++) {
-        char *p = kc_xasprintf("%s/%s", tmpdir, tmpfiles[i]);
-
-        (void)unlink(p);
-        free(p);
-    }
-    (void)rmdir(tmpdir);
+    state_test_rmtree(tmpdir);
 }
 
 TestSuite(dstack_vm, .init = setup, .fini = teardown, .timeout = 60);
