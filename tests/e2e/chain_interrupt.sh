@@ -62,20 +62,7 @@ anvil_start
 export E2E_RPC="$ANVIL_URL"
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/again.log" 2>&1 ||
   { cat "$work/again.log"; fail "apply after the interrupted run"; }
-creations="$(python3 - "$ANVIL_URL" "$ANVIL_ADDR0" <<'PY'
-import json, sys, urllib.request
-url, frm = sys.argv[1], sys.argv[2].lower()
-def rpc(m, p):
-    r = urllib.request.Request(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": p}).encode(),
-                               {"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(r))["result"]
-n = 0
-for b in range(0, int(rpc("eth_blockNumber", []), 16) + 1):
-    n += sum(1 for t in rpc("eth_getBlockByNumber", [hex(b), True])["transactions"]
-             if t["from"].lower() == frm and t.get("to") is None)
-print(n)
-PY
-)"
+creations="$(anvil_creations "$ANVIL_ADDR0")"
 [ "$creations" = 3 ] || { cat "$work/again.log"; fail "$creations contract creations, expected 3"; }
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/noop.log" 2>&1 || fail "third apply"
 grep -q "No changes" "$work/noop.log" || { cat "$work/noop.log"; fail "not converged"; }

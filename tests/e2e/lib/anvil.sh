@@ -61,3 +61,21 @@ anvil_start() {
   echo "anvil did not answer on $ANVIL_URL" >&2
   return 1
 }
+
+# anvil_creations ADDR: how many contract-creation transactions ADDR has
+# sent, over every block of the running node.
+anvil_creations() {
+  python3 - "$ANVIL_URL" "$1" <<'PY'
+import json, sys, urllib.request
+url, frm = sys.argv[1], sys.argv[2].lower()
+def rpc(m, p):
+    r = urllib.request.Request(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": p}).encode(),
+                               {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(r))["result"]
+n = 0
+for b in range(0, int(rpc("eth_blockNumber", []), 16) + 1):
+    n += sum(1 for t in rpc("eth_getBlockByNumber", [hex(b), True])["transactions"]
+             if t["from"].lower() == frm and t.get("to") is None)
+print(n)
+PY
+}
