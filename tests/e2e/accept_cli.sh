@@ -131,7 +131,7 @@ fake:
 YAML
     echo '{"objects":{},"fail":{},"counters":{},"log":[]}' >world.json
     esc=$'\033['
-    tty() { script -qec "$*" /dev/null </dev/null; }
+    tty() { script -qec "exec $*" /dev/null </dev/null; }
     o=$(env -u NO_COLOR bash -c "$(declare -f tty); tty '$E plan -f f.yaml'")
     has "${esc}32m" "$o"
     has "fake.thing.a create" "$o"

@@ -275,7 +275,7 @@ has "fake.thing.t: created" "$out"
 if command -v script >/dev/null; then
     manifest 1300 "  h: {kind: thing, value: H}"
     rc=0
-    tty_out=$(printf 'n\n' | script -qec "$K apply -f m.yaml --no-color" \
+    tty_out=$(printf 'n\n' | script -qec "exec $K apply -f m.yaml --no-color" \
         /dev/null) || rc=$?
     [ "$rc" = 1 ] || fail "answering n: exit $rc: $tty_out"
     has "Apply these changes? [y/N]" "$tty_out"
@@ -284,12 +284,19 @@ if command -v script >/dev/null; then
         fail "h was created after answering n"
     # Ctrl-C at the prompt: no, and no stale lock left behind.
     rc=0
-    tty_out=$( (sleep 1; printf '\003') |
-        script -qec "$K apply -f m.yaml --no-color" /dev/null) || rc=$?
+    # ^C only once the prompt is on the terminal (a ^C during the plan is
+    # an interrupt, not an answer); script -f flushes the typescript.
+    rm -f prompt.ts
+    tty_out=$( (for _ in $(seq 300); do
+                    grep -qF '[y/N]' prompt.ts 2>/dev/null && break
+                    sleep 0.1
+                done
+                printf '\003') |
+        script -qefc "exec $K apply -f m.yaml --no-color" prompt.ts) || rc=$?
     [ "$rc" = 1 ] || fail "Ctrl-C at the prompt: exit $rc: $tty_out"
     has "apply cancelled: nothing changed" "$tty_out"
     [ ! -s .kmsctl/demo.state.json.lock ] || fail "Ctrl-C left the lock"
-    tty_out=$(printf 'y\n' | script -qec "$K apply -f m.yaml --no-color" \
+    tty_out=$(printf 'y\n' | script -qec "exec $K apply -f m.yaml --no-color" \
         /dev/null) || fail "answering y: $tty_out"
     has "fake.thing.h: creating... (1s)" "$tty_out"
     has "fake.thing.h: created" "$tty_out"
