@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "reconcile/file.h"
+#include "reconcile/hex.h"
 #include "reconcile/json.h"
 
 #define SALT_BYTES 16
@@ -181,38 +182,12 @@ static void now_rfc3339(char out[32])
 static int random_hex(char *out, size_t nbytes, struct kc_err *err)
 {
     unsigned char raw[32];
-    static const char hex[] = "0123456789abcdef";
 
     if (nbytes > sizeof(raw))
         KC_BUG("random_hex: %zu bytes", nbytes);
     if (RAND_bytes(raw, (int)nbytes) != 1)
         return kc_err_from_ssl(err, "cannot get random bytes");
-    for (size_t i = 0; i < nbytes; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[2 * nbytes] = '\0';
-    return 0;
-}
-
-/* A UUID v4 (RFC 9562 §5.4): random, version 4, variant 10. */
-static int new_uuid(char out[37], struct kc_err *err)
-{
-    unsigned char b[16];
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return kc_err_from_ssl(err, "cannot get random bytes");
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
+    kc_hex_encode(raw, nbytes, out);
     return 0;
 }
 
@@ -628,7 +603,7 @@ static int state_init_new(struct kc_state *st, struct kc_err *err)
     char uuid[37], salt[2 * SALT_BYTES + 1];
     int ret;
 
-    ret = new_uuid(uuid, err);
+    ret = kc_hex_uuid4(uuid, err);
     if (ret == 0)
         ret = random_hex(salt, SALT_BYTES, err);
     if (ret < 0)

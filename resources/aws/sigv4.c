@@ -11,19 +11,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "reconcile/hex.h"
+
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
-static const char hexdig_lower[] = "0123456789abcdef";
 static const char hexdig_upper[] = "0123456789ABCDEF";
-
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdig_lower[in[i] >> 4];
-        out[2 * i + 1] = hexdig_lower[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 static void sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -33,7 +25,7 @@ static void sha256_hex(const void *data, size_t len, char out[65])
     if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
         mdlen != 32)
         KC_BUG("sha256 failed");
-    hex_encode(md, 32, out);
+    kc_hex_encode(md, 32, out);
 }
 
 static void hmac256(const void *key, size_t keylen, const void *msg,
@@ -75,17 +67,6 @@ int aws_uri_encode(struct kc_buf *out, const char *s, size_t len)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int aws_uri_decode(struct kc_buf *out, const char *s, size_t len, bool form)
 {
     for (size_t i = 0; i < len; i++) {
@@ -97,8 +78,8 @@ int aws_uri_decode(struct kc_buf *out, const char *s, size_t len, bool form)
 
             if (i + 2 >= len)
                 return KC_EINVAL;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = kc_hex_digit((unsigned char)s[i + 1]);
+            lo = kc_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return KC_EINVAL;
             c = (char)(hi << 4 | lo);
@@ -412,7 +393,7 @@ int aws_sigv4_signature(const struct aws_sigv4_req *req,
     date8[8] = '\0';
     aws_sigv4_signing_key(secret, date8, req->region, req->service, key);
     hmac256(key, 32, kc_buf_str(&sts), sts.len, mac);
-    hex_encode(mac, 32, sig);
+    kc_hex_encode(mac, 32, sig);
     kc_memzero(key, sizeof(key));
 out:
     kc_buf_release(&sts);
