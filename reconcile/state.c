@@ -161,6 +161,34 @@ static void intent_free(struct state_intent *in)
     free(in);
 }
 
+/* Points R's view at its members and puts R in ST (replacing and freeing a
+ * record of the same address). */
+static void rec_insert(struct kc_state *st, struct state_rec *r)
+{
+    r->view = (struct kc_state_resource){
+        .kind = r->kind,
+        .provider_id = r->provider_id,
+        .attrs = r->attrs,
+        .inputs_digest = r->inputs_digest,
+        .outputs = r->outputs,
+        .deps = (const char *const *)r->deps,
+        .ndeps = r->ndeps,
+        .updated_at = r->updated_at,
+    };
+    rec_free(sorted_put(&st->recs, r));
+}
+
+/* The same for an intent. */
+static void intent_insert(struct kc_state *st, struct state_intent *in)
+{
+    in->view = (struct kc_state_intent){
+        .op = in->op,
+        .created_at = in->created_at,
+        .data = in->data,
+    };
+    intent_free(sorted_put(&st->intents, in));
+}
+
 static void gen_free(struct state_gen *g)
 {
     if (!g)
@@ -448,17 +476,7 @@ static int load_resource(struct kc_state *st, const char *addr,
         }
         r->deps[i] = kc_xstrdup(json_object_get_string(d));
     }
-    r->view = (struct kc_state_resource){
-        .kind = r->kind,
-        .provider_id = r->provider_id,
-        .attrs = r->attrs,
-        .inputs_digest = r->inputs_digest,
-        .outputs = r->outputs,
-        .deps = (const char *const *)r->deps,
-        .ndeps = r->ndeps,
-        .updated_at = r->updated_at,
-    };
-    rec_free(sorted_put(&st->recs, r));
+    rec_insert(st, r);
     r = NULL;
 out:
     rec_free(r);
@@ -488,12 +506,7 @@ static int load_intent(struct kc_state *st, const char *addr,
         ret = get_map_value(obj, path, "data", &in->data, err);
     if (ret < 0)
         goto out;
-    in->view = (struct kc_state_intent){
-        .op = in->op,
-        .created_at = in->created_at,
-        .data = in->data,
-    };
-    intent_free(sorted_put(&st->intents, in));
+    intent_insert(st, in);
     in = NULL;
 out:
     intent_free(in);
@@ -820,17 +833,7 @@ int kc_state_put(struct kc_state *st, const char *addr,
         r->deps[i] = kc_xstrdup(rec->deps[i]);
         r->ndeps++;
     }
-    r->view = (struct kc_state_resource){
-        .kind = r->kind,
-        .provider_id = r->provider_id,
-        .attrs = r->attrs,
-        .inputs_digest = r->inputs_digest,
-        .outputs = r->outputs,
-        .deps = (const char *const *)r->deps,
-        .ndeps = r->ndeps,
-        .updated_at = r->updated_at,
-    };
-    rec_free(sorted_put(&st->recs, r));
+    rec_insert(st, r);
     return 0;
 fail:
     rec_free(r);
@@ -889,12 +892,7 @@ int kc_state_intent_put(struct kc_state *st, const char *addr, const char *op,
     in->op = kc_xstrdup(op);
     in->created_at = kc_xstrdup(now);
     in->data = data ? kc_value_dup(data) : kc_value_new_map();
-    in->view = (struct kc_state_intent){
-        .op = in->op,
-        .created_at = in->created_at,
-        .data = in->data,
-    };
-    intent_free(sorted_put(&st->intents, in));
+    intent_insert(st, in);
     return 0;
 }
 
