@@ -233,22 +233,6 @@ out:
     return ret;
 }
 
-static int refuse_without_consent(struct ui_session *s, struct kc_err *err)
-{
-    for (size_t i = 0; i < s->plan->n; i++) {
-        const struct kc_plan_item *it = &s->plan->items[i];
-
-        if (!it->excluded && it->consent && !it->consented &&
-            it->action != KC_ACTION_NOOP)
-            return kc_err_set(err, KC_EPERM,
-                              "'%s' %s refused: %s (consent with "
-                              "--allow-identity-loss %s)",
-                              it->res->address, kc_action_name(it->action),
-                              it->consent, it->res->address);
-    }
-    return 0;
-}
-
 int cmd_apply(int argc, char **argv)
 {
     struct cmd_opts opts;
@@ -271,7 +255,7 @@ int cmd_apply(int argc, char **argv)
     if (opts.nargs == 1) {
         ret = check_saved(&s, opts.args[0], &err);
         if (ret == 0)
-            ret = refuse_without_consent(&s, &err);
+            ret = kc_plan_check_consent(s.plan, &err);
         if (ret < 0)
             goto out;
     } else {
@@ -279,7 +263,7 @@ int cmd_apply(int argc, char **argv)
         if (ret < 0)
             goto out;
         ui_print_plan(&s);
-        ret = refuse_without_consent(&s, &err);
+        ret = kc_plan_check_consent(s.plan, &err);
         if (ret == 0 && kc_plan_has_changes(s.plan))
             ret = ui_confirm(&s, "Apply these changes?", &err);
         if (ret < 0)

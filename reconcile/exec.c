@@ -1676,19 +1676,13 @@ int kc_engine_refresh(struct kc_engine *eng, struct kc_plan *plan,
 int kc_engine_apply(struct kc_engine *eng, struct kc_plan *plan,
                     kc_engine_cb cb, struct kc_err *err)
 {
+    int ret;
+
     if (eng->readonly)
         return kc_err_set(err, KC_EPERM, "this engine is read-only");
-    for (size_t i = 0; i < plan->n; i++) {
-        const struct kc_plan_item *it = &plan->items[i];
-
-        if (!it->excluded && it->consent && !it->consented &&
-            it->action != KC_ACTION_NOOP)
-            return kc_err_set(err, KC_EPERM,
-                              "'%s' %s refused: %s (consent with "
-                              "--allow-identity-loss %s)",
-                              it->res->address, kc_action_name(it->action),
-                              it->consent, it->res->address);
-    }
+    ret = kc_plan_check_consent(plan, err);
+    if (ret < 0)
+        return ret;
     return engine_start(eng, plan, 2, cb, err);
 }
 
