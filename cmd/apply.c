@@ -238,12 +238,10 @@ int cmd_apply(int argc, char **argv)
     struct cmd_opts opts;
     struct ui_session s;
     struct kc_err err = { 0 };
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs > 1) {
         fprintf(stderr, "usage: kmsctl apply [PLANFILE] [options]\n");
         cmd_opts_release(&opts);
