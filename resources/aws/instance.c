@@ -225,12 +225,18 @@ static void wait_running(struct aws_job *j, int status);
 
 /* --- observe ----------------------------------------------------------- */
 
+/* True when J's call failed because its instance does not exist. */
+static bool instance_not_found(const struct aws_job *j, int status)
+{
+    return status == KC_EREMOTE &&
+           strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0;
+}
+
 static void on_observe(struct aws_job *j, int status)
 {
     struct _xmlNode *it;
 
-    if (status == KC_EREMOTE &&
-        strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0) {
+    if (instance_not_found(j, status)) {
         aws_job_finish(j, 0); /* long gone: absent */
         return;
     }
@@ -289,8 +295,7 @@ static void poll_state(struct aws_job *j, int status)
     const char *state;
     uint64_t wait;
 
-    if (status == KC_EREMOTE && strcmp(j->aux, "terminated") == 0 &&
-        strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0) {
+    if (instance_not_found(j, status) && strcmp(j->aux, "terminated") == 0) {
         aws_job_finish(j, 0);
         return;
     }
@@ -660,8 +665,7 @@ static int inst_update(struct kc_op *op)
 
 static void on_terminate(struct aws_job *j, int status)
 {
-    if (status == KC_EREMOTE &&
-        strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0) {
+    if (instance_not_found(j, status)) {
         aws_job_finish(j, 0);
         return;
     }
