@@ -179,6 +179,22 @@ struct key_write {
     struct kc_err err;
 };
 
+/* Blocking: fsyncs and closes FD (WHAT, e.g. "the folder of ", then PATH
+ * name it in errors). FD is closed also when the sync fails. */
+static int sync_close(int fd, const char *what, const char *path,
+                      struct kc_err *err)
+{
+    if (fsync(fd) < 0) {
+        int e = errno;
+
+        (void)close(fd);
+        return kc_err_from_errno(err, e, "sync %s'%s'", what, path);
+    }
+    if (close(fd) < 0)
+        return kc_err_from_errno(err, errno, "close %s'%s'", what, path);
+    return 0;
+}
+
 /* Blocking: runs on a libuv worker thread. */
 static int write_private_key(const char *path, const char *pem, size_t len,
                              struct kc_err *err)
@@ -186,7 +202,7 @@ static int write_private_key(const char *path, const char *pem, size_t len,
     size_t off = 0;
     char *dir;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    int dfd;
+    int dfd, ret;
 
     if (fd < 0)
         return kc_err_from_errno(err, errno, "create '%s'", path);
@@ -206,14 +222,9 @@ static int write_private_key(const char *path, const char *pem, size_t len,
     }
     /* The file is kept when the sync fails: it may hold the only copy of
      * the private key AWS made. */
-    if (fsync(fd) < 0) {
-        int e = errno;
-
-        (void)close(fd);
-        return kc_err_from_errno(err, e, "sync '%s'", path);
-    }
-    if (close(fd) < 0)
-        return kc_err_from_errno(err, errno, "close '%s'", path);
+    ret = sync_close(fd, "", path, err);
+    if (ret < 0)
+        return ret;
     /* The folder entry too, so the file survives a crash. */
     dir = kc_file_dirname(path);
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -224,15 +235,7 @@ static int write_private_key(const char *path, const char *pem, size_t len,
         return kc_err_from_errno(err, e, "open the folder of '%s'", path);
     }
     free(dir);
-    if (fsync(dfd) < 0) {
-        int e = errno;
-
-        (void)close(dfd);
-        return kc_err_from_errno(err, e, "sync the folder of '%s'", path);
-    }
-    if (close(dfd) < 0)
-        return kc_err_from_errno(err, errno, "close the folder of '%s'", path);
-    return 0;
+    return sync_close(dfd, "the folder of ", path, err);
 }
 
 static void key_write_work(uv_work_t *w)
