@@ -1,6 +1,7 @@
 /* reconcile/hex.c: hex digits. */
 #include "reconcile/hex.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 static const char hex_lower[] = "0123456789abcdef";
@@ -14,6 +15,17 @@ void kc_hex_encode(const void *data, size_t len, char *out)
         out[2 * i + 1] = hex_lower[p[i] & 15];
     }
     out[2 * len] = '\0';
+}
+
+void kc_hex_sha256(const void *data, size_t len, char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+        mdlen != 32)
+        KC_BUG("sha256 failed");
+    kc_hex_encode(md, 32, out);
 }
 
 int kc_hex_digit(int c)

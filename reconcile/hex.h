@@ -11,6 +11,8 @@
 /* Writes the 2 * LEN lowercase hex digits of DATA and a NUL to OUT, which
  * must hold 2 * LEN + 1 bytes. */
 void kc_hex_encode(const void *data, size_t len, char *out);
+/* Writes the SHA-256 of DATA as 64 lowercase hex digits and a NUL to OUT. */
+void kc_hex_sha256(const void *data, size_t len, char out[65]);
 /* The value (0-15) of the hex digit C, either case; -1 when C is not one. */
 int kc_hex_digit(int c);
 /* Writes a random UUID v4 (RFC 9562 §5.4: version 4, variant 10) to OUT in

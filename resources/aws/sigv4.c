@@ -17,17 +17,6 @@
 
 static const char hexdig_upper[] = "0123456789ABCDEF";
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        mdlen != 32)
-        KC_BUG("sha256 failed");
-    kc_hex_encode(md, 32, out);
-}
-
 static void hmac256(const void *key, size_t keylen, const void *msg,
                     size_t msglen, unsigned char out[32])
 {
@@ -303,7 +292,7 @@ int aws_sigv4_canonical_request(const struct aws_sigv4_req *req,
     if (req->payload_hash)
         ret = kc_snprintf(payload, sizeof(payload), "%s", req->payload_hash);
     else
-        sha256_hex(req->body ? req->body : "", req->body_len, payload);
+        kc_hex_sha256(req->body ? req->body : "", req->body_len, payload);
     if (ret < 0 || kc_buf_addch(out, '\n') < 0 ||
         kc_buf_add(out, sh.data ? sh.data : "", sh.len) < 0 ||
         kc_buf_addch(out, '\n') < 0 || kc_buf_addstr(out, payload) < 0) {
@@ -344,7 +333,7 @@ int aws_sigv4_string_to_sign(const struct aws_sigv4_req *req,
         ret = aws_sigv4_canonical_request(req, &creq, NULL, err);
     if (ret < 0)
         goto out;
-    sha256_hex(kc_buf_str(&creq), creq.len, hash);
+    kc_hex_sha256(kc_buf_str(&creq), creq.len, hash);
     if (kc_buf_addf(out, SIGV4_ALGORITHM "\n%s\n%.8s/%s/%s/aws4_request\n%s",
                     req->amz_date, req->amz_date, req->region, req->service,
                     hash) < 0)

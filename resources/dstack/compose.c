@@ -2,7 +2,6 @@
  * .instance_info, .user-config and the KMS compose templates. */
 #include "resources/dstack/compose.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "reconcile/hex.h"
@@ -262,13 +261,7 @@ out:
 
 void dstack_sha256_hex(const void *data, size_t len, char hex[65])
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        mdlen != 32)
-        KC_BUG("EVP_Digest(sha256) failed");
-    kc_hex_encode(md, 32, hex);
+    kc_hex_sha256(data, len, hex);
 }
 
 int dstack_sys_config_render(const struct dstack_sys_config *sc,
