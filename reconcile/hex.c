@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 static const char hex_lower[] = "0123456789abcdef";
+static const char hex_upper[] = "0123456789ABCDEF";
 
 void kc_hex_encode(const void *data, size_t len, char *out)
 {
@@ -37,6 +38,26 @@ int kc_hex_digit(int c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+int kc_hex_pct_encode(struct kc_buf *out, const char *s, size_t len)
+{
+    int ret = 0;
+
+    for (size_t i = 0; i < len && ret == 0; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+            c == '~') {
+            ret = kc_buf_addch(out, (char)c);
+        } else {
+            char esc[3] = { '%', hex_upper[c >> 4], hex_upper[c & 15] };
+
+            ret = kc_buf_add(out, esc, 3);
+        }
+    }
+    return ret;
 }
 
 int kc_hex_uuid4(char out[37], struct kc_err *err)

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 #include <uv.h>
 
+#include "reconcile/hex.h"
 #include "reconcile/json.h"
 
 #define HTTP_IOBUF        (256u << 10)
@@ -264,18 +265,10 @@ int64_t kc_http_parse_retry_after(const char *value, int64_t now)
 
 char *kc_http_escape(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
     struct kc_buf b = { 0 };
 
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            kc_buf_addch(&b, (char)*p);
-        } else {
-            kc_buf_addch(&b, '%');
-            kc_buf_addch(&b, hex[*p >> 4]);
-            kc_buf_addch(&b, hex[*p & 15]);
-        }
-    }
+    /* Unbounded: it only fails by aborting on out of memory. */
+    (void)kc_hex_pct_encode(&b, s, strlen(s));
     return kc_buf_detach(&b, NULL);
 }
 

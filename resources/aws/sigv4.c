@@ -15,8 +15,6 @@
 
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
-static const char hexdig_upper[] = "0123456789ABCDEF";
-
 static void hmac256(const void *key, size_t keylen, const void *msg,
                     size_t msglen, unsigned char out[32])
 {
@@ -27,33 +25,13 @@ static void hmac256(const void *key, size_t keylen, const void *msg,
         KC_BUG("hmac-sha256 failed");
 }
 
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
 /* UriEncode() of the SigV4 documentation: "URI encode every byte except the
  * unreserved characters: 'A'-'Z', 'a'-'z', '0'-'9', '-', '.', '_', and '~'",
  * "the space character ... must be encoded as %20 (and not as '+')", "letters
  * in the hexadecimal value must be uppercase". */
 int aws_uri_encode(struct kc_buf *out, const char *s, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int ret;
-
-        if (is_unreserved(c)) {
-            ret = kc_buf_addch(out, (char)c);
-        } else {
-            char esc[3] = { '%', hexdig_upper[c >> 4], hexdig_upper[c & 15] };
-            ret = kc_buf_add(out, esc, 3);
-        }
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
+    return kc_hex_pct_encode(out, s, len);
 }
 
 int aws_uri_decode(struct kc_buf *out, const char *s, size_t len, bool form)

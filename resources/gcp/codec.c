@@ -173,23 +173,7 @@ int gcp_b64_decode(const char *text, size_t len, struct kc_buf *out,
 
 int gcp_pct_encode(const char *s, size_t len, struct kc_buf *out)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    int ret = 0;
-
-    for (size_t i = 0; i < len && ret == 0; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~') {
-            ret = kc_buf_addch(out, (char)c);
-        } else {
-            char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
-
-            ret = kc_buf_add(out, esc, 3);
-        }
-    }
-    return ret;
+    return kc_hex_pct_encode(out, s, len);
 }
 
 int gcp_uuid4(char out[GCP_UUID_LEN], struct kc_err *err)
