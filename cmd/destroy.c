@@ -37,12 +37,5 @@ int cmd_destroy(int argc, char **argv)
     if (ret == 0)
         ret = ui_apply(&s, &err);
 out:
-    if (ret < 0) {
-        if (ret != KC_EREMOTE)
-            cmd_print_err(&opts, &err);
-        ret = ui_exit_code(ret);
-    }
-    ui_close(&s);
-    cmd_opts_release(&opts);
-    return ret;
+    return ui_finish(&s, &opts, ret, &err);
 }
