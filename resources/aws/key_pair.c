@@ -77,10 +77,9 @@ static void on_observe(struct aws_job *j, int status)
     }
     it = aws_xml_child(j->call.root, "keySet/item");
     if (!it && j->step == 1) {
-        kc_err_set(kc_op_err(op), KC_EREMOTE,
-                   "key pair '%s': EC2 said it exists, then that it does not",
-                   name);
-        aws_job_finish(j, KC_EREMOTE);
+        aws_job_fail(j, KC_EREMOTE,
+                     "key pair '%s': EC2 said it exists, then that it does not",
+                     name);
         return;
     }
     if (!it) {
@@ -92,41 +91,37 @@ static void on_observe(struct aws_job *j, int status)
     owned = aws_owned(j, it);
     known = kc_op_id(op) && id && strcmp(kc_op_id(op), id) == 0;
     if (pub && !aws_key_import_fingerprint(pub, want, sizeof(want), &type)) {
-        kc_err_set(kc_op_err(op), KC_EINVAL,
-                   "ssh.public_key is not an OpenSSH ssh-ed25519 or ssh-rsa "
-                   "public key");
-        aws_job_finish(j, KC_EINVAL);
+        aws_job_fail(j, KC_EINVAL,
+                     "ssh.public_key is not an OpenSSH ssh-ed25519 or ssh-rsa "
+                     "public key");
         return;
     }
     same = pub && fp && strcmp(fp, want) == 0;
     if (j->step == 1 && !pub && (!pkfile || access(pkfile, F_OK) != 0)) {
-        kc_err_set(kc_op_err(op), KC_ECONFLICT,
-                   "key pair '%s' was created but its private key was lost "
-                   "with EC2's answer: delete the key pair and apply again",
-                   name);
-        aws_job_finish(j, KC_ECONFLICT);
+        aws_job_fail(j, KC_ECONFLICT,
+                     "key pair '%s' was created but its private key was lost "
+                     "with EC2's answer: delete the key pair and apply again",
+                     name);
         return;
     }
     if (!owned && !known) {
         /* Not ours: adopt only the provably same key. */
         if (pub && !same) {
-            kc_err_set(kc_op_err(op), KC_ECONFLICT,
-                       "key pair '%s' exists in EC2 with another key "
-                       "(fingerprint %s, not %s of ssh.public_key) and "
-                       "kmsctl did not make it: delete it or choose another "
-                       "ssh.key_name",
-                       name, fp ? fp : "?", want);
-            aws_job_finish(j, KC_ECONFLICT);
+            aws_job_fail(j, KC_ECONFLICT,
+                         "key pair '%s' exists in EC2 with another key "
+                         "(fingerprint %s, not %s of ssh.public_key) and "
+                         "kmsctl did not make it: delete it or choose another "
+                         "ssh.key_name",
+                         name, fp ? fp : "?", want);
             return;
         }
         if (!pub && (!pkfile || access(pkfile, F_OK) != 0)) {
-            kc_err_set(kc_op_err(op), KC_ECONFLICT,
-                       "key pair '%s' exists in EC2 but its private key is "
-                       "not here ('%s'); EC2 never gives it out again: "
-                       "delete the key pair, choose another ssh.key_name, or "
-                       "give ssh.public_key of a key you have",
-                       name, pkfile ? pkfile : "no ssh.private_key_file");
-            aws_job_finish(j, KC_ECONFLICT);
+            aws_job_fail(j, KC_ECONFLICT,
+                         "key pair '%s' exists in EC2 but its private key is "
+                         "not here ('%s'); EC2 never gives it out again: "
+                         "delete the key pair, choose another ssh.key_name, "
+                         "or give ssh.public_key of a key you have",
+                         name, pkfile ? pkfile : "no ssh.private_key_file");
             return;
         }
     }
@@ -320,9 +315,8 @@ static void on_created(struct aws_job *j, int status)
     if (!aws_xml_text(j->call.root, "keyPairId")) {
         if (pem)
             kc_memzero(KC_UNCONST(pem), strlen(pem));
-        kc_err_set(kc_op_err(op), KC_EPARSE,
-                   "ec2 %s: no keyPairId in the answer", j->call.action);
-        aws_job_finish(j, KC_EPARSE);
+        aws_job_fail(j, KC_EPARSE, "ec2 %s: no keyPairId in the answer",
+                     j->call.action);
         return;
     }
     if (strcmp(j->call.action, "CreateKeyPair") != 0) {
@@ -330,11 +324,10 @@ static void on_created(struct aws_job *j, int status)
         return;
     }
     if (!pem) {
-        kc_err_set(kc_op_err(op), KC_EPARSE,
-                   "key pair '%s' was created but the answer has no "
-                   "keyMaterial (delete the key pair and retry)",
-                   name);
-        aws_job_finish(j, KC_EPARSE);
+        aws_job_fail(j, KC_EPARSE,
+                     "key pair '%s' was created but the answer has no "
+                     "keyMaterial (delete the key pair and retry)",
+                     name);
         return;
     }
     kw = kc_xcalloc(1, sizeof(*kw));
