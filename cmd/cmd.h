@@ -29,6 +29,8 @@ struct cmd_opts {
     bool auto_approve;
     bool detailed_exitcode;
     bool follow;
+    bool unlock_stale;   /* --unlock-stale: take a lock whose holder is dead */
+    bool if_stale;       /* state unlock --if-stale */
     int parallelism;     /* --parallelism, default 10 */
     double lock_timeout; /* --lock-timeout, seconds */
     char **targets;      /* --target, repeatable */

@@ -38,9 +38,10 @@ void cmd_usage(FILE *out, const char *verb)
             if (strcmp(commands[i].name, verb) == 0)
                 summary = commands[i].summary;
         fprintf(out, "usage: kmsctl %s [options]%s\n  %s\n", verb,
-                strcmp(verb, "render") == 0   ? " KMS_VM --out DIR"
-                : strcmp(verb, "logs") == 0   ? " KMS_VM [--follow]"
-                : strcmp(verb, "state") == 0  ? " list|show ADDR|rm ADDR|unlock"
+                strcmp(verb, "render") == 0 ? " KMS_VM --out DIR"
+                : strcmp(verb, "logs") == 0 ? " KMS_VM [--follow]"
+                : strcmp(verb, "state") == 0
+                    ? " list|show ADDR|rm ADDR|unlock [--if-stale]"
                 : strcmp(verb, "output") == 0 ? " [NAME]"
                 : strcmp(verb, "apply") == 0  ? " [PLANFILE]"
                                               : "",
@@ -57,6 +58,12 @@ void cmd_usage(FILE *out, const char *verb)
             "  -v                       more output (repeatable)\n"
             "      --debug              trace HTTP requests, secrets redacted\n"
             "      --lock-timeout DUR   wait for the state lock (default 0)\n"
+            "      --unlock-stale       apply/destroy/drift: first clear a "
+            "stale lock whose\n"
+            "                           holder is a dead process on this host "
+            "(warns, naming it)\n"
+            "      --if-stale           state unlock: only such a lock; else "
+            "exit 3\n"
             "      --parallelism N      resources at once (default 10)\n"
             "      --target ADDRESS     limit to ADDRESS and its dependencies\n"
             "      --auto-approve       apply/destroy without asking\n"
@@ -77,7 +84,9 @@ void cmd_usage(FILE *out, const char *verb)
             "  1    error\n"
             "  2    plan --detailed-exitcode: changes pending; drift: the "
             "world changed outside kmsctl\n"
-            "  3    the state lock is held by another process\n"
+            "  3    the state lock is held by another process, or a stale lock "
+            "needs\n"
+            "       'kmsctl state unlock' (see --unlock-stale)\n"
             "  4    drift: only manifest changes not applied yet\n"
             "  130  interrupted\n");
 }

@@ -20,6 +20,8 @@ enum {
     OPT_IDENTITY,
     OPT_LITERAL,
     OPT_FOLLOW,
+    OPT_UNLOCK_STALE,
+    OPT_IF_STALE,
 };
 
 static const struct option long_opts[] = {
@@ -39,6 +41,8 @@ static const struct option long_opts[] = {
     { "allow-identity-loss", required_argument, NULL, OPT_IDENTITY },
     { "allow-literal-secrets", no_argument, NULL, OPT_LITERAL },
     { "follow", no_argument, NULL, OPT_FOLLOW },
+    { "unlock-stale", no_argument, NULL, OPT_UNLOCK_STALE },
+    { "if-stale", no_argument, NULL, OPT_IF_STALE },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -159,6 +163,12 @@ int cmd_parse_opts(struct cmd_opts *opts, int argc, char **argv)
             break;
         case OPT_FOLLOW:
             opts->follow = true;
+            break;
+        case OPT_UNLOCK_STALE:
+            opts->unlock_stale = true;
+            break;
+        case OPT_IF_STALE:
+            opts->if_stale = true;
             break;
         case ':':
             fprintf(stderr, "error: option '%s' needs a value\n",

@@ -127,14 +127,17 @@ out:
     return ret;
 }
 
-static int state_unlock(const char *path, struct kc_err *err)
+static int state_unlock(const char *path, bool if_stale, struct kc_err *err)
 {
     char *cleared = NULL;
-    int ret = kc_lock_break(path, &cleared, err);
+    int ret = if_stale ? kc_lock_break_stale(path, &cleared, err)
+                       : kc_lock_break(path, &cleared, err);
 
     if (ret < 0)
         return ret;
-    if (cleared)
+    if (cleared && if_stale)
+        printf("cleared the stale lock of state '%s': %s\n", path, cleared);
+    else if (cleared)
         printf("cleared the stale lock of %s on state '%s'\n", cleared, path);
     else
         printf("state '%s' is not locked\n", path);
@@ -180,9 +183,11 @@ int cmd_state(int argc, char **argv)
            : strcmp(sub, "rm") == 0                               ? 0
                                                                   : 99;
     if (want == 99 || (want && opts.nargs != want) ||
-        (!want && opts.nargs < 2)) {
-        fprintf(stderr, "usage: kmsctl state list | show ADDRESS | rm "
-                        "ADDRESS... | unlock [--state PATH] [-f FILE]\n");
+        (!want && opts.nargs < 2) ||
+        (opts.if_stale && strcmp(sub, "unlock") != 0)) {
+        fprintf(stderr,
+                "usage: kmsctl state list | show ADDRESS | rm ADDRESS... | "
+                "unlock [--if-stale] [--state PATH] [-f FILE]\n");
         ret = KC_EXIT_ERROR;
         goto done;
     }
@@ -192,7 +197,7 @@ int cmd_state(int argc, char **argv)
     if (strcmp(sub, "rm") == 0)
         ret = state_rm(&opts, path, &err);
     else if (strcmp(sub, "unlock") == 0)
-        ret = state_unlock(path, &err);
+        ret = state_unlock(path, opts.if_stale, &err);
     else
         ret = state_read(&opts, path, name, &err);
 out:

@@ -207,11 +207,38 @@ int ui_open(struct ui_session *s, struct cmd_opts *opts, bool lock,
         if (ret < 0)
             return ret;
     }
-    if (lock) {
+    if (lock && opts->unlock_stale) {
+        char *taken = NULL;
+
+        ret = kc_lock_acquire_stale(s->state_path, opts->lock_timeout, command,
+                                    &taken, &s->lock, err);
+        if (ret < 0)
+            return ret;
+        if (taken)
+            fprintf(stderr,
+                    "warning: --unlock-stale: took the stale lock of state "
+                    "'%s' from %s\n",
+                    s->state_path, taken);
+        free(taken);
+    } else if (lock) {
         ret = kc_lock_acquire(s->state_path, opts->lock_timeout, command,
                               &s->lock, err);
         if (ret < 0)
             return ret;
+    } else if (opts->unlock_stale) {
+        /* drift takes no lock; it clears a provably stale one so that the
+         * next apply is not stopped by it, and goes on whatever it finds. */
+        struct kc_err lerr = { 0 };
+        char *cleared = NULL;
+
+        if (kc_lock_break_stale(s->state_path, &cleared, &lerr) < 0)
+            fprintf(stderr, "warning: --unlock-stale: %s\n", lerr.msg);
+        else if (cleared)
+            fprintf(stderr,
+                    "warning: --unlock-stale: cleared the stale lock of "
+                    "state '%s': %s\n",
+                    s->state_path, cleared);
+        free(cleared);
     }
     ret = kc_state_load(s->state_path, &s->st, err);
     /* A new state takes the manifest's name now, so that its first write

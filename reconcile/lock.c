@@ -122,10 +122,144 @@ static int refuse_stale(const char *state_path, const struct holder *h,
     return kc_err_set(err, KC_ELOCKED,
                       "state '%s' has a stale lock left by pid %ld%s on host "
                       "%s since %s (%s): run 'kmsctl state unlock' after "
-                      "checking no apply is running",
+                      "checking no apply is running ('--if-stale' or "
+                      "--unlock-stale only take it from a dead process on "
+                      "this host)",
                       state_path, h->pid, note, h->host[0] ? h->host : "?",
                       h->started_at[0] ? h->started_at : "?",
                       h->command[0] ? h->command : "?");
+}
+
+/* Seconds since the epoch of "YYYY-MM-DDTHH:MM:SSZ" (the record's
+ * started_at), or -1. */
+static long long parse_utc(const char *s)
+{
+    struct tm tm = { 0 };
+    int n = 0;
+    time_t t;
+
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon,
+               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n == 0 || s[n] != '\0')
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (long long)t;
+}
+
+/* Reads at most SIZE - 1 bytes of PATH into BUF, NUL-terminated. */
+static int read_small(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    do
+        n = read(fd, buf, size - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/* The state letter of process PID and when it started (seconds since the
+ * epoch, rounded down), from /proc/PID/stat and the boot time in /proc/stat.
+ * 0, or -1 when either is unknown (no /proc, a process that just ended). */
+static int proc_start(long pid, char *state, long long *started)
+{
+    char path[64], buf[2048], *p;
+    unsigned long long ticks = 0;
+    long long btime = -1;
+    long hz = sysconf(_SC_CLK_TCK);
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    /* "pid (comm) S ppid ...": comm may hold spaces and ')', so the fields
+     * start after the last ')'; the state is field 3, starttime field 22. */
+    if (hz <= 0 || read_small(path, buf, sizeof(buf)) < 0 ||
+        !(p = strrchr(buf, ')')) || p[1] != ' ' || !p[2])
+        return -1;
+    *state = p[2];
+    p += 2;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return -1;
+        p++;
+    }
+    if (sscanf(p, "%llu", &ticks) != 1)
+        return -1;
+    if (read_small("/proc/stat", buf, sizeof(buf)) < 0 ||
+        !(p = strstr(buf, "\nbtime ")) || sscanf(p + 7, "%lld", &btime) != 1)
+        return -1;
+    *started = btime + (long long)(ticks / (unsigned long long)hz);
+    return 0;
+}
+
+/* For taking a stale record without an operator: 0 when its holder is
+ * provably gone — a readable record of this host whose pid is not running,
+ * is a zombie, or now belongs to a process started after the record was
+ * written (pid reused). *WHY says which (caller frees). Otherwise
+ * KC_ELOCKED naming the holder and why it is not taken. The caller holds
+ * the flock, so no live kmsctl holds the lock through it. */
+static int check_dead(const char *state_path, const struct holder *h,
+                      char **why, struct kc_err *err)
+{
+    char host[256], pstate = '?';
+    long long started = -1, locked_at;
+    char *who;
+    int ret;
+
+    *why = NULL;
+    if (!h->readable)
+        return kc_err_set(err, KC_ELOCKED,
+                          "state '%s' has a stale lock with an unreadable "
+                          "record: not taking it; check it, then run "
+                          "'kmsctl state unlock'",
+                          state_path);
+    hostname(host, sizeof(host));
+    who = describe(h);
+    if (!host[0] || strcmp(h->host, host) != 0) {
+        ret = kc_err_set(err, KC_ELOCKED,
+                         "state '%s' has a lock of %s, another host than "
+                         "this one ('%s'): not taking it; check that host, "
+                         "then run 'kmsctl state unlock'",
+                         state_path, who, host);
+        goto out;
+    }
+    if (kill((pid_t)h->pid, 0) < 0 && errno == ESRCH) {
+        *why = kc_xstrdup("dead");
+        ret = 0;
+        goto out;
+    }
+    locked_at = parse_utc(h->started_at);
+    if (proc_start(h->pid, &pstate, &started) == 0) {
+        if (pstate == 'Z' || pstate == 'X') {
+            *why = kc_xstrdup("dead, not reaped yet");
+            ret = 0;
+            goto out;
+        }
+        /* The holder started before it wrote its record; the boot time and
+         * the record are whole seconds, hence the margin of 2. */
+        if (locked_at >= 0 && started >= locked_at + 2) {
+            *why = kc_xasprintf("dead; pid %ld was reused by a process "
+                                "started %llds after the lock was taken",
+                                h->pid, started - locked_at);
+            ret = 0;
+            goto out;
+        }
+    }
+    ret = kc_err_set(err, KC_ELOCKED,
+                     "state '%s' has a lock record of %s and process %ld is "
+                     "still running: not taking it; check it, then run "
+                     "'kmsctl state unlock'",
+                     state_path, who, h->pid);
+out:
+    free(who);
+    return ret;
 }
 
 static int write_record(int fd, const char *lockpath, const char *command,
@@ -239,9 +373,10 @@ static void close_lock(int fd, bool locked)
         close(fd);
 }
 
-int kc_lock_acquire(const char *state_path, double timeout_seconds,
-                    const char *command, struct kc_lock **out,
-                    struct kc_err *err)
+/* kc_lock_acquire, and kc_lock_acquire_stale when TAKEN is not NULL. */
+static int lock_take(const char *state_path, double timeout_seconds,
+                     const char *command, char **taken, struct kc_lock **out,
+                     struct kc_err *err)
 {
     char *lockpath = NULL;
     double start = now_mono();
@@ -250,6 +385,8 @@ int kc_lock_acquire(const char *state_path, double timeout_seconds,
     int fd = -1, ret;
 
     *out = NULL;
+    if (taken)
+        *taken = NULL;
     if (!(timeout_seconds >= 0))
         return kc_err_set(err, KC_EINVAL, "lock timeout must be >= 0");
     ret = open_lock(state_path, &lockpath, true, &fd, err);
@@ -281,13 +418,30 @@ int kc_lock_acquire(const char *state_path, double timeout_seconds,
     ret = read_holder(fd, lockpath, &h, err);
     if (ret < 0)
         goto out;
-    if (!h.empty) {
+    if (!h.empty && !taken) {
         ret = refuse_stale(state_path, &h, err);
         goto out;
     }
+    if (!h.empty) {
+        char *why = NULL, *who;
+
+        ret = check_dead(state_path, &h, &why, err);
+        if (ret < 0)
+            goto out;
+        who = describe(&h);
+        *taken = kc_xasprintf("%s, %s", who, why);
+        free(who);
+        free(why);
+    }
+    /* write_record truncates first: a stale record is replaced whole. */
     ret = write_record(fd, lockpath, command, err);
-    if (ret < 0)
+    if (ret < 0) {
+        if (taken) {
+            free(*taken);
+            *taken = NULL;
+        }
         goto out;
+    }
     *out = kc_xcalloc(1, sizeof(**out));
     (*out)->fd = fd;
     (*out)->path = lockpath;
@@ -295,6 +449,25 @@ int kc_lock_acquire(const char *state_path, double timeout_seconds,
 out:
     close_lock(fd, locked);
     free(lockpath);
+    return ret;
+}
+
+int kc_lock_acquire(const char *state_path, double timeout_seconds,
+                    const char *command, struct kc_lock **out,
+                    struct kc_err *err)
+{
+    return lock_take(state_path, timeout_seconds, command, NULL, out, err);
+}
+
+int kc_lock_acquire_stale(const char *state_path, double timeout_seconds,
+                          const char *command, char **taken,
+                          struct kc_lock **out, struct kc_err *err)
+{
+    char *ignored = NULL;
+    int ret = lock_take(state_path, timeout_seconds, command,
+                        taken ? taken : &ignored, out, err);
+
+    free(ignored);
     return ret;
 }
 
@@ -312,9 +485,11 @@ void kc_lock_release(struct kc_lock *lock)
     free(lock);
 }
 
-int kc_lock_break(const char *state_path, char **cleared, struct kc_err *err)
+/* kc_lock_break, or kc_lock_break_stale when ONLY_DEAD. */
+static int lock_break(const char *state_path, bool only_dead, char **cleared,
+                      struct kc_err *err)
 {
-    char *lockpath = NULL;
+    char *lockpath = NULL, *why = NULL;
     struct holder h;
     bool locked = false;
     int fd = -1, ret;
@@ -339,14 +514,32 @@ int kc_lock_break(const char *state_path, char **cleared, struct kc_err *err)
     ret = read_holder(fd, lockpath, &h, err);
     if (ret < 0 || h.empty)
         goto out;
+    if (only_dead && (ret = check_dead(state_path, &h, &why, err)) < 0)
+        goto out;
     if (ftruncate(fd, 0) < 0 || fsync(fd) < 0) {
         ret = kc_err_from_errno(err, errno, "cannot clear '%s'", lockpath);
         goto out;
     }
-    if (cleared)
-        *cleared = describe(&h);
+    if (cleared) {
+        char *who = describe(&h);
+
+        *cleared = why ? kc_xasprintf("%s, %s", who, why) : kc_xstrdup(who);
+        free(who);
+    }
 out:
     close_lock(fd, locked);
     free(lockpath);
+    free(why);
     return ret;
+}
+
+int kc_lock_break(const char *state_path, char **cleared, struct kc_err *err)
+{
+    return lock_break(state_path, false, cleared, err);
+}
+
+int kc_lock_break_stale(const char *state_path, char **cleared,
+                        struct kc_err *err)
+{
+    return lock_break(state_path, true, cleared, err);
 }
