@@ -286,14 +286,32 @@ static int gwei_to_wei(const struct kc_value *v, const char *what,
     return 0;
 }
 
-/* "90s", "2m", "500ms", "1h" or a number of seconds. */
-/* The longest tx_timeout: a week. Past it the milliseconds would only be a
- * typo, and a huge count of hours would wrap when multiplied. */
-#define TX_TIMEOUT_MAX_MS (7ull * 24 * 3600 * 1000)
+/* A duration of providers.chain: "90s", "2m", "500ms", "1h" or a number of
+ * seconds, within [min_ms, max_ms]. The bounds keep typos out, and a huge
+ * count of hours from wrapping when multiplied to milliseconds. */
+struct duration_knob {
+    const char *name;
+    uint64_t min_ms, max_ms;
+    const char *min_text, *max_text;
+};
 
-static int duration_ms(const struct kc_value *v, uint64_t *out,
+#define WEEK_MS (7ull * 24 * 3600 * 1000)
+
+static const struct duration_knob knob_tx_timeout = {
+    "tx_timeout", 1, WEEK_MS, "above zero", "168h (a week)",
+};
+static const struct duration_knob knob_rpc_deadline = {
+    "rpc_deadline", 1000, WEEK_MS, "1s", "168h (a week)",
+};
+static const struct duration_knob knob_rpc_timeout = {
+    "rpc_timeout", 100, 3600000, "100ms", "1h",
+};
+
+static int duration_ms(const struct kc_value *cfg,
+                       const struct duration_knob *k, uint64_t *out,
                        struct kc_err *err)
 {
+    const struct kc_value *v = cfg_get(cfg, k->name);
     const char *s;
     char *end;
     unsigned long long n, unit;
@@ -303,29 +321,29 @@ static int duration_ms(const struct kc_value *v, uint64_t *out,
     if (v->type == KC_VALUE_INT) {
         int64_t secs = kc_value_int(v, 0);
 
-        if (secs <= 0)
-            return kc_err_set(err, KC_EINVAL,
-                              "providers.chain.tx_timeout must be above zero");
-        if ((uint64_t)secs > TX_TIMEOUT_MAX_MS / 1000)
+        if (secs <= 0 || (uint64_t)secs * 1000 < k->min_ms)
+            return kc_err_set(err, KC_EINVAL, "providers.chain.%s must be %s%s",
+                              k->name, k->min_ms > 1 ? "at least " : "",
+                              k->min_text);
+        if ((uint64_t)secs > k->max_ms / 1000)
             return kc_err_set(err, KC_ERANGE,
-                              "providers.chain.tx_timeout: %lld seconds is "
-                              "more than the limit of 168h (a week)",
-                              (long long)secs);
+                              "providers.chain.%s: %lld seconds is more than "
+                              "the limit of %s",
+                              k->name, (long long)secs, k->max_text);
         *out = (uint64_t)secs * 1000;
         return 0;
     }
     s = kc_value_str(v);
     if (!s)
         return kc_err_set(err, KC_EINVAL,
-                          "providers.chain.tx_timeout: expected a duration");
+                          "providers.chain.%s: expected a duration", k->name);
     errno = 0;
     n = strtoull(s, &end, 10);
     /* strtoull takes a sign ("-1" wraps to a huge number): digits only. */
     if (errno || end == s || *s < '0' || *s > '9')
         return kc_err_set(err, KC_EINVAL,
-                          "providers.chain.tx_timeout: '%.40s' is not a "
-                          "duration",
-                          s);
+                          "providers.chain.%s: '%.40s' is not a duration",
+                          k->name, s);
     if (strcmp(end, "ms") == 0)
         unit = 1;
     else if (strcmp(end, "s") == 0 || *end == '\0')
@@ -336,18 +354,19 @@ static int duration_ms(const struct kc_value *v, uint64_t *out,
         unit = 3600000;
     else
         return kc_err_set(err, KC_EINVAL,
-                          "providers.chain.tx_timeout: unit '%.10s' (use ms, "
-                          "s, m or h)",
-                          end);
-    if (n > TX_TIMEOUT_MAX_MS / unit)
+                          "providers.chain.%s: unit '%.10s' (use ms, s, m or "
+                          "h)",
+                          k->name, end);
+    if (n > k->max_ms / unit)
         return kc_err_set(err, KC_ERANGE,
-                          "providers.chain.tx_timeout: '%.40s' is more than "
-                          "the limit of 168h (a week)",
-                          s);
+                          "providers.chain.%s: '%.40s' is more than the limit "
+                          "of %s",
+                          k->name, s, k->max_text);
     *out = n * unit;
-    if (*out == 0)
-        return kc_err_set(err, KC_EINVAL,
-                          "providers.chain.tx_timeout must be above zero");
+    if (*out < k->min_ms)
+        return kc_err_set(err, KC_EINVAL, "providers.chain.%s must be %s%s",
+                          k->name, k->min_ms > 1 ? "at least " : "",
+                          k->min_text);
     return 0;
 }
 
@@ -465,6 +484,12 @@ static int chain_init(struct kc_provider *p, struct kc_err *err)
     rc.http = p->http;
     rc.log = p->log;
     rc.url = urls;
+    if (ret == 0) {
+        uint64_t ms = 0;
+
+        ret = duration_ms(cfg, &knob_rpc_timeout, &ms, err);
+        rc.timeout_ms = (long)ms;
+    }
     if (ret == 0)
         ret = chain_rpc_new(&rc, &cp->rpc, err);
     tc.loop = p->loop;
@@ -480,7 +505,9 @@ static int chain_init(struct kc_provider *p, struct kc_err *err)
             gwei_to_wei(cfg_get(cfg, "max_priority_fee_gwei"),
                         "max_priority_fee_gwei", &tc.max_priority_fee_wei, err);
     if (ret == 0)
-        ret = duration_ms(cfg_get(cfg, "tx_timeout"), &tc.tx_timeout_ms, err);
+        ret = duration_ms(cfg, &knob_tx_timeout, &tc.tx_timeout_ms, err);
+    if (ret == 0)
+        ret = duration_ms(cfg, &knob_rpc_deadline, &tc.rpc_deadline_ms, err);
     tc.gas_margin_pct =
         (unsigned)kc_value_int(cfg_get(cfg, "gas_margin_percent"), 0);
     tc.legacy = kc_value_bool(cfg_get(cfg, "legacy_transactions"), false);

@@ -76,6 +76,11 @@ void chain_rpc_get_stats(const struct chain_rpc *rpc,
     *out = rpc->stats;
 }
 
+long chain_rpc_timeout_ms(const struct chain_rpc *rpc)
+{
+    return rpc->timeout_ms;
+}
+
 void chain_rpc_call_release(struct chain_rpc_call *call)
 {
     void *data = call->data;

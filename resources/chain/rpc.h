@@ -85,6 +85,8 @@ int chain_rpc_new(const struct chain_rpc_config *cfg, struct chain_rpc **out,
 void chain_rpc_free(struct chain_rpc *rpc);
 void chain_rpc_get_stats(const struct chain_rpc *rpc,
                          struct chain_rpc_stats *out);
+/* The timeout of one HTTP attempt in effect (the default filled in). */
+long chain_rpc_timeout_ms(const struct chain_rpc *rpc);
 
 /* Queues METHOD (static string) with PARAMS (a JSON array; taken, also on
  * failure; NULL for []). CALL is the caller's storage (zeroed or released);

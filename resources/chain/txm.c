@@ -1103,6 +1103,12 @@ static void on_kick(uv_timer_t *t)
     }
 }
 
+void chain_txm_get_config(const struct chain_txm *m,
+                          struct chain_txm_config *out)
+{
+    *out = m->cfg;
+}
+
 int chain_txm_new(const struct chain_txm_config *cfg, struct chain_txm **out,
                   struct kc_err *err)
 {

@@ -125,6 +125,9 @@ struct chain_txm_stats {
 
 int chain_txm_new(const struct chain_txm_config *cfg, struct chain_txm **out,
                   struct kc_err *err);
+/* The configuration in effect, defaults filled in (borrowed pointers). */
+void chain_txm_get_config(const struct chain_txm *m,
+                          struct chain_txm_config *out);
 /* Fails live transactions with KC_ECANCELED (callbacks later from the
  * loop); the manager is freed once its timer is closed. NULL-safe. */
 void chain_txm_free(struct chain_txm *m);
