@@ -49,7 +49,9 @@ static int write_prom(const char *path, const char *name, bool ok,
 /* Resources with an external / a manifest difference. */
 static void count(const struct kc_plan *plan, size_t *ext, size_t *man)
 {
-    *ext = plan->nunmanaged; /* labelled objects nobody manages */
+    /* Labelled objects nobody manages (unmanaged entries of a resource
+     * count with it). */
+    *ext = kc_plan_count_unmanaged(plan);
     *man = 0;
     for (size_t i = 0; i < plan->n; i++) {
         const struct kc_plan_item *it = &plan->items[i];

@@ -1579,8 +1579,17 @@ void kc_op_found(struct kc_op *op, const char *name, const char *id)
     addr = kc_xasprintf("%s.%s", op->item->type->kind, name);
     if (!kc_graph_find(eng->plan->graph, addr) &&
         !kc_state_get(eng->state, addr))
-        kc_plan_add_unmanaged(eng->plan, addr, id);
+        kc_plan_add_unmanaged(eng->plan, addr, op->item->type->kind, id, false);
     free(addr);
+}
+
+void kc_op_found_entry(struct kc_op *op, const char *kind, const char *id)
+{
+    /* Apply-time observations (after a create) are not the plan's. */
+    if (op->phase != KC_PHASE_OBSERVE || !op->eng->plan)
+        return;
+    kc_plan_add_unmanaged(op->eng->plan, op->item->res->address, kind, id,
+                          true);
 }
 
 /* A list op has an item of its own, not in the plan: its address is the

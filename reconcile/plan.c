@@ -54,6 +54,7 @@ void kc_plan_free(struct kc_plan *plan)
     free(plan->items);
     for (size_t i = 0; i < plan->nunmanaged; i++) {
         free(plan->unmanaged[i].address);
+        free(plan->unmanaged[i].kind);
         free(plan->unmanaged[i].id);
     }
     free(plan->unmanaged);
@@ -255,19 +256,38 @@ void kc_plan_diff(struct kc_plan_item *it, const struct kc_value *prior,
         it->action = KC_ACTION_UPDATE;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 void kc_plan_add_unmanaged(struct kc_plan *plan, const char *addr,
-                           const char *id)
+                           const char *kind, const char *id, bool entry)
 {
     struct kc_plan_unmanaged *u;
 
-    for (size_t i = 0; i < plan->nunmanaged; i++)
-        if (strcmp(plan->unmanaged[i].address, addr) == 0)
+    for (size_t i = 0; i < plan->nunmanaged; i++) {
+        u = &plan->unmanaged[i];
+        if (strcmp(u->address, addr) == 0 &&
+            (!entry || (same_str(u->kind, kind) && same_str(u->id, id))))
             return;
+    }
     kc_xgrow(&plan->unmanaged, &plan->capunmanaged, plan->nunmanaged + 1,
              sizeof(*plan->unmanaged));
     u = &plan->unmanaged[plan->nunmanaged++];
     u->address = kc_xstrdup(addr);
+    u->kind = kc_xstrdup(kind);
     u->id = id ? kc_xstrdup(id) : NULL;
+    u->entry = entry;
+}
+
+size_t kc_plan_count_unmanaged(const struct kc_plan *plan)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < plan->nunmanaged; i++)
+        n += !plan->unmanaged[i].entry;
+    return n;
 }
 
 void kc_plan_count(const struct kc_plan *plan, struct kc_plan_counts *c)
@@ -370,6 +390,27 @@ static void add_str(struct json_object *o, const char *k, const char *v)
     json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
 }
 
+static struct json_object *unmanaged_json(const struct kc_plan_unmanaged *u)
+{
+    struct json_object *o = json_object_new_object();
+
+    add_str(o, "address", u->address);
+    add_str(o, "kind", u->kind);
+    add_str(o, "id", u->id);
+    json_object_object_add(o, "entry", json_object_new_boolean(u->entry));
+    return o;
+}
+
+/* [{address, kind, id, entry}] of PLAN's unmanaged objects and entries. */
+static struct json_object *unmanaged_list_json(const struct kc_plan *plan)
+{
+    struct json_object *arr = json_object_new_array();
+
+    for (size_t i = 0; i < plan->nunmanaged; i++)
+        json_object_array_add(arr, unmanaged_json(&plan->unmanaged[i]));
+    return arr;
+}
+
 struct json_object *kc_plan_to_json(const struct kc_plan *plan)
 {
     struct json_object *root = json_object_new_object();
@@ -447,15 +488,7 @@ struct json_object *kc_plan_to_json(const struct kc_plan *plan)
         json_object_array_add(arr, r);
     }
     json_object_object_add(root, "resources", arr);
-    arr = json_object_new_array();
-    for (size_t i = 0; i < plan->nunmanaged; i++) {
-        struct json_object *u = json_object_new_object();
-
-        add_str(u, "address", plan->unmanaged[i].address);
-        add_str(u, "id", plan->unmanaged[i].id);
-        json_object_array_add(arr, u);
-    }
-    json_object_object_add(root, "unmanaged", arr);
+    json_object_object_add(root, "unmanaged", unmanaged_list_json(plan));
     kc_plan_count(plan, &c);
     json_object_object_add(sum, "create", json_object_new_int64(c.create));
     json_object_object_add(sum, "update", json_object_new_int64(c.update));
@@ -467,9 +500,11 @@ struct json_object *kc_plan_to_json(const struct kc_plan *plan)
     return root;
 }
 
-static void drift_add(struct json_object *arr, const char *addr,
-                      const char *field, struct json_object *expected,
-                      struct json_object *actual, enum kc_cause cause)
+static struct json_object *drift_add(struct json_object *arr, const char *addr,
+                                     const char *field,
+                                     struct json_object *expected,
+                                     struct json_object *actual,
+                                     enum kc_cause cause)
 {
     struct json_object *o = json_object_new_object();
 
@@ -479,6 +514,7 @@ static void drift_add(struct json_object *arr, const char *addr,
     json_object_object_add(o, "actual", actual);
     add_str(o, "cause", cause_name(cause));
     json_object_array_add(arr, o);
+    return o;
 }
 
 struct json_object *kc_plan_drift_json(const struct kc_plan *plan)
@@ -519,16 +555,24 @@ struct json_object *kc_plan_drift_json(const struct kc_plan *plan)
                           value_json(pc->prior, pc->sensitive), pc->cause);
         }
     }
-    for (size_t i = 0; i < plan->nunmanaged; i++)
-        drift_add(arr, plan->unmanaged[i].address, NULL,
-                  json_object_new_string("absent"),
-                  json_object_new_string("present"), KC_CAUSE_EXTERNAL);
+    for (size_t i = 0; i < plan->nunmanaged; i++) {
+        const struct kc_plan_unmanaged *u = &plan->unmanaged[i];
+        struct json_object *o;
+
+        if (u->entry) /* its resource's difference says it */
+            continue;
+        o = drift_add(arr, u->address, NULL, json_object_new_string("absent"),
+                      json_object_new_string("present"), KC_CAUSE_EXTERNAL);
+        add_str(o, "kind", u->kind);
+        add_str(o, "id", u->id);
+    }
     kc_plan_drift(plan, &ext, &man);
     json_object_object_add(root, "in_sync",
                            json_object_new_boolean(!ext && !man));
     json_object_object_add(root, "external", json_object_new_boolean(ext));
     json_object_object_add(root, "manifest", json_object_new_boolean(man));
     json_object_object_add(root, "differences", arr);
+    json_object_object_add(root, "unmanaged", unmanaged_list_json(plan));
     return root;
 }
 
@@ -690,15 +734,18 @@ void kc_plan_render(const struct kc_plan *plan, bool color, struct kc_buf *out)
                                         "--allow-identity-loss",
                         it->consent);
     }
-    for (size_t i = 0; i < plan->nunmanaged; i++)
+    for (size_t i = 0; i < plan->nunmanaged; i++) {
+        const struct kc_plan_unmanaged *u = &plan->unmanaged[i];
+
+        if (u->entry) /* shown in its resource's changes */
+            continue;
         kc_buf_addf(out,
                     "! %s%s%s%s: carries this deployment's label but is in "
                     "neither the manifest nor the state (not managed; delete "
                     "it by hand or add it to the manifest)\n",
-                    plan->unmanaged[i].address,
-                    plan->unmanaged[i].id ? " (" : "",
-                    plan->unmanaged[i].id ? plan->unmanaged[i].id : "",
-                    plan->unmanaged[i].id ? ")" : "");
+                    u->address, u->id ? " (" : "", u->id ? u->id : "",
+                    u->id ? ")" : "");
+    }
     kc_plan_render_summary(plan, out);
 }
 

@@ -101,10 +101,14 @@ struct kc_plan {
     char *manifest;        /* path, or NULL */
     char *manifest_digest; /* "sha256:<hex>" of the file, or NULL */
     /* Objects carrying the deployment's label that are in neither the
-     * manifest nor the state (found by the kinds' list). */
+     * manifest nor the state (found by the kinds' list), and entries that a
+     * resource watches and nobody manages (on-chain allowlist entries not in
+     * the manifest, found by its observe). */
     struct kc_plan_unmanaged {
-        char *address;
-        char *id;
+        char *address; /* the object's; an entry: its resource's */
+        char *kind;    /* "aws.instance"; an entry: "os_image", ... */
+        char *id;      /* the provider's id (GCP name, EC2 id, entry hash) */
+        bool entry;    /* its drift is its resource's (counted there) */
     } * unmanaged;
     size_t nunmanaged, capunmanaged;
 };
@@ -124,9 +128,12 @@ struct kc_plan_counts {
     size_t create, update, replace, delete, read, noop;
 };
 void kc_plan_count(const struct kc_plan *plan, struct kc_plan_counts *c);
-/* Records an unmanaged object (once per address; ID may be NULL). */
+/* Records an unmanaged object or, when ENTRY, an unmanaged entry of the
+ * resource ADDR (once per address, kind and id; ID may be NULL). */
 void kc_plan_add_unmanaged(struct kc_plan *plan, const char *addr,
-                           const char *id);
+                           const char *kind, const char *id, bool entry);
+/* The unmanaged objects that are not entries of a resource. */
+size_t kc_plan_count_unmanaged(const struct kc_plan *plan);
 /* True if any selected item has an action other than noop/read. */
 bool kc_plan_has_changes(const struct kc_plan *plan);
 /* KC_EPERM, ERR naming the first, if a selected item with an action other

@@ -367,6 +367,13 @@ void kc_op_progress(struct kc_op *op, const char *fmt, ...) KC_PRINTF(2, 3);
  * of its address after the kind (the address is "<kind>.<NAME>"), ID the
  * provider's id (may be NULL). Both copied. */
 void kc_op_found(struct kc_op *op, const char *name, const char *id);
+/* At observe time: an entry inside this resource that nobody manages (an
+ * on-chain allowlist entry that the manifest does not list), of KIND
+ * ("os_image") with the provider's ID (its hash). Listed with the plan's and
+ * drift's unmanaged objects under this resource's address; its drift is the
+ * resource's own difference (counted once). Copied; ignored outside
+ * observe. */
+void kc_op_found_entry(struct kc_op *op, const char *kind, const char *id);
 
 /* --- plan-time review only --- */
 

@@ -132,6 +132,15 @@ static void um_observed(struct um_op *u)
 
     kc_value_map_set(m, "contract", chain_addr_value(u->contract));
     kc_value_map_set(m, "entries", names_of(u, true));
+    /* Each one, with its kind and hash, for plan/drift --json. */
+    for (size_t i = 0; i < u->ncand; i++) {
+        char hex[67];
+
+        if (!u->cand[i].allowed)
+            continue;
+        chain_hex_encode(u->cand[i].value, 32, true, hex, sizeof(hex));
+        kc_op_found_entry(u->op, u->cand[i].cat->name, hex);
+    }
     /* Inputs, not properties of the chain: as wanted. */
     for (size_t i = 0; i < KC_ARRAY_SIZE(inputs); i++) {
         const struct kc_value *d = kc_op_desired(u->op, inputs[i]);
