@@ -3,6 +3,7 @@
 #include "reconcile/exec.h"
 
 #include "reconcile/buf.h"
+#include "reconcile/http.h"
 
 struct kc_op {
     struct kc_engine *eng;
@@ -1700,6 +1701,9 @@ int kc_engine_apply(struct kc_engine *eng, struct kc_plan *plan,
 void kc_engine_cancel(struct kc_engine *eng)
 {
     eng->canceled = true;
+    /* Reads waiting out a retry backoff stop now, rather than after the
+     * whole retry policy; writes that may have arrived keep theirs. */
+    kc_http_interrupt(eng->http);
 }
 
 static void on_kick_closed(uv_handle_t *h)

@@ -46,7 +46,8 @@ struct kc_http_priv {
     uint64_t start_ms, attempt_start_ms, deadline_ms, wake_ms;
     int final_status;
     bool canceled;
-    long cur_code; /* from the status line being received */
+    bool maybe_sent; /* an attempt may have reached the server */
+    long cur_code;   /* from the status line being received */
     size_t header_bytes;
     bool too_big;
     int pending_result; /* CURLcode of an attempt waiting for its I/O */
@@ -80,6 +81,7 @@ struct kc_http {
     struct http_sock *socks;
     int nhandles;
     bool closing, torn_down, in_sched;
+    bool interrupted; /* kc_http_interrupt: no more retries that may stop */
 };
 
 static const char *const method_names[KC_HTTP_METHOD_COUNT] = {
@@ -116,6 +118,22 @@ static const char *const redact_names[] = {
 
 static void http_arm_sched(struct kc_http *http);
 static void attempt_start(struct kc_http_priv *priv);
+/* Ends a retry that Ctrl-C cut short: KC_ECANCELED, saying what it was
+ * waiting for. */
+static int interrupted(struct kc_http_priv *priv, const char *what)
+{
+    struct kc_http_req *req = priv->req;
+
+    if (req->code)
+        return kc_err_set(&req->err, KC_ECANCELED,
+                          "%s: interrupted instead of retrying after HTTP "
+                          "%ld (attempt %u)",
+                          what, req->code, req->attempts);
+    return kc_err_set(&req->err, KC_ECANCELED,
+                      "%s: interrupted instead of retrying (attempt %u)", what,
+                      req->attempts);
+}
+
 static void attempt_classify(struct kc_http_priv *priv, int result);
 static void http_check_teardown(struct kc_http *http);
 
@@ -216,6 +234,17 @@ static bool status_retryable(long code, const struct kc_http_retry *r)
         if (r->extra_codes[i] == code)
             return true;
     return false;
+}
+
+/* After Ctrl-C a request may stop instead of retrying when it only reads,
+ * or when nothing of it may have reached the server yet. A write that may
+ * have arrived keeps its retries until it reaches a known outcome. */
+static bool may_stop(const struct kc_http_priv *priv)
+{
+    const struct kc_http_req *req = priv->req;
+
+    return !priv->maybe_sent || req->read || req->method == KC_HTTP_GET ||
+           req->method == KC_HTTP_HEAD || req->method == KC_HTTP_OPTIONS;
 }
 
 static bool req_idempotent(const struct kc_http_req *req)
@@ -510,6 +539,11 @@ int kc_http_req_download_fd(struct kc_http_req *req, int fd, uint64_t offset,
     req->download_fd = fd;
     req->download_offset = offset;
     return 0;
+}
+
+void kc_http_req_set_read(struct kc_http_req *req, bool read)
+{
+    req->read = read;
 }
 
 void kc_http_req_set_safe(struct kc_http_req *req, bool safe)
@@ -1694,6 +1728,8 @@ static void attempt_classify(struct kc_http_priv *priv, int result)
     }
     req->attempt_ms = now_ms_f() - (double)priv->attempt_start_ms;
     req->curl_code = result;
+    if (!curl_never_sent(result))
+        priv->maybe_sent = true;
     if (priv->easy) {
         long code = 0;
 
@@ -1744,6 +1780,10 @@ static void attempt_classify(struct kc_http_priv *priv, int result)
     }
     if (!retryable || !allowed)
         goto done;
+    if (http->interrupted && may_stop(priv)) {
+        status = interrupted(priv, what);
+        goto done;
+    }
     if (req->attempts >= r->max_attempts) {
         req->gave_up = true;
         if (status < 0)
@@ -1924,6 +1964,28 @@ void kc_http_cancel(struct kc_http *http, struct kc_http_req *req)
         break; /* the fs callback sees ->canceled */
     case ST_DONE:
         break;
+    }
+}
+
+void kc_http_interrupt(struct kc_http *http)
+{
+    struct kc_http_priv *p, *next;
+
+    if (!http)
+        return;
+    http->interrupted = true;
+    for (p = http->live; p; p = next) {
+        char *u, *what;
+
+        next = p->next;
+        if (p->state != ST_WAITING || p->canceled || !may_stop(p))
+            continue;
+        u = url_noquery(p->req->url);
+        what = kc_xasprintf("%s %s", kc_http_method_name(p->req->method), u);
+        waiting_remove(p);
+        finish(p, interrupted(p, what));
+        free(what);
+        free(u);
     }
 }
 

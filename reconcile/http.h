@@ -204,6 +204,18 @@ void kc_http_close(struct kc_http *http);
 void kc_http_cancel(struct kc_http *http, struct kc_http_req *req);
 /* kc_http_cancel for every live request (Ctrl-C). */
 void kc_http_cancel_all(struct kc_http *http);
+/* Ctrl-C: the retries of requests that may safely stop end now, and none of
+ * theirs starts again: a request waiting out its backoff (or not started
+ * yet) is called back with KC_ECANCELED ("interrupted instead of retrying
+ * after HTTP 503"), and an attempt in flight finishes but is not retried.
+ * May stop: a read (GET, HEAD, OPTIONS, or kc_http_req_set_read), or any
+ * request none of whose attempts may have reached the server (nothing sent,
+ * or only connection failures). A write that may have arrived keeps its
+ * retries, so that it reaches a known outcome (or fails and its caller's
+ * write-ahead intent lets the next run find out). First attempts of
+ * requests sent later go out as usual (an op reaching a safe point may
+ * need them); only their retries are refused. */
+void kc_http_interrupt(struct kc_http *http);
 void kc_http_get_stats(const struct kc_http *http, struct kc_http_stats *out);
 
 typedef void (*kc_http_cb)(struct kc_http_req *req, int status);
@@ -241,6 +253,7 @@ struct kc_http_req {
     char **redact; /* extra names to redact in traces */
     size_t nredact, capredact;
     bool safe; /* retry although the method is not idempotent */
+    bool read; /* only reads, whatever the method (kc_http_interrupt) */
     bool trace_bodies_off;
     int upload_fd, download_fd;
     uint64_t upload_offset, upload_length, download_offset;
@@ -309,6 +322,9 @@ int kc_http_req_upload_fd(struct kc_http_req *req, int fd, uint64_t offset,
 int kc_http_req_download_fd(struct kc_http_req *req, int fd, uint64_t offset,
                             struct kc_err *err);
 
+/* Marks a POST that only reads (EC2 Describe*, JSON-RPC eth_call): after
+ * kc_http_interrupt its retries stop like a GET's. */
+void kc_http_req_set_read(struct kc_http_req *req, bool read);
 /* Marks a POST/PATCH safe to retry (it carries an idempotency token). */
 void kc_http_req_set_safe(struct kc_http_req *req, bool safe);
 /* Adds a header name, JSON member or form field to redact in traces. */

@@ -387,6 +387,9 @@ static int start_call(struct aws_ec2 *ec2, struct aws_ec2_call *call,
     if (ret < 0)
         goto out;
     kc_http_req_set_safe(&call->http, true);
+    /* Describe* only reads: Ctrl-C may stop its retries. */
+    kc_http_req_set_read(&call->http,
+                         strncmp(call->action, "Describe", 8) == 0);
     if (call->flags & AWS_EC2_SECRET_ANSWER)
         kc_http_req_trace_bodies(&call->http, false);
     /* Key material, user-data and the like never reach a trace. */

@@ -265,6 +265,16 @@ static int send_batch(struct chain_rpc *rpc, struct chain_rpc_call **calls,
     }
     kc_http_req_init(&b->req, KC_HTTP_POST, rpc->url);
     kc_http_req_set_safe(&b->req, true);
+    /* A batch without a transaction only reads: Ctrl-C may stop its
+     * retries. */
+    {
+        bool read = true;
+
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(calls[i]->method, "eth_sendRawTransaction") == 0)
+                read = false;
+        kc_http_req_set_read(&b->req, read);
+    }
     ret = kc_http_req_take_json(&b->req, body, err);
     opts.timeout_ms = rpc->timeout_ms;
     if (ret == 0)
