@@ -15,6 +15,8 @@ int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
         .kms_addr = in->kms_addr,
         .kms_addr_hint = "unknown: set compose.env.KMS_CONTRACT_ADDR or "
                          "deploy contracts.kms",
+        .encrypted_env = in->encrypted_env,
+        .encrypted_env_len = in->encrypted_env_len,
     };
     struct dstack_vm_values vals = { 0 };
     struct dstack_vm_files files = { 0 };
