@@ -10,6 +10,7 @@
 #      .encrypted-env (read out of the FAT image here), which decrypts, with
 #      Python's cryptography (X25519 + AES-GCM, tag checked) and the
 #      emulator's test secret for the VM's app id, to the manifest's env;
+#      `kmsctl render` with the state writes the same .encrypted-env bytes;
 #   3. plan says No changes, a second apply makes zero mutating requests,
 #      drift exits 0;
 #   4. one env value changed: the plan replaces the shared image and updates
@@ -213,7 +214,16 @@ print(img[i:img.find(b']', i) + 1].decode())
 PY
 )
 case $sys_kms in *"$KMS_URL"*) ;; *) fail ".sys-config.json kms_urls: $sys_kms" ;; esac
-cp shared.tar.gz shared1.tar.gz
+# render with the state: the salt apply kept, so the very bytes apply wrote.
+addr=$(K output contracts.kms.address)
+K render dstack-kms --out rendered --set "contracts.kms.address=$addr" --json >render.json 2>render.err ||
+    fail "render after apply: $(cat render.err)"
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["encrypted_env_salt"] == "state"' render.json ||
+    fail "render does not say it used the state's salt: $(cat render.json)"
+python3 - shared/disk.raw rendered/.encrypted-env <<'PY' || fail "render's .encrypted-env is not the one on the applied shared image"
+import sys
+sys.exit(open(sys.argv[1], 'rb').read().find(open(sys.argv[2], 'rb').read()) < 0)
+PY
 
 step "3. plan: No changes; a second apply: zero mutating requests; drift 0"
 K plan --json >plan2.json 2>plan2.err || { cat plan2.err; fail "plan"; }
@@ -257,7 +267,7 @@ grep -q "kms_vms.dstack-kms.env_encryption: KMS $KMS_URL: GetAppEnvEncryptPubKey
 cmp -s state.json state.before || fail "a failed plan changed the state"
 
 step "6. no secret in the state, the plans or the --debug output"
-no_secret state.json plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
+no_secret state.json render.json render.err plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
 
 step "7. destroy, with the KMS down"
 K destroy --auto-approve >destroy.log 2>&1 || { cat destroy.log; fail "destroy"; }
