@@ -29,9 +29,10 @@ extern const struct kc_resource_type kc_dstack_encrypted_env;
 /* The generated values of kms_vms.VM: "kms_vms.<vm>.instance_id_seed",
  * ".app_id" (dstack_ids) and, when SALT is not NULL, ".env_salt" (64 hex).
  * Fills IDS and SALT from kc_op_generated(); with GENERATE, makes the
- * missing ones and keeps them (kc_op_generated_put; the caller persists
- * before they leave the machine) and *MADE says whether it did. Without
- * GENERATE a missing value is 1 (nothing made). */
+ * missing ones and keeps them (kc_op_generated_put: the caller persists
+ * them before they leave the machine, or leaves that to the engine's state
+ * write at the end of the op) and *MADE (optional) says whether it did.
+ * Without GENERATE a missing value is 1 (nothing made). */
 int dstack_vm_generated(struct kc_op *op, const char *vm, bool generate,
                         struct dstack_ids *ids,
                         unsigned char salt[DSTACK_ENV_SALT_LEN], bool *made,

@@ -5,7 +5,6 @@
 
 #include "resources/dstack/dstack.h"
 #include "resources/dstack/kmsrpc.h"
-#include "resources/dstack/provider.h"
 #include "resources/dstack/vm.h"
 
 /* The app id asked for before the VM has one (first plan): the KMS derives a
@@ -21,7 +20,6 @@ static const struct kc_field encenv_fields[] = {
 };
 
 struct encenv_job {
-    struct dstack_job job; /* while the generated values are persisted */
     struct kc_op *op;
     const char *vm;
     struct dstack_env_enc enc;
@@ -46,7 +44,8 @@ int dstack_vm_generated(struct kc_op *op, const char *vm, bool generate,
     int ret = 0;
 
     memset(ids, 0, sizeof(*ids));
-    *made = false;
+    if (made)
+        *made = false;
     if ((v = kc_op_generated(op, kseed)) && kc_value_str(v))
         kc_snprintf(ids->instance_id_seed, sizeof(ids->instance_id_seed),
                     "%.40s", kc_value_str(v));
@@ -95,7 +94,8 @@ int dstack_vm_generated(struct kc_op *op, const char *vm, bool generate,
         kc_value_free(s);
         kc_memzero(hex, sizeof(hex));
     }
-    *made = gen || no_salt;
+    if (made)
+        *made = gen || no_salt;
 out:
     if (ret < 0)
         kc_err_prefix(err, "kms_vms.%s", vm);
@@ -194,17 +194,6 @@ static int start_fetch(struct encenv_job *j)
     return 0;
 }
 
-static void on_persisted(struct kc_op *op, int status)
-{
-    struct dstack_job *dj = dstack_job_take(kc_op_provider_data(op), op);
-    struct encenv_job *j = kc_container_of(dj, struct encenv_job, job);
-
-    if (status == 0)
-        status = start_fetch(j);
-    if (status < 0)
-        job_end(j, status);
-}
-
 /* True if ENV holds a digest where a value should be: the desired values
  * come from the state (destroy, or a VM no longer in the manifest), so
  * there is nothing to encrypt and the KMS is not asked. */
@@ -228,7 +217,6 @@ static int encenv_start(struct kc_op *op, bool apply)
     const char *vm = kc_value_str(kc_op_desired(op, "vm_name"));
     const struct kc_value *ee = kc_op_desired(op, "env_encryption");
     struct encenv_job *j;
-    bool made = false;
     int ret;
 
     if (!vm)
@@ -238,7 +226,7 @@ static int encenv_start(struct kc_op *op, bool apply)
     j->op = op;
     j->vm = vm;
     if (!apply && (stored_only(ee) || kc_value_has_unknown(ee))) {
-        ret = dstack_vm_generated(op, vm, false, &j->ids, j->salt, &made,
+        ret = dstack_vm_generated(op, vm, false, &j->ids, j->salt, NULL,
                                   kc_op_err(op));
         if (ret == 0)
             set_exists(op, &j->ids);
@@ -252,22 +240,18 @@ static int encenv_start(struct kc_op *op, bool apply)
         dstack_env_enc_read(vm, ee, kc_value_str(kc_op_desired(op, "base_dir")),
                             &j->enc, kc_op_err(op));
     if (ret == 0)
-        ret = dstack_vm_generated(op, vm, apply, &j->ids, j->salt, &made,
+        ret = dstack_vm_generated(op, vm, apply, &j->ids, j->salt, NULL,
                                   kc_op_err(op));
     if (ret < 0) {
         job_free(j);
         return ret;
     }
     j->have = ret == 0;
-    if (made) {
-        /* The ids and the salt are durable before the app id leaves. */
-        dstack_job_put(kc_op_provider_data(op), &j->job, op);
-        ret = kc_op_persist(op, on_persisted);
-        if (ret < 0)
-            dstack_job_take(kc_op_provider_data(op), op);
-    } else {
-        ret = start_fetch(j);
-    }
+    /* Values made now (the first apply) need no state write of their own
+     * before the request: it only reads from the KMS, and the engine writes
+     * the state before any dependent (the shared image, which leaves the
+     * machine) starts. */
+    ret = start_fetch(j);
     if (ret < 0)
         job_free(j);
     return ret;

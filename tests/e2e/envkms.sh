@@ -27,10 +27,9 @@ set -euo pipefail
 
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
 export KMSCTL_SIM=${KMSCTL_SIM:-$KC_BUILD_DIR/kmsctl-sim}
-for f in "$KC_BUILD_DIR/artifacts/contracts/DstackKms.sol/DstackKms.json" \
-    "$KC_SRC_DIR/.sandbox/images/dstack-sandbox-0.1.0/disk.raw"; do
-    [ -e "$f" ] || { echo "FAIL: $f is not built (cmake --build: test_contracts, sandbox_image)" >&2; exit 1; }
-done
+ARTIFACTS=$KC_BUILD_DIR/artifacts IMAGES=$KC_SRC_DIR/.sandbox/images
+[ -e "$ARTIFACTS/contracts/DstackKms.sol/DstackKms.json" ] && [ -e "$IMAGES/dstack-sandbox-0.1.0/disk.raw" ] ||
+    { echo "FAIL: build the test_contracts and sandbox_image targets first" >&2; exit 1; }
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
 
@@ -100,12 +99,12 @@ providers:
     private_key: "\${env:KC_CHAIN_KEY}"
     tx_timeout: 10s
 contracts:
-  artifacts: $KC_BUILD_DIR/artifacts
+  artifacts: $ARTIFACTS
   kms: {}
 kms_vms:
   dstack-kms:
     os_image: dstack-sandbox-0.1.0
-    image_search_paths: [$KC_SRC_DIR/.sandbox/images]
+    image_search_paths: [$IMAGES]
     key_provider: kms
     domain: kms.envkms.test
     mode: direct
