@@ -287,14 +287,22 @@ static void archive_work(uv_work_t *w)
             return;
         disk = j->raw;
     }
-    j->wstatus = dstack_osimage_archive_file(disk, j->tgz, &j->dg, &j->werr);
+    /* The archive has no name at all where the file system allows it
+     * (O_TMPFILE): a kill -9 while it is written (minutes for a boot disk)
+     * leaves nothing in TMPDIR. Elsewhere it is named until it is opened. */
+    j->fd = open(j->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (j->fd >= 0)
+        j->wstatus = dstack_osimage_archive_fd(disk, j->fd, &j->dg, &j->werr);
+    else
+        j->wstatus =
+            dstack_osimage_archive_file(disk, j->tgz, &j->dg, &j->werr);
     /* The generated disk (the shared one holds user_config's secrets in
      * plain text) is not needed once archived, and the archive is read
      * through its descriptor: both names go now, so that a crash or a second
      * Ctrl-C leaves no copy in TMPDIR. */
     if (j->generate)
         (void)unlink(j->raw);
-    if (j->wstatus == 0) {
+    if (j->wstatus == 0 && j->fd < 0) {
         j->fd = open(j->tgz, O_RDONLY | O_CLOEXEC);
         if (j->fd < 0)
             j->wstatus =
