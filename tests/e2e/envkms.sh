@@ -17,8 +17,8 @@
 #      the VM in place (shared disk swap), the value shown (sensitive); apply;
 #      the new .encrypted-env decrypts to the new value;
 #   5. the KMS's env key rotated (emulator): the plan changes the shared
-#      image again; an unreachable KMS fails the plan naming the URL, state
-#      untouched;
+#      image again and drift exits 4 naming it; an unreachable KMS fails the
+#      plan naming the URL, state untouched;
 #   6. the env secret values appear nowhere in the state, the plan JSON or
 #      --debug output (as text, hex and base64);
 #   7. destroy works (the KMS is not needed for it).
@@ -259,6 +259,14 @@ kms -X POST "$KMS_URL/kms-sim/rotate" >/dev/null
 K plan --json >plan4.json 2>plan4.err || { cat plan4.err; fail "plan 4"; }
 python3 -c 'import json,sys; a={r["address"]: r["action"] for r in json.load(open(sys.argv[1]))["resources"]}; assert a["gcp.image.dstack-kms-shared"]=="replace" and a["gcp.instance.dstack-kms"]=="update", a' plan4.json ||
     fail "plan after a key rotation: $(cat plan4.json)"
+set +e
+K drift --json >drift4.json 2>drift4.err
+rc=$?
+set -e
+# drift: the shared disk is behind (exit 4: apply would change it).
+[ "$rc" = 4 ] || fail "drift after a key rotation: exit $rc: $(cat drift4.json drift4.err)"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["differences"]; assert any(x["address"]=="gcp.image.dstack-kms-shared" and x["field"]=="encrypted_env" for x in d), d' drift4.json ||
+    fail "drift does not name the shared image: $(cat drift4.json)"
 cp state.json state.before
 kms_stop
 if K plan >plan5.out 2>&1; then fail "plan with the KMS down succeeded"; fi
@@ -266,7 +274,7 @@ grep -q "kms_vms.dstack-kms.env_encryption: KMS $KMS_URL: GetAppEnvEncryptPubKey
 cmp -s state.json state.before || fail "a failed plan changed the state"
 
 step "6. no secret in the state, the plans or the --debug output"
-no_secret state.json render.json render.err plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
+no_secret state.json render.json render.err drift4.json plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
 
 step "7. destroy, with the KMS down"
 K destroy --auto-approve >destroy.log 2>&1 || { cat destroy.log; fail "destroy"; }
