@@ -133,10 +133,6 @@ static void img_end(struct img_job *j, int status)
 
     if (j->fd >= 0)
         close(j->fd);
-    if (j->tgz)
-        unlink(j->tgz);
-    if (j->raw && j->generate)
-        unlink(j->raw);
     if (j->dir)
         rmdir(j->dir);
     free(j->dir);
@@ -253,63 +249,68 @@ static int image_observe(struct kc_op *op)
 
 /* ---- create: archive, upload unless present, insert ---- */
 
+/* A file in the job's folder whose name is gone at once: whatever happens
+ * to the process (kill -9 too), nothing kmsctl writes there (the shared
+ * disk holds user_config's secrets in plain text, its archive gzipped)
+ * stays in TMPDIR. */
+static int nameless_fd(const char *path, struct kc_err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return kc_err_from_errno(err, errno, "create '%s'", path);
+    (void)unlink(path);
+    return fd;
+}
+
 static void archive_work(uv_work_t *w)
 {
     struct img_job *j = kc_container_of(w, struct img_job, work);
     const char *disk = j->disk;
+    char proc[64];
+    int raw = -1;
 
-    if (j->generate && strcmp(j->generate, "shared") == 0) {
-        char digest[65];
-
-        j->sin.vm = j->vm;
-        j->wstatus = gcp_shared_render(&j->sin, j->raw, digest, NULL, &j->werr);
-        if (j->wstatus < 0)
-            return;
-        memcpy(j->label, digest, 48);
-        j->label[48] = '\0';
-        disk = j->raw;
-    } else if (j->generate) {
+    if (j->generate) {
         struct dstack_gptimg gi = { 0 };
-        char *end = NULL;
-        unsigned long long size;
+        char *end = NULL, digest[65];
+        unsigned long long size = 0;
 
-        if (strncmp(j->generate, "gpt:", 4) != 0 ||
-            !(size = strtoull(j->generate + 4, &end, 10)) || *end) {
+        if (strcmp(j->generate, "shared") != 0 &&
+            (strncmp(j->generate, "gpt:", 4) != 0 ||
+             !(size = strtoull(j->generate + 4, &end, 10)) || *end)) {
             j->wstatus =
                 kc_err_set(&j->werr, KC_EINVAL,
                            "generate '%s': expected gpt:<bytes>", j->generate);
             return;
         }
-        gi.size = size;
-        gi.seed = "kmsctl";
-        j->wstatus = dstack_gptimg_write_file(&gi, j->raw, 0600, &j->werr);
-        if (j->wstatus < 0)
+        raw = nameless_fd(j->raw, &j->werr);
+        if (raw < 0) {
+            j->wstatus = raw;
             return;
-        disk = j->raw;
-    }
-    /* The archive has no name at all where the file system allows it
-     * (O_TMPFILE): a kill -9 while it is written (minutes for a boot disk)
-     * leaves nothing in TMPDIR. Elsewhere it is named until it is opened. */
-    j->fd = open(j->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (j->fd >= 0)
-        j->wstatus = dstack_osimage_archive_fd(disk, j->fd, &j->dg, &j->werr);
-    else
-        j->wstatus =
-            dstack_osimage_archive_file(disk, j->tgz, &j->dg, &j->werr);
-    /* The generated disk (the shared one holds user_config's secrets in
-     * plain text) is not needed once archived, and the archive is read
-     * through its descriptor: both names go now, so that a crash or a second
-     * Ctrl-C leaves no copy in TMPDIR. */
-    if (j->generate)
-        (void)unlink(j->raw);
-    if (j->wstatus == 0 && j->fd < 0) {
-        j->fd = open(j->tgz, O_RDONLY | O_CLOEXEC);
-        if (j->fd < 0)
+        }
+        if (size) {
+            gi.size = size;
+            gi.seed = "kmsctl";
+            j->wstatus = dstack_gptimg_write_fd(&gi, raw, &j->werr);
+        } else {
+            j->sin.vm = j->vm;
             j->wstatus =
-                kc_err_from_errno(&j->werr, errno, "open '%s'", j->tgz);
-        else
-            (void)unlink(j->tgz);
+                gcp_shared_render(&j->sin, raw, digest, NULL, &j->werr);
+            if (j->wstatus == 0)
+                kc_snprintf(j->label, sizeof(j->label), "%.48s", digest);
+        }
+        /* The archiver opens a path: the descriptor's, as Linux shows it. */
+        kc_snprintf(proc, sizeof(proc), "/proc/self/fd/%d", raw);
+        disk = proc;
     }
+    if (j->wstatus == 0) {
+        j->fd = nameless_fd(j->tgz, &j->werr);
+        j->wstatus = j->fd < 0 ? j->fd : 0;
+    }
+    if (j->wstatus == 0)
+        j->wstatus = dstack_osimage_archive_fd(disk, j->fd, &j->dg, &j->werr);
+    if (raw >= 0)
+        close(raw);
 }
 
 static void archive_done(uv_work_t *w, int status)

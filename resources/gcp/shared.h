@@ -32,9 +32,10 @@ struct gcp_shared_in {
     size_t encrypted_env_len;
 };
 
-/* Writes the shared disk image to PATH (mode 0600); DIGEST gets its
- * SHA-256 (hex) and COMPOSE_HASH (optional, 65) the app-compose hash. */
-int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
-                      char digest[65], char *compose_hash, struct kc_err *err);
+/* Writes the shared disk image to FD (from its current position); DIGEST
+ * gets its SHA-256 (hex) and COMPOSE_HASH (optional, 65) the app-compose
+ * hash. */
+int gcp_shared_render(const struct gcp_shared_in *in, int fd, char digest[65],
+                      char *compose_hash, struct kc_err *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include "resources/dstack/vm.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "resources/gcp/shared.h"
@@ -360,7 +361,11 @@ Test(dstack_vm, gcp_shared_disk_matches_render_path)
     struct kc_err err = { 0 };
 
     cr_assert_eq(dstack_ids_fill(&sin.ids, NULL, &err), 0, "%s", err.msg);
-    cr_assert_eq(gcp_shared_render(&sin, p1, d1, hash, &err), 0, "%s", err.msg);
+    int fd = open(p1, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(gcp_shared_render(&sin, fd, d1, hash, &err), 0, "%s", err.msg);
+    close(fd);
     cr_assert_eq(read_vm(vm, ADDR, true, &v, &err), 0, "%s", err.msg);
     v.spec.os_image_hash = "ab";
     v.spec.ids = sin.ids;
