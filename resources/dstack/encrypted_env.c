@@ -3,7 +3,7 @@
  * whether the shared disk changes (see dstack_kinds.h). */
 #include "resources/dstack/dstack_kinds.h"
 
-#include "resources/dstack/dstack.h"
+#include "reconcile/hex.h"
 #include "resources/dstack/kmsrpc.h"
 #include "resources/dstack/vm.h"
 
@@ -88,7 +88,7 @@ int dstack_vm_generated(struct kc_op *op, const char *vm, bool generate,
         char hex[2 * DSTACK_ENV_SALT_LEN + 1];
         struct kc_value *s;
 
-        dstack_hex(salt, DSTACK_ENV_SALT_LEN, hex);
+        kc_hex_encode(salt, DSTACK_ENV_SALT_LEN, hex);
         s = kc_value_new_str(hex);
         ret = kc_op_generated_put(op, ksalt, s, err);
         kc_value_free(s);
@@ -145,7 +145,7 @@ static void on_key(struct dstack_kms_env_key *c, int status)
         job_end(j, ret);
         return;
     }
-    dstack_hex(c->pubkey, 32, pk);
+    kc_hex_encode(c->pubkey, 32, pk);
     kc_log(kc_op_log(op), KC_LOG_DEBUG, "dstack",
            "%s: env encryption key %s (signed by the pinned KMS key)",
            kc_op_address(op), pk);
@@ -161,7 +161,7 @@ static void on_key(struct dstack_kms_env_key *c, int status)
     } else {
         char *hex = kc_xmalloc(2 * ct.len + 1);
 
-        dstack_hex((const unsigned char *)ct.data, ct.len, hex);
+        kc_hex_encode((const unsigned char *)ct.data, ct.len, hex);
         set_exists(op, &j->ids);
         kc_op_set_output(op, "public_key", kc_value_new_str(pk));
         /* Public bytes, but with the salt (state) they let one test a
