@@ -136,7 +136,9 @@ decrypt_shared() {
     rm -rf shared && mkdir shared && tar -xzf shared.tar.gz -C shared
     app=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["generated"]["kms_vms.dstack-kms.app_id"])' state.json)
     kms "$KMS_URL/kms-sim/env-secret/$app" >secret.json
-    python3 - shared/disk.raw secret.json <<'PY'
+    # Debian's python3 (scripts/deps.sh installs python3-cryptography for it),
+    # not whichever python3 comes first on PATH.
+    /usr/bin/python3 - shared/disk.raw secret.json <<'PY'
 import json, struct, sys
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
