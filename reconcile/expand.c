@@ -609,6 +609,30 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
         kc_expand_set_value(shared, "base_dir", kc_value_new_str(doc->dir));
     kc_expand_set_value(shared, "guest_os_features",
                         str_list("GVNIC", NULL, NULL));
+    /* key_provider kms: .encrypted-env, made at plan time by
+     * dstack.encrypted_env (resources/dstack/dstack_kinds.h). */
+    if (scalar(kc_node_get(vm, "key_provider")) &&
+        strcmp(scalar(kc_node_get(vm, "key_provider")), "kms") == 0) {
+        const struct kc_node *ee = kc_node_get(vm, "env_encryption");
+        struct kc_resource *enc;
+        char *a_enc = kc_xasprintf("dstack.encrypted_env.%s", name);
+
+        ret = kc_expand_add(ex, "dstack.encrypted_env", name, vm, &enc, err);
+        if (ret == 0) {
+            kc_expand_set_value(enc, "vm_name", kc_value_new_str(name));
+            kc_expand_set_node(ex, enc, "env_encryption", ee, err);
+            if (doc->dir)
+                kc_expand_set_value(enc, "base_dir",
+                                    kc_value_new_str(doc->dir));
+            kc_expand_set_node(ex, shared, "env_kms_url",
+                               kc_node_get(ee, "kms_url"), err);
+            kc_expand_set_ref(shared, "encrypted_env", a_enc,
+                              "encrypted_env");
+        }
+        free(a_enc);
+        if (ret < 0)
+            goto out;
+    }
 
     /* The data disk: its own resource (the KMS's keys live there). */
     ret = kc_expand_add(ex, "gcp.disk", dname, vm, &disk, err);
