@@ -1447,7 +1447,10 @@ static bool same(const struct kc_value *stored, const struct kc_value *v,
 }
 
 /* After apply: noop items that exist are recorded as they are now (an
- * adopted object, new outputs), without calling any provider. */
+ * adopted object, new outputs), without calling any provider. A write-ahead
+ * intent left for such an item by a crashed run is resolved: the object it
+ * guarded exists and matches the manifest (e.g. an instance that a killed
+ * apply launched, adopted by its ownership tags). */
 static bool record_noops(struct kc_engine *eng)
 {
     const char *salt = kc_state_salt(eng->state);
@@ -1461,6 +1464,8 @@ static bool record_noops(struct kc_engine *eng)
         if (it->excluded || it->action != KC_ACTION_NOOP || !it->exists ||
             it->res->orphan || (it->type->flags & KC_KIND_DATA))
             continue;
+        if (kc_state_intent_clear(eng->state, it->res->address))
+            changed = true;
         rec = kc_state_get(eng->state, it->res->address);
         if (rec &&
             ((!rec->provider_id && !it->id) ||

@@ -4,7 +4,9 @@
  * list (the fake provider, through the real engine) and entries a resource
  * watches (on-chain allowlist entries, recorded by kc_op_found_entry): both
  * in the plan's "unmanaged" (valid against schemas/plan.schema.json) and in
- * drift's JSON, an entry counted once, with its resource. */
+ * drift's JSON, an entry counted once, with its resource. Also what a
+ * crashed run leaves behind: a write-ahead intent whose object exists and
+ * matches the manifest is resolved by the next apply. */
 #include "reconcile/plan.h"
 
 #include <criterion/criterion.h>
@@ -12,6 +14,7 @@
 
 #include "reconcile/graph.h"
 #include "reconcile/schema.h"
+#include "reconcile/state.h"
 #include "tests/unit/helpers/engine_run.h"
 #include "tests/unit/helpers/fake_provider.h"
 #include "tests/unit/helpers/state_testutil.h"
@@ -189,4 +192,45 @@ Test(unmanaged, entries_of_a_resource_are_listed_once_and_counted_with_it)
     json_object_put(pj);
     json_object_put(dj);
     kc_plan_free(plan);
+}
+
+Test(unmanaged, a_crashed_runs_intent_is_resolved_once_its_object_exists)
+{
+    struct engine_run *r = engine_run_new(&kc_provider_fake, pcfg, state_path);
+    struct kc_state *st = NULL;
+    struct kc_value *data = kc_value_new_map();
+    struct kc_err err = { 0 };
+
+    cr_assert_eq(engine_run_plan(r, one_thing(), false), 0, "%s",
+                 engine_run_error(r));
+    cr_assert_eq(engine_run_apply(r), 0, "%s", engine_run_error(r));
+    engine_run_free(r);
+    /* As a run killed after its intent but before it learnt the result. */
+    cr_assert_eq(kc_state_load(state_path, &st, &err), 0, "%s", err.msg);
+    kc_value_map_set(data, "token", kc_value_new_str("t-1"));
+    cr_assert_eq(
+        kc_state_intent_put(st, "fake.thing.keep", "create", data, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(kc_state_write(st, &err), 0, "%s", err.msg);
+    kc_state_free(st);
+    kc_value_free(data);
+
+    /* A plan (read-only, as drift) leaves it; an apply resolves it. */
+    r = engine_run_new(&kc_provider_fake, pcfg, state_path);
+    engine_run_engine(r)->readonly = true;
+    cr_assert_eq(engine_run_plan(r, one_thing(), false), 0, "%s",
+                 engine_run_error(r));
+    cr_assert_not_null(
+        kc_state_intent_get(engine_run_state(r), "fake.thing.keep"));
+    engine_run_free(r);
+    r = engine_run_new(&kc_provider_fake, pcfg, state_path);
+    cr_assert_eq(engine_run_plan(r, one_thing(), false), 0, "%s",
+                 engine_run_error(r));
+    cr_assert_eq(engine_run_item(r, "fake.thing.keep")->action, KC_ACTION_NOOP);
+    cr_assert_eq(engine_run_apply(r), 0, "%s", engine_run_error(r));
+    engine_run_free(r);
+    cr_assert_eq(kc_state_load(state_path, &st, &err), 0, "%s", err.msg);
+    cr_assert_null(kc_state_intent_get(st, "fake.thing.keep"));
+    cr_assert_not_null(kc_state_get(st, "fake.thing.keep"));
+    kc_state_free(st);
 }
