@@ -23,8 +23,8 @@ K="$KC_BUILD_DIR/kmsctl-enginetest"
 [ -x "$K" ] || { echo "engine_bench: $K is not built (cmake --build $KC_BUILD_DIR --target kmsctl-enginetest)" >&2; exit 1; }
 n=${1:-200}
 delay=${2:-200}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/kc-engine-bench.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+. "${KC_SRC_DIR:-$(dirname "$0")/../..}/tests/e2e/lib/common.sh"
+kc_tmpdir dir
 cd "$dir"
 
 # measure LABEL CMD...: runs CMD (must exit 0, or 0/2 for plans asked with

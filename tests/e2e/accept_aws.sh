@@ -21,8 +21,7 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-accept-aws.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
+kc_tmpdir tmp
 sim_start ec2 21
 export KMSCTL_SANDBOX_SIM=$SIM_URL
 # Terminated instances vanish from Describe* after 3 s instead of 60 s
@@ -32,12 +31,6 @@ sim_patch_object ec2 config faults '{"attrs":{"terminated_keep_ms":3000}}' >/dev
 AKID=AKIDKMSCTLSANDBOX01
 SECRET=kmsctlSandboxSecretKey0000000000000000000
 
-fail() {
-    echo "accept_aws.sh: FAIL: $*" >&2
-    tail -n 40 "$SIM_LOG" >&2
-    exit 1
-}
-has() { grep -qF -- "$1" <<<"$2" || fail "expected '$1' in: $2"; }
 
 cd "$tmp"
 cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" .

@@ -10,16 +10,10 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-changes.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
+kc_tmpdir tmp
 sim_start ec2 13
 export KMSCTL_SANDBOX_SIM=$SIM_URL
 
-fail() {
-    echo "aws_changes.sh: FAIL: $*" >&2
-    tail -n 30 "$SIM_LOG" >&2
-    exit 1
-}
 
 cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"
 cd "$tmp"

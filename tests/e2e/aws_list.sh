@@ -13,16 +13,9 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-list.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
+kc_tmpdir tmp
 sim_start ec2 12
 
-fail() {
-    echo "aws_list.sh: FAIL: $*" >&2
-    echo "--- simulator log (tail)" >&2
-    tail -n 40 "$SIM_LOG" >&2
-    exit 1
-}
 
 AKID=AKIDKMSCTLSANDBOX01
 SECRET=$(awk -F' = ' '/aws_secret_access_key/ {print $2}' \

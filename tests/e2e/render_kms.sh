@@ -9,17 +9,10 @@
 set -euo pipefail
 
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}"
-work=$(mktemp -d /tmp/kc-render-kms-XXXXXX)
-SIM_ON_EXIT='rm -rf "$work"'
-trap 'rm -rf "$work"' EXIT
-cd "$work"
 # shellcheck source=lib/sim.sh
 source "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+kc_tmpdir work
+cd "$work"
 
 bash "$KC_SRC_DIR/scripts/mkimage.sh" "$work/images" >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
