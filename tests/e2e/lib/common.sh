@@ -3,8 +3,13 @@
 #
 #   . "$KC_SRC_DIR/tests/e2e/lib/common.sh"
 #
-# It installs the one EXIT trap (and INT/TERM traps that exit through it, so a test killed by
-# ctest's timeout still stops its servers):
+# Sourcing it makes the test hermetic: the caller's cloud credentials and
+# sandbox variables (AWS_ACCESS_KEY_ID, AWS_PROFILE, GOOGLE_*, KMSCTL_SANDBOX_*,
+# ...) are unset, so a CI box or a developer shell that has real ones does
+# not change what kmsctl signs with or where it connects (kmsctl follows the
+# AWS CLI: AWS_ACCESS_KEY_ID wins over a credentials_file). It also installs
+# the one EXIT trap (and INT/TERM traps that exit through it, so a test that
+# ctest's timeout kills still stops its servers):
 #
 #   kc_on_exit CMD          CMD (eval'd) runs at exit, the last registered
 #                           first; $KC_EXIT_RC is the test's exit code, which
@@ -37,6 +42,15 @@
 [ -z "${KC_COMMON_SH:-}" ] || return 0
 KC_COMMON_SH=1
 KC_TEST=$(basename "$0")
+
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN \
+    AWS_SECURITY_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_REGION \
+    AWS_DEFAULT_REGION AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE \
+    AWS_EC2_METADATA_DISABLED AWS_EC2_METADATA_SERVICE_ENDPOINT \
+    AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_CREDENTIALS_FULL_URI \
+    AWS_WEB_IDENTITY_TOKEN_FILE AWS_ROLE_ARN \
+    GOOGLE_APPLICATION_CREDENTIALS GOOGLE_OAUTH_ACCESS_TOKEN CLOUDSDK_CONFIG \
+    GCE_METADATA_HOST KMSCTL_SANDBOX_RPC KMSCTL_SANDBOX_SIM KMSCTL_SANDBOX_KEY
 
 KC__ON_EXIT=()
 KC_EXIT_RC=0
