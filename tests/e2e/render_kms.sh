@@ -85,7 +85,7 @@ jq -e '.key_provider == "kms" and .allowed_envs == ["API_SECRET","TOKEN"]' out1/
     fail "app-compose: $(cat out1/app-compose.json)"
 # On the shared disk: listed by fsck.fat, its bytes in the image (one cluster;
 # mtools reads FAT32 only from 32 MiB up, see test_dstack_fat.c).
-fsck.fat -n -l out1/shared.img 2>&1 | grep -q '/.encrypted-env' ||
+fsck.fat -n -l out1/shared.img 2>&1 | grep '/.encrypted-env' >/dev/null ||
     fail ".encrypted-env not on shared.img: $(fsck.fat -n -l out1/shared.img 2>&1)"
 python3 -c 'import sys; sys.exit(open(sys.argv[1], "rb").read().find(open(sys.argv[2], "rb").read()) < 0)' \
     out1/shared.img out1/.encrypted-env || fail ".encrypted-env bytes not in shared.img"
