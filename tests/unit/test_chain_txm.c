@@ -421,7 +421,10 @@ Test(chain_txm, nonce_too_low_resyncs_and_hook_sees_the_new_address,
                         NULL);
     cr_assert_not_null(r);
     json_object_put(r);
-    usleep(300000);
+    /* mined (automine): the node counts it before the manager sends */
+    for (int i = 0; i < 1200 && nonce_of(self, "latest") <= n; i++)
+        usleep(50000);
+    cr_assert_eq(nonce_of(self, "latest"), n + 1, "the transfer was not mined");
     /* a deploy now: nonce n is gone, the manager must move to n + 1 */
     h.w.req.what = "deploy DstackApp";
     h.w.req.input = E.app->bytecode;
