@@ -58,6 +58,28 @@ static struct kc_resource *thing(struct kc_graph *g, const char *kind,
     return r;
 }
 
+/* A graph of one resource: KIND.NAME with value VALUE. */
+static struct kc_graph *one_graph(const char *kind, const char *name,
+                                  const char *value)
+{
+    struct kc_graph *g = kc_graph_new();
+
+    thing(g, kind, name, value);
+    return g;
+}
+
+/* Plans G (taken; DESTROY: everything goes) and applies it, no delay:
+ * both must succeed. */
+static void plan_and_apply(struct kc_graph *g, bool destroy)
+{
+    struct test_run r;
+
+    run_init(&r, 0, 10);
+    cr_assert_eq(test_run_plan(&r, g, destroy), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
+}
+
 /* A graph: a <- b <- c (c refers to b's ip, b to a's id) and d alone. */
 static struct kc_graph *chain_graph(void)
 {
@@ -261,11 +283,7 @@ Test(engine, a_second_apply_makes_no_mutating_call)
     struct test_run r;
     int64_t serial;
 
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, chain_graph(), false), 0, "%s",
-                 r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(chain_graph(), false);
     fake_world_reset_counters(world);
 
     run_init(&r, 0, 10);
@@ -468,17 +486,6 @@ Test(engine, plan_json_is_valid_against_its_schema_and_hides_secrets)
     test_run_fini(&r);
 }
 
-static void apply_chain(void)
-{
-    struct test_run r;
-
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, chain_graph(), false), 0, "%s",
-                 r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
-}
-
 Test(engine, drift_tells_external_changes_from_manifest_changes)
 {
     struct test_run r;
@@ -487,7 +494,7 @@ Test(engine, drift_tells_external_changes_from_manifest_changes)
     bool ext, man;
     struct json_object *rep, *diffs, *d0;
 
-    apply_chain();
+    plan_and_apply(chain_graph(), false);
     /* In sync. */
     run_init(&r, 0, 10);
     r.eng.readonly = true;
@@ -559,10 +566,7 @@ Test(engine, ignore_drift_fields_are_not_reported)
 
     kc_resource_set_value(thing(g, "fake.thing", "l", "L"), "label",
                           kc_value_new_str("mine"));
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(g, false);
     fake_world_set_attr(world, "fake.thing.l", "label", "theirs");
     g = kc_graph_new();
     kc_resource_set_value(thing(g, "fake.thing", "l", "L"), "label",
@@ -585,10 +589,7 @@ Test(engine, a_force_new_field_replaces_and_names_the_field)
     g = kc_graph_new();
     kc_resource_set_value(thing(g, "fake.thing", "x", "X"), "size",
                           kc_value_new_int(1));
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(g, false);
 
     g = kc_graph_new();
     kc_resource_set_value(thing(g, "fake.thing", "x", "Y"), "size",
@@ -623,12 +624,7 @@ Test(engine, replacing_an_identity_needs_consent)
     struct test_run r;
     char *consent[] = { "fake.identity.kms" };
 
-    g = kc_graph_new();
-    thing(g, "fake.identity", "kms", "v1");
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(one_graph("fake.identity", "kms", "v1"), false);
 
     /* Destroy without consent: refused before anything starts. */
     g = kc_graph_new();
@@ -657,7 +653,7 @@ Test(engine, resources_gone_from_the_manifest_are_deleted_dependents_first)
     struct kc_graph *g;
     struct test_run r;
 
-    apply_chain();
+    plan_and_apply(chain_graph(), false);
     g = kc_graph_new();
     thing(g, "fake.thing", "d", "D");
     run_init(&r, 0, 10);
@@ -696,12 +692,7 @@ Test(engine, a_contract_is_left_in_place_on_destroy)
     struct kc_graph *g;
     struct test_run r;
 
-    g = kc_graph_new();
-    thing(g, "fake.contract", "kms", "v");
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, g, false), 0, "%s", r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(one_graph("fake.contract", "kms", "v"), false);
     g = kc_graph_new();
     thing(g, "fake.contract", "kms", "v");
     run_init(&r, 0, 10);
@@ -952,11 +943,7 @@ Test(engine, observes_run_at_once_whatever_the_dependencies)
     struct test_run r;
     uint64_t one, ms;
 
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, seq_graph(6), false), 0, "%s",
-                 r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(seq_graph(6), false);
 
     one = plan_six(&r, 1); /* one observe at a time: 900 ms at least */
     cr_assert_eq(r.eng.max_running, 1);
@@ -979,7 +966,7 @@ Test(engine, an_object_with_the_label_but_not_managed_is_reported)
     struct kc_buf out;
     bool ext, man;
 
-    apply_chain();
+    plan_and_apply(chain_graph(), false);
     /* Someone made an object of this deployment outside kmsctl. */
     w = fake_world_load(world);
     json_object_object_get_ex(w, "objects", &objs);
@@ -1029,11 +1016,7 @@ Test(engine, an_observe_sees_the_last_known_outputs_of_its_dependencies)
     struct test_run r;
     bool ext, man;
 
-    run_init(&r, 0, 10);
-    cr_assert_eq(test_run_plan(&r, entry_graph(), false), 0, "%s",
-                 r.eng.err.msg);
-    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
-    test_run_fini(&r);
+    plan_and_apply(entry_graph(), false);
 
     run_init(&r, 0, 10);
     kc_value_map_set(KC_UNCONST(kc_value_map_get(r.pcfg, "fake")),
