@@ -9,27 +9,17 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-kc_tmpdir tmp
-sim_start ec2 17
-export KMSCTL_SANDBOX_SIM=$SIM_URL
-
-cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"
-cd "$tmp"
+sim_aws_setup 17
 ssh-keygen -q -t ed25519 -N '' -C crash -f key
-cat >m.yaml <<'EOF'
-version: 1
-name: crash
-providers:
-  aws:
-    region: us-east-1
-    credentials_file: ./aws-credentials
-    endpoint: "${env:KMSCTL_SANDBOX_SIM}/ec2"
-nitro_hosts:
+{
+    sim_aws_manifest_head crash
+    cat <<'EOF'
   host:
     instance_type: c5.xlarge
     enclave: {cpu_count: 2, memory_mib: 512}
     ssh: {key_name: crash, public_key: ./key.pub}
 EOF
+} >m.yaml
 live() {
     sim_inventory service=ec2 | python3 -c '
 import json, sys

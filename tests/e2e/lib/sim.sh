@@ -101,3 +101,43 @@ sim_route_count() {
 sim_count() {
     sim_requests | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
+
+# sim_aws_setup SEED: for an EC2 test: $tmp (removed at exit) holds the
+# simulator's aws-credentials and is the working folder; kmsctl-sim runs
+# ec2 with SEED, its URL in KMSCTL_SANDBOX_SIM.
+sim_aws_setup() {
+    kc_tmpdir tmp
+    sim_start ec2 "$1"
+    export KMSCTL_SANDBOX_SIM=$SIM_URL
+    cp "${KC_SRC_DIR:?}/tests/sim/creds/aws-credentials" "$tmp/"
+    cd "$tmp"
+}
+# sim_aws_manifest_head NAME: a manifest's first lines up to "nitro_hosts:":
+# providers.aws on the simulator (./aws-credentials, EC2 and IMDS).
+sim_aws_manifest_head() {
+    cat <<EOF
+version: 1
+name: $1
+providers:
+  aws:
+    region: us-east-1
+    credentials_file: ./aws-credentials
+    endpoint: "\${env:KMSCTL_SANDBOX_SIM}/ec2"
+    imds_endpoint: "\${env:KMSCTL_SANDBOX_SIM}/imds"
+nitro_hosts:
+EOF
+}
+
+# sim_ec2 ACTION [NAME=VALUE...]: one EC2 Query call to the simulator signed
+# by curl's own SigV4 (--aws-sigv4), not kmsctl's, with the test key pair
+# ($SIM_AKID, $SIM_SECRET: tests/sim/creds/aws-credentials).
+SIM_AKID=AKIDKMSCTLSANDBOX01
+SIM_SECRET=kmsctlSandboxSecretKey0000000000000000000
+sim_ec2() {
+    local args=(--data-urlencode "Action=$1" --data-urlencode "Version=2016-11-15") kv
+    shift
+    for kv in "$@"; do args+=(--data-urlencode "$kv"); done
+    curl -sS --aws-sigv4 "aws:amz:us-east-1:ec2" --user "$SIM_AKID:$SIM_SECRET" \
+        -H 'Content-Type: application/x-www-form-urlencoded; charset=utf-8' \
+        "${args[@]}" "$SIM_URL/ec2/"
+}
