@@ -15,23 +15,8 @@ KMSCTL="${KMSCTL:-$build/kmsctl}"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
 kc_tmpdir work
 
-hash_n() { printf '0x%064x' "$1"; }
-manifest() {
-  {
-    KC_BUILD_DIR=$build chain_manifest_head chainbench
-    cat <<YAML
-  kms: {}
-  os_images: [$(hash_n 1), $(hash_n 2)]
-  kms_allowlist:
-    aggregated_mrs: [$(hash_n 3)]
-    device_ids: [$(hash_n 4)]
-  apps:
-    keys:
-      allow_any_device: true
-      compose_hashes:
-YAML
-    for i in $(seq 1 "$1"); do echo "        - $(hash_n $((1000 + i)))"; done
-  } > "$work/m.yaml"
+manifest() { # N_COMPOSE_HASHES
+  KC_BUILD_DIR=$build chain_manifest_keys chainbench "" "$1" > "$work/m.yaml"
 }
 requests() { grep -c 'POST .* -> ' "$1" || true; }
 block() { printf '%d' "$(anvil_rpc eth_blockNumber)"; }

@@ -31,16 +31,7 @@ cd "$dir"
 # --detailed-exitcode where 0 is wanted), sets $ms (wall) and $rss (peak
 # RSS in MiB of the child).
 measure() {
-    python3 - "$@" >measure.out <<'EOF'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL,
-                   stdout=open("cmd.out", "w"), stderr=subprocess.STDOUT)
-ms = (time.monotonic() - t) * 1000
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(p.returncode, int(ms), f"{rss:.1f}")
-EOF
-    read -r rc ms rss <measure.out
+    kc_measure "$@"
     if [ "$rc" != 0 ]; then
         echo "engine_bench: '$*' exited $rc:" >&2
         tail -20 cmd.out >&2

@@ -28,16 +28,7 @@ S=$w/state.json
 measure() {
     local s0 m0
     s0=$(sim_count total) m0=$(sim_count mutating)
-    python3 - "$K" "$@" --debug >"$w/measure.out" <<'EOF'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL,
-                   stdout=open("cmd.out", "w"), stderr=subprocess.STDOUT)
-ms = (time.monotonic() - t) * 1000
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(p.returncode, int(ms), f"{rss:.1f}")
-EOF
-    read -r rc ms rss <"$w/measure.out"
+    kc_measure "$K" "$@" --debug
     if [ "$rc" != 0 ]; then
         echo "engine_sandbox_bench: 'kmsctl $*' exited $rc:" >&2
         grep -v '^debug' cmd.out | tail -20 >&2

@@ -11,24 +11,8 @@ set -euo pipefail
 
 kc_tmpdir work
 
-hash_n() { printf '0x%064x' "$1"; }
-
 manifest() { # manifest FILE N_COMPOSE_HASHES OFFSET
-  {
-    chain_manifest_head chainblocks 60s
-    cat <<YAML
-  kms: {}
-  os_images: [$(hash_n 1), $(hash_n 2)]
-  kms_allowlist:
-    aggregated_mrs: [$(hash_n 3)]
-    device_ids: [$(hash_n 4)]
-  apps:
-    keys:
-      allow_any_device: true
-      compose_hashes:
-YAML
-    for i in $(seq 1 "$2"); do echo "        - $(hash_n $((1000 + $3 + i)))"; done
-  } > "$1"
+  chain_manifest_keys chainblocks 60s "$2" "$3" > "$1"
 }
 
 # Blocks holding transactions of FROM since block START: "first last count

@@ -154,3 +154,24 @@ process.stdout.write(JSON.stringify({ version: 3, id: crypto.randomUUID(), crypt
   kdf: 'pbkdf2', kdfparams: { c: 4096, dklen: 32, prf: 'hmac-sha256', salt: salt.toString('hex') }, mac } }));
 JS
 }
+
+# chain_manifest_keys NAME TX_TIMEOUT N [OFFSET]: a whole manifest on anvil:
+# the KMS, os images 1 and 2, aggregated MR 3 and device 4 allowed, and app
+# "keys" (any device) with N compose hashes, 1000+OFFSET+1.. (32-byte
+# numbers). TX_TIMEOUT may be "" (the default).
+chain_manifest_keys() {
+  local i
+  chain_manifest_head "$1" "$2"
+  cat <<YAML
+  kms: {}
+  os_images: [$(printf '0x%064x' 1), $(printf '0x%064x' 2)]
+  kms_allowlist:
+    aggregated_mrs: [$(printf '0x%064x' 3)]
+    device_ids: [$(printf '0x%064x' 4)]
+  apps:
+    keys:
+      allow_any_device: true
+      compose_hashes:
+YAML
+  for i in $(seq 1 "$3"); do printf '        - 0x%064x\n' $((1000 + ${4:-0} + i)); done
+}

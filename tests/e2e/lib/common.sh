@@ -150,3 +150,21 @@ bg_wait() {
     wait_exit "$BG" "$1" || return 1
     BG=
 }
+
+# kc_measure CMD...: runs CMD (stdin /dev/null, stdout and stderr in
+# ./cmd.out); sets $rc, $ms (wall time) and $rss (peak RSS of the child, in
+# MiB). For the benches.
+kc_measure() {
+    local r
+    r=$(python3 - "$@" <<'EOF'
+import resource, subprocess, sys, time
+t = time.monotonic()
+p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL,
+                   stdout=open("cmd.out", "w"), stderr=subprocess.STDOUT)
+ms = (time.monotonic() - t) * 1000
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(p.returncode, int(ms), f"{rss:.1f}")
+EOF
+    )
+    read -r rc ms rss <<<"$r"
+}
