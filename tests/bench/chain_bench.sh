@@ -24,8 +24,7 @@ block() { printf '%d' "$(anvil_rpc eth_blockNumber)"; }
 printf '%-5s %-11s %6s %13s %8s %16s\n' N parallelism txs http_requests blocks noop_plan_reqs
 for par in 10 128; do
   for n in 1 10 50 100; do
-    anvil_start --block-time 1
-    export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+    chain_node_start --block-time 1
     rm -rf "$work/.kmsctl"
     manifest "$n"
     b0="$(block)"

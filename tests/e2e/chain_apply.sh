@@ -47,8 +47,7 @@ nonce() { anvil_rpc eth_getTransactionCount "[\"$1\",\"latest\"]"; }
 send_as() { anvil_rpc eth_sendTransaction "[{\"from\":\"$1\",\"to\":\"$2\",\"data\":\"$3\"}]" >/dev/null; }
 out() { "$KMSCTL" output -f "$work/m.yaml" | awk -v k="$1" '$1 == k {print $3}'; }
 
-anvil_start
-export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+chain_node_start
 manifest "$work/m.yaml" false
 
 # 1. full apply from nothing (traced: the key must not show)

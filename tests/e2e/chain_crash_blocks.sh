@@ -18,12 +18,9 @@ manifest() { # manifest FILE N_COMPOSE_HASHES OFFSET
 # Blocks holding transactions of FROM since block START: "first last count
 # creations".
 # --- 1. kill -9 while the deploys are in the mempool --------------------
-anvil_start --no-mining
-export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+chain_node_start --no-mining
 manifest "$work/m.yaml" 2 0
-bg_start "$work/crash.log" "$KMSCTL" apply --auto-approve -f "$work/m.yaml"
-wait_until 60 anvil_pending_ge 2 ||
-  fail "the two implementation deploys never reached the pool: $(cat "$work/crash.log")"
+chain_apply_until_pending 2 "$work/crash.log" "$work/m.yaml"
 bg_kill
 grep -q '"app_impl"' "$work/.kmsctl/chainblocks.state.json" ||
   fail "no write-ahead intent in the state before the broadcast"
@@ -45,8 +42,7 @@ anvil_stop
 #     transaction is then replaced by another with the same nonce and higher
 #     fees (as a fee-bumped re-broadcast would be), so the hash kmsctl
 #     recorded never gets a receipt: the next run finds the app by nonce
-anvil_start
-export E2E_RPC="$ANVIL_URL"
+chain_node_start
 rm -rf "$work/.kmsctl"
 manifest "$work/m.yaml" 0 0
 sed -i '/^  apps:/,$d' "$work/m.yaml"
@@ -54,9 +50,7 @@ sed -i '/^  apps:/,$d' "$work/m.yaml"
 KMS="$("$KMSCTL" output -f "$work/m.yaml" | awk '$1 == "chain.kms.main.address" {print $3}')"
 manifest "$work/m.yaml" 2 0
 anvil_rpc evm_setAutomine "[false]" >/dev/null
-bg_start "$work/crash2.log" "$KMSCTL" apply --auto-approve -f "$work/m.yaml"
-wait_until 60 anvil_pending_ge 1 ||
-  fail "deployAndRegisterApp never reached the pool: $(cat "$work/crash2.log")"
+chain_apply_until_pending 1 "$work/crash2.log" "$work/m.yaml"
 bg_kill
 read -r oldhash txjson < <(anvil_rpc txpool_content | python3 -c '
 import json, sys
@@ -87,8 +81,7 @@ ok "kill -9 during the app creation, transaction replaced: the next run found th
 anvil_stop
 
 # --- 2. one-second blocks: the whole section, then 50 compose hashes ----
-anvil_start --block-time 1
-export E2E_RPC="$ANVIL_URL"
+chain_node_start --block-time 1
 rm -rf "$work/.kmsctl"
 manifest "$work/m.yaml" 2 0
 start="$(anvil_rpc eth_blockNumber)"

@@ -18,11 +18,8 @@ YAML
 } > "$work/m.yaml"
 state="$work/.kmsctl/chainint.state.json"
 
-anvil_start --no-mining
-export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
-bg_start "$work/int.log" "$KMSCTL" apply --auto-approve -f "$work/m.yaml"
-wait_until 60 anvil_pending_ge 2 ||
-  fail "the implementation deploys never reached the pool: $(cat "$work/int.log")"
+chain_node_start --no-mining
+chain_apply_until_pending 2 "$work/int.log" "$work/m.yaml"
 sleep 0.5 # let the receipt polling start
 anvil_stop # the node dies with the transactions unmined
 t0=$SECONDS
@@ -37,8 +34,7 @@ grep -q '"app_impl"' "$state" || fail "the write-ahead intent is not in the stat
 ok "SIGTERM with a dead node: exit 130 after $((t1 - t0)) s, intents recorded"
 
 # The node is back (empty: the unmined transactions died with it).
-anvil_start
-export E2E_RPC="$ANVIL_URL"
+chain_node_start
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/again.log" 2>&1 ||
   fail "apply after the interrupted run: $(cat "$work/again.log")"
 creations="$(anvil_creations "$ANVIL_ADDR0")"

@@ -15,11 +15,8 @@ kc_tmpdir work
 } > "$work/m.yaml"
 state="$work/.kmsctl/chainrec.state.json"
 
-anvil_start --no-mining
-export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
-bg_start "$work/first.log" "$KMSCTL" apply --auto-approve -f "$work/m.yaml"
-wait_until 60 anvil_pending_ge 2 ||
-  fail "the implementation deploys never reached the pool: $(cat "$work/first.log")"
+chain_node_start --no-mining
+chain_apply_until_pending 2 "$work/first.log" "$work/m.yaml"
 bg_kill
 grep -q '"app_impl"' "$state" || fail "the write-ahead intent is not in the state"
 "$KMSCTL" state unlock -f "$work/m.yaml" > /dev/null

@@ -175,3 +175,19 @@ chain_manifest_keys() {
 YAML
   for i in $(seq 1 "$3"); do printf '        - 0x%064x\n' $((1000 + ${4:-0} + i)); done
 }
+
+# chain_node_start [ANVIL ARGS...]: anvil_start, and E2E_RPC/E2E_KEY (what
+# chain_manifest_head's manifests read) exported for it.
+chain_node_start() {
+  anvil_start "$@" || return 1
+  export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+}
+
+# chain_apply_until_pending N LOG MANIFEST: `kmsctl apply` of MANIFEST in the
+# background (bg_start, output in LOG) until the node's pool holds N
+# transactions (60 s at most, else the test fails); the run goes on ($BG).
+chain_apply_until_pending() {
+  bg_start "$2" "${KMSCTL:?}" apply --auto-approve -f "$3"
+  wait_until 60 anvil_pending_ge "$1" ||
+    fail "fewer than $1 transactions ever reached the pool: $(cat "$2")"
+}
