@@ -59,6 +59,20 @@ static bool same_member(struct json_object *a, struct json_object *b,
     return json_object_equal(x, y) != 0;
 }
 
+/* "BEFORE -> AFTER" of the plan change C, shortened, in BUF (each side is
+ * under 96 bytes, so it always fits). */
+static const char *change_text(struct json_object *c, char buf[196])
+{
+    struct json_object *before = NULL, *after = NULL;
+    char b1[96], b2[96];
+
+    json_object_object_get_ex(c, "before", &before);
+    json_object_object_get_ex(c, "after", &after);
+    snprintf(buf, 196, "%s -> %s", short_json(before, b1, sizeof(b1)),
+             short_json(after, b2, sizeof(b2)));
+    return buf;
+}
+
 /* The first difference between the per-field changes of resource ADDRESS
  * in the saved plan (WAS, may be NULL) and a fresh one (NOW): < 0 with ERR
  * naming it, else 0. */
@@ -69,7 +83,7 @@ static int same_changes(const char *path, const char *address,
     static const char *const keys[] = { "before", "after", "unknown",
                                         "sensitive" };
     struct json_object *wc = NULL, *nc = NULL;
-    char b1[96], b2[96], b3[96], b4[96];
+    char t1[196], t2[196];
 
     if (was)
         json_object_object_get_ex(was, "changes", &wc);
@@ -79,51 +93,39 @@ static int same_changes(const char *path, const char *address,
         struct json_object *c = json_object_array_get_idx(nc, k);
         const char *field = kc_json_opt_str(c, "field");
         struct json_object *o = field ? find_by(wc, "field", field) : NULL;
-        struct json_object *ob = NULL, *oa = NULL, *nb = NULL, *na = NULL;
         bool same = o != NULL;
 
         for (size_t j = 0; same && j < KC_ARRAY_SIZE(keys); j++)
             same = same_member(o, c, keys[j]);
         if (same)
             continue;
-        json_object_object_get_ex(c, "before", &nb);
-        json_object_object_get_ex(c, "after", &na);
         if (!o)
             return kc_err_set(err, KC_ESTATE,
                               "the world changed since the plan '%s' was "
-                              "saved: '%s' field '%s' now changes (%s -> %s), "
+                              "saved: '%s' field '%s' now changes (%s), "
                               "the saved plan left it alone: run 'kmsctl "
                               "plan' again",
                               path, address, field ? field : "?",
-                              short_json(nb, b1, sizeof(b1)),
-                              short_json(na, b2, sizeof(b2)));
-        json_object_object_get_ex(o, "before", &ob);
-        json_object_object_get_ex(o, "after", &oa);
+                              change_text(c, t1));
         return kc_err_set(err, KC_ESTATE,
                           "the world changed since the plan '%s' was saved: "
-                          "'%s' field '%s' was to change %s -> %s, now %s -> "
-                          "%s: run 'kmsctl plan' again",
-                          path, address, field, short_json(ob, b1, sizeof(b1)),
-                          short_json(oa, b2, sizeof(b2)),
-                          short_json(nb, b3, sizeof(b3)),
-                          short_json(na, b4, sizeof(b4)));
+                          "'%s' field '%s' was to change %s, now %s: run "
+                          "'kmsctl plan' again",
+                          path, address, field, change_text(o, t1),
+                          change_text(c, t2));
     }
     for (size_t k = 0; k < json_object_array_length(wc); k++) {
         struct json_object *c = json_object_array_get_idx(wc, k);
         const char *field = kc_json_opt_str(c, "field");
-        struct json_object *ob = NULL, *oa = NULL;
 
         if (field && find_by(nc, "field", field))
             continue;
-        json_object_object_get_ex(c, "before", &ob);
-        json_object_object_get_ex(c, "after", &oa);
         return kc_err_set(err, KC_ESTATE,
                           "the world changed since the plan '%s' was saved: "
-                          "'%s' field '%s' was to change %s -> %s, now it "
-                          "does not: run 'kmsctl plan' again",
+                          "'%s' field '%s' was to change %s, now it does "
+                          "not: run 'kmsctl plan' again",
                           path, address, field ? field : "?",
-                          short_json(ob, b1, sizeof(b1)),
-                          short_json(oa, b2, sizeof(b2)));
+                          change_text(c, t1));
     }
     return 0;
 }
@@ -233,33 +235,15 @@ out:
     return ret;
 }
 
-static int refuse_without_consent(struct ui_session *s, struct kc_err *err)
-{
-    for (size_t i = 0; i < s->plan->n; i++) {
-        const struct kc_plan_item *it = &s->plan->items[i];
-
-        if (!it->excluded && it->consent && !it->consented &&
-            it->action != KC_ACTION_NOOP)
-            return kc_err_set(err, KC_EPERM,
-                              "'%s' %s refused: %s (consent with "
-                              "--allow-identity-loss %s)",
-                              it->res->address, kc_action_name(it->action),
-                              it->consent, it->res->address);
-    }
-    return 0;
-}
-
 int cmd_apply(int argc, char **argv)
 {
     struct cmd_opts opts;
     struct ui_session s;
     struct kc_err err = { 0 };
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs > 1) {
         fprintf(stderr, "usage: kmsctl apply [PLANFILE] [options]\n");
         cmd_opts_release(&opts);
@@ -271,7 +255,7 @@ int cmd_apply(int argc, char **argv)
     if (opts.nargs == 1) {
         ret = check_saved(&s, opts.args[0], &err);
         if (ret == 0)
-            ret = refuse_without_consent(&s, &err);
+            ret = kc_plan_check_consent(s.plan, &err);
         if (ret < 0)
             goto out;
     } else {
@@ -279,7 +263,7 @@ int cmd_apply(int argc, char **argv)
         if (ret < 0)
             goto out;
         ui_print_plan(&s);
-        ret = refuse_without_consent(&s, &err);
+        ret = kc_plan_check_consent(s.plan, &err);
         if (ret == 0 && kc_plan_has_changes(s.plan))
             ret = ui_confirm(&s, "Apply these changes?", &err);
         if (ret < 0)
@@ -287,12 +271,5 @@ int cmd_apply(int argc, char **argv)
     }
     ret = ui_apply(&s, &err);
 out:
-    if (ret < 0) {
-        if (ret != KC_EREMOTE)
-            cmd_print_err(&opts, &err);
-        ret = ui_exit_code(ret);
-    }
-    ui_close(&s);
-    cmd_opts_release(&opts);
-    return ret;
+    return ui_finish(&s, &opts, ret, &err);
 }

@@ -44,6 +44,11 @@ struct cmd_opts {
 /* Parses ARGV (ARGV[0] is the verb). Prints usage and errors itself. Returns
  * 0, or KC_EXIT_ERROR (bad usage), or -1 when --help was printed (exit 0). */
 int cmd_parse_opts(struct cmd_opts *opts, int argc, char **argv);
+/* cmd_parse_opts() as a verb starts: true when the verb goes on (*EXIT_CODE
+ * is 0); false when it stops there, OPTS released and *EXIT_CODE what the
+ * verb returns (KC_EXIT_OK after --help, KC_EXIT_ERROR after bad usage). */
+bool cmd_parse_opts_or_exit(struct cmd_opts *opts, int argc, char **argv,
+                            int *exit_code);
 void cmd_opts_release(struct cmd_opts *opts);
 void cmd_print_err(const struct cmd_opts *opts, const struct kc_err *err);
 /* Prints the usage of VERB (or of kmsctl when NULL) to OUT. */

@@ -6,12 +6,10 @@ int cmd_destroy(int argc, char **argv)
     struct cmd_opts opts;
     struct ui_session s;
     struct kc_err err = { 0 };
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     ret = ui_open(&s, &opts, true, false, "kmsctl destroy", &err);
     if (ret == 0)
         ret = ui_plan(&s, true, &err);
@@ -39,12 +37,5 @@ int cmd_destroy(int argc, char **argv)
     if (ret == 0)
         ret = ui_apply(&s, &err);
 out:
-    if (ret < 0) {
-        if (ret != KC_EREMOTE)
-            cmd_print_err(&opts, &err);
-        ret = ui_exit_code(ret);
-    }
-    ui_close(&s);
-    cmd_opts_release(&opts);
-    return ret;
+    return ui_finish(&s, &opts, ret, &err);
 }

@@ -96,12 +96,10 @@ int cmd_drift(int argc, char **argv)
     struct kc_err err = { 0 };
     bool ext = false, man = false;
     size_t next = 0, nman = 0;
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     ret = ui_open(&s, &opts, false, true, "kmsctl drift", &err);
     if (ret == 0)
         ret = ui_plan(&s, false, &err);

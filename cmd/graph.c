@@ -74,12 +74,10 @@ int cmd_graph(int argc, char **argv)
     struct kc_err err = { 0 };
     struct json_object *saved = NULL;
     struct kc_graph *g = NULL;
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs > 1) {
         fprintf(stderr, "usage: kmsctl graph [PLANFILE]\n");
         cmd_opts_release(&opts);

@@ -224,12 +224,10 @@ int cmd_logs(int argc, char **argv)
     struct cmd_opts opts;
     struct logs l;
     struct kc_err err = { 0 };
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     memset(&l, 0, sizeof(l));
     ret = logs_run(&l, &opts, &err);
     if (ret < 0)

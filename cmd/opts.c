@@ -188,6 +188,18 @@ static void free_list(char **list, size_t n)
     free(list);
 }
 
+bool cmd_parse_opts_or_exit(struct cmd_opts *opts, int argc, char **argv,
+                            int *exit_code)
+{
+    int ret = cmd_parse_opts(opts, argc, argv);
+
+    *exit_code = ret < 0 ? KC_EXIT_OK : ret;
+    if (ret == 0)
+        return true;
+    cmd_opts_release(opts);
+    return false;
+}
+
 void cmd_opts_release(struct cmd_opts *opts)
 {
     free_list(opts->targets, opts->ntargets);

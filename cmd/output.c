@@ -101,12 +101,10 @@ int cmd_output(int argc, char **argv)
     char *path = NULL;
     const char *want;
     bool found = false;
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs > 1) {
         fprintf(stderr, "usage: kmsctl output [NAME] [--json]\n");
         cmd_opts_release(&opts);

@@ -6,12 +6,10 @@ int cmd_plan(int argc, char **argv)
     struct cmd_opts opts;
     struct ui_session s;
     struct kc_err err = { 0 };
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs) {
         fprintf(stderr, "error: plan takes no arguments (got '%s')\n",
                 opts.args[0]);

@@ -35,6 +35,9 @@ struct render {
     struct dstack_vm_values vals; /* the spec, from r->vm */
     struct dstack_vm_files files;
     struct kc_buf encrypted_env; /* .encrypted-env, key_provider kms */
+    /* The VM's env salt from the state (kept by apply), else a fresh one. */
+    unsigned char salt[DSTACK_ENV_SALT_LEN];
+    bool salt_from_state;
 };
 
 /* The value given with --set KEY=VALUE (the last one wins), else NULL;
@@ -138,13 +141,14 @@ static int load_ids(struct render *r, const char *deployment,
 {
     struct kc_lock *lock = NULL;
     struct kc_state *st = NULL;
-    char *path = NULL, *kseed, *kapp;
+    char *path = NULL, *kseed, *kapp, *ksalt;
     const struct kc_value *v;
     unsigned gen = 0;
     int ret;
 
     kseed = kc_xasprintf("kms_vms.%s.instance_id_seed", r->vm_name);
     kapp = kc_xasprintf("kms_vms.%s.app_id", r->vm_name);
+    ksalt = kc_xasprintf("kms_vms.%s.env_salt", r->vm_name);
     if (r->opts->state_path)
         path = kc_xstrdup(r->opts->state_path);
     else if ((ret = kc_state_default_path(r->opts->file, deployment, &path,
@@ -163,6 +167,19 @@ static int load_ids(struct render *r, const char *deployment,
     if ((v = kc_state_generated_get(st, kapp)) && kc_value_str(v))
         kc_snprintf(r->vals.spec.ids.app_id, sizeof(r->vals.spec.ids.app_id),
                     "%.40s", kc_value_str(v));
+    /* The salt apply keeps (dstack.encrypted_env): with it the render's
+     * .encrypted-env is the one apply writes; without it (no apply yet) a
+     * fresh one, not kept: apply makes its own. */
+    if ((v = kc_state_generated_get(st, ksalt)) && kc_value_str(v)) {
+        if ((ret = dstack_hex_decode(kc_value_str(v), r->salt,
+                                     DSTACK_ENV_SALT_LEN, ksalt, err)) < 0) {
+            kc_err_prefix(err, "state '%s'", path);
+            goto out;
+        }
+        r->salt_from_state = true;
+    } else if ((ret = dstack_env_salt_new(r->salt, err)) < 0) {
+        goto out;
+    }
     if ((ret = dstack_ids_fill(&r->vals.spec.ids, &gen, err)) < 0) {
         kc_err_prefix(err, "state '%s'", path);
         goto out;
@@ -186,6 +203,7 @@ out:
     free(path);
     free(kseed);
     free(kapp);
+    free(ksalt);
     return ret;
 }
 
@@ -220,6 +238,11 @@ static void print_result(const struct render *r, const char *out,
                                json_object_new_string(r->img.auth_hash));
         json_object_object_add(o, "app_id",
                                json_object_new_string(r->vals.spec.ids.app_id));
+        if (r->encrypted_env.len)
+            json_object_object_add(o, "encrypted_env_salt",
+                                   json_object_new_string(r->salt_from_state
+                                                              ? "state"
+                                                              : "random"));
         text = kc_json_dump(o, true);
         printf("%s\n", text);
         free(text);
@@ -229,6 +252,12 @@ static void print_result(const struct render *r, const char *out,
     printf("compose hash:        %s\n", r->files.compose_hash);
     printf("shared image digest: sha256:%s\n", shared_digest);
     printf("os image hash:       %s\n", r->img.auth_hash);
+    if (r->encrypted_env.len)
+        printf(".encrypted-env:      %s\n",
+               r->salt_from_state
+                   ? "the VM's salt from the state: the bytes apply writes"
+                   : "a fresh salt (no apply yet): apply writes other "
+                     "bytes");
     printf("wrote app-compose.json, .sys-config.json, .instance_info, "
            "prelaunch.sh, .user-config, %sshared.img, data.img to %s\n",
            r->encrypted_env.len ? ".encrypted-env, " : "", out);
@@ -250,22 +279,24 @@ static void on_env_key(struct dstack_kms_env_key *c, int status)
 
 /* key_provider kms: GetAppEnvEncryptPubKey from env_encryption.kms_url on a
  * loop of its own (one request), verified against the pinned key, then
- * env_encryption.env encrypted to it. */
+ * env_encryption.env encrypted to it with the salt (as dstack.encrypted_env
+ * does at plan time). */
 static int encrypt_env(struct render *r, struct kc_err *err)
 {
     uv_loop_t loop;
     struct kc_http *http = NULL;
     struct kc_http_config cfg = { .loop = &loop };
     struct env_fetch f = { .call = { .data = &f } };
+    const struct dstack_env_enc *e = &r->vals.enc;
     int ret, uvret;
 
     if ((uvret = uv_loop_init(&loop)) < 0)
         return kc_err_from_uv(err, uvret, "uv_loop_init");
     ret = kc_http_new(&cfg, &http, err);
     if (ret == 0)
-        ret = dstack_kms_env_key_fetch(
-            http, &f.call, r->vals.kms_url, r->vals.spec.ids.app_id,
-            r->vals.kms_k256_pubkey, r->vals.kms_ca_file, on_env_key, err);
+        ret = dstack_kms_env_key_fetch(http, &f.call, e->kms_url,
+                                       r->vals.spec.ids.app_id, e->pin,
+                                       e->ca_file, on_env_key, err);
     if (ret == 0) {
         while (!f.done && uv_run(&loop, UV_RUN_ONCE) != 0)
             ;
@@ -275,8 +306,8 @@ static int encrypt_env(struct render *r, struct kc_err *err)
             *err = f.call.err;
     }
     if (ret == 0)
-        ret = dstack_env_encrypt(r->vals.enc_env, r->vals.nenc_env,
-                                 f.call.pubkey, &r->encrypted_env, err);
+        ret = dstack_env_encrypt_salted(e->env, e->nenv, f.call.pubkey, r->salt,
+                                        &r->encrypted_env, err);
     kc_http_close(http);
     /* The close callbacks (and a cancelled request's) run here. */
     while (uv_run(&loop, UV_RUN_DEFAULT) != 0)
@@ -359,7 +390,6 @@ static int render_run(struct render *r, struct kc_err *err)
                              "contracts.kms.address=0x... (or set "
                              "compose.env.KMS_CONTRACT_ADDR)",
             .set_hint = true,
-            .env_key_fetch = true,
         };
 
         if ((ret = dstack_vm_values_read(&in, &r->vals, err)) < 0 ||
@@ -420,6 +450,7 @@ static void render_release(struct render *r)
     kc_buf_release(&r->encrypted_env);
     dstack_osimage_release(&r->img);
     dstack_vm_values_release(&r->vals);
+    kc_memzero(r->salt, sizeof(r->salt));
     free(r->paths);
     free(r->set_used);
     kc_value_free(r->vm);

@@ -170,12 +170,10 @@ int cmd_state(int argc, char **argv)
     char *path = NULL, *name = NULL;
     const char *sub;
     size_t want;
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        cmd_opts_release(&opts);
-        return ret < 0 ? KC_EXIT_OK : ret;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     sub = opts.nargs ? opts.args[0] : "";
     want = strcmp(sub, "list") == 0 || strcmp(sub, "unlock") == 0 ? 1
            : strcmp(sub, "show") == 0                             ? 2

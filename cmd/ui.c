@@ -29,6 +29,19 @@ int ui_exit_code(int ret)
     }
 }
 
+int ui_finish(struct ui_session *s, struct cmd_opts *opts, int ret,
+              const struct kc_err *err)
+{
+    if (ret < 0) {
+        if (ret != KC_EREMOTE)
+            cmd_print_err(opts, err);
+        ret = ui_exit_code(ret);
+    }
+    ui_close(s);
+    cmd_opts_release(opts);
+    return ret;
+}
+
 #ifdef KC_ENGINE_TEST
 /* The engine test binary (kmsctl-enginetest) accepts a `fake:` section and
  * providers.fake, which the manifest schema does not know: they are left

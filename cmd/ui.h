@@ -86,5 +86,10 @@ int ui_save_plan(struct ui_session *s, const char *path, struct kc_err *err);
 int ui_confirm(struct ui_session *s, const char *question, struct kc_err *err);
 /* The exit code of an engine error. */
 int ui_exit_code(int ret);
+/* The end of apply and destroy: when RET < 0 prints ERR (unless RET is
+ * KC_EREMOTE: the engine already reported what failed) and maps RET to an
+ * exit code; then closes S and releases OPTS. Returns the exit code. */
+int ui_finish(struct ui_session *s, struct cmd_opts *opts, int ret,
+              const struct kc_err *err);
 
 #endif

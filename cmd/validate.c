@@ -71,12 +71,10 @@ int cmd_validate(int argc, char **argv)
     struct kc_diags diags = { 0 };
     struct kc_err err = { 0 };
     struct kc_check_opts copts = { 0 };
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        ret = ret < 0 ? KC_EXIT_OK : ret;
-        goto out;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs > 0) {
         fprintf(stderr, "error: validate takes no arguments (use -f FILE)\n");
         ret = KC_EXIT_ERROR;

@@ -19,12 +19,10 @@ static void add_str(struct json_object *o, const char *k, const char *v)
 int cmd_version(int argc, char **argv)
 {
     struct cmd_opts opts;
-    int ret = cmd_parse_opts(&opts, argc, argv);
+    int ret;
 
-    if (ret != 0) {
-        ret = ret < 0 ? KC_EXIT_OK : ret;
-        goto out;
-    }
+    if (!cmd_parse_opts_or_exit(&opts, argc, argv, &ret))
+        return ret;
     if (opts.nargs > 0) {
         fprintf(stderr, "error: version takes no arguments\n");
         ret = KC_EXIT_ERROR;

@@ -60,7 +60,7 @@ const struct kc_field *kc_resource_type_field(const struct kc_resource_type *t,
     return NULL;
 }
 
-static const char *phase_name(enum kc_op_phase p)
+const char *kc_op_phase_name(enum kc_op_phase p)
 {
     switch (p) {
     case KC_PHASE_OBSERVE:
@@ -261,7 +261,7 @@ void kc_op_progress(struct kc_op *op, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof(msg), fmt, ap); /* truncation is fine */
     va_end(ap);
-    emit(op->eng, KC_EVENT_PROGRESS, op->item, phase_name(op->phase),
+    emit(op->eng, KC_EVENT_PROGRESS, op->item, kc_op_phase_name(op->phase),
          since(op->eng, op->started_ms), msg);
 }
 
@@ -314,7 +314,7 @@ int kc_op_intent_put(struct kc_op *op, const char *what,
     if (!op_may_write(op))
         return kc_err_set(err, KC_EPERM,
                           "'%s': an intent cannot be recorded during %s",
-                          kc_op_address(op), phase_name(op->phase));
+                          kc_op_address(op), kc_op_phase_name(op->phase));
     return kc_state_intent_put(op->eng->state, op->item->res->address, what,
                                data, err);
 }
@@ -336,7 +336,7 @@ int kc_op_generated_put(struct kc_op *op, const char *key,
     if (!op_may_write(op))
         return kc_err_set(err, KC_EPERM,
                           "'%s': a generated value cannot be kept during %s",
-                          kc_op_address(op), phase_name(op->phase));
+                          kc_op_address(op), kc_op_phase_name(op->phase));
     return kc_state_generated_put(op->eng->state, key, val, err);
 }
 
@@ -376,7 +376,7 @@ int kc_op_persist(struct kc_op *op, kc_op_cb cb)
     if (!op_may_write(op))
         return kc_err_set(&op->err, KC_EPERM,
                           "'%s': the state cannot be written during %s",
-                          kc_op_address(op), phase_name(op->phase));
+                          kc_op_address(op), kc_op_phase_name(op->phase));
     p = kc_xcalloc(1, sizeof(*p));
     p->op = op;
     p->cb = cb;
@@ -851,7 +851,7 @@ static int op_call(struct kc_op *op)
     }
     if (!fn)
         return kc_err_set(&op->err, KC_ENOTSUP, "kind '%s' cannot %s", t->kind,
-                          phase_name(op->phase));
+                          kc_op_phase_name(op->phase));
     kc_err_clear(&op->err);
     op->in_start = true;
     ret = fn(op);
@@ -859,7 +859,7 @@ static int op_call(struct kc_op *op)
     if (ret < 0) {
         if (op->deferred)
             KC_BUG("'%s': %s returned %d after kc_op_done", t->kind,
-                   phase_name(op->phase), ret);
+                   kc_op_phase_name(op->phase), ret);
         if (!op->err.code)
             kc_err_set(&op->err, ret, "%s", kc_strerror(ret));
     }
@@ -1007,7 +1007,7 @@ static void refresh_start(struct kc_engine *eng, struct kc_plan_item *it)
     op = op_new(eng, it, data ? KC_PHASE_READ : KC_PHASE_OBSERVE);
     it->st = KC_ITEM_RUNNING;
     eng->running++;
-    emit(eng, KC_EVENT_STARTED, it, phase_name(op->phase), 0, NULL);
+    emit(eng, KC_EVENT_STARTED, it, kc_op_phase_name(op->phase), 0, NULL);
     start_op(eng, op);
 }
 
@@ -1019,7 +1019,8 @@ static void refresh_done(struct kc_engine *eng, struct kc_op *op, int status)
 
     it->elapsed = since(eng, op->started_ms);
     if (status < 0) {
-        char *msg = kc_xasprintf("%s: %s", phase_name(op->phase), op->err.msg);
+        char *msg =
+            kc_xasprintf("%s: %s", kc_op_phase_name(op->phase), op->err.msg);
 
         item_finish(eng, it, status, msg);
         free(msg);
@@ -1223,7 +1224,8 @@ static void apply_done(struct kc_engine *eng, struct kc_op *op, int status)
     bool cbd = (it->type->flags & KC_KIND_CREATE_BEFORE_DESTROY) != 0;
 
     if (status < 0) {
-        char *msg = kc_xasprintf("%s: %s", phase_name(op->phase), op->err.msg);
+        char *msg =
+            kc_xasprintf("%s: %s", kc_op_phase_name(op->phase), op->err.msg);
 
         /* Create-before-destroy: the new object exists even though the old
          * one could not be deleted: keep the new one. */
@@ -1676,19 +1678,13 @@ int kc_engine_refresh(struct kc_engine *eng, struct kc_plan *plan,
 int kc_engine_apply(struct kc_engine *eng, struct kc_plan *plan,
                     kc_engine_cb cb, struct kc_err *err)
 {
+    int ret;
+
     if (eng->readonly)
         return kc_err_set(err, KC_EPERM, "this engine is read-only");
-    for (size_t i = 0; i < plan->n; i++) {
-        const struct kc_plan_item *it = &plan->items[i];
-
-        if (!it->excluded && it->consent && !it->consented &&
-            it->action != KC_ACTION_NOOP)
-            return kc_err_set(err, KC_EPERM,
-                              "'%s' %s refused: %s (consent with "
-                              "--allow-identity-loss %s)",
-                              it->res->address, kc_action_name(it->action),
-                              it->consent, it->res->address);
-    }
+    ret = kc_plan_check_consent(plan, err);
+    if (ret < 0)
+        return ret;
     return engine_start(eng, plan, 2, cb, err);
 }
 

@@ -12,6 +12,7 @@
 #include "reconcile/check.h"
 #include "reconcile/file.h"
 #include "reconcile/graph.h"
+#include "reconcile/hex.h"
 #include "reconcile/interp.h"
 #include "reconcile/json.h"
 
@@ -63,17 +64,6 @@ static int node_fail(const struct kc_node *n, struct kc_err *err, int code,
                       n->pos.col, msg);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes N bytes of hex from S ("0x" optional, surrounding whitespace
  * ignored). */
 static bool unhex(const char *s, uint8_t *out, size_t n)
@@ -91,8 +81,8 @@ static bool unhex(const char *s, uint8_t *out, size_t n)
     if (len != 2 * n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval((unsigned char)s[2 * i]);
-        int lo = hexval((unsigned char)s[2 * i + 1]);
+        int hi = kc_hex_digit((unsigned char)s[2 * i]);
+        int lo = kc_hex_digit((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -102,15 +92,9 @@ static bool unhex(const char *s, uint8_t *out, size_t n)
 
 static void hash_str(const uint8_t h[32], char out[67])
 {
-    static const char digits[] = "0123456789abcdef";
-
     out[0] = '0';
     out[1] = 'x';
-    for (int i = 0; i < 32; i++) {
-        out[2 + 2 * i] = digits[h[i] >> 4];
-        out[3 + 2 * i] = digits[h[i] & 15];
-    }
-    out[66] = '\0';
+    kc_hex_encode(h, 32, out + 2);
 }
 
 static const char *scalar(const struct kc_node *n)
@@ -625,6 +609,30 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
         kc_expand_set_value(shared, "base_dir", kc_value_new_str(doc->dir));
     kc_expand_set_value(shared, "guest_os_features",
                         str_list("GVNIC", NULL, NULL));
+    /* key_provider kms: .encrypted-env, made at plan time by
+     * dstack.encrypted_env (resources/dstack/dstack_kinds.h). */
+    if (scalar(kc_node_get(vm, "key_provider")) &&
+        strcmp(scalar(kc_node_get(vm, "key_provider")), "kms") == 0) {
+        const struct kc_node *ee = kc_node_get(vm, "env_encryption");
+        struct kc_resource *enc;
+        char *a_enc = kc_xasprintf("dstack.encrypted_env.%s", name);
+
+        ret = kc_expand_add(ex, "dstack.encrypted_env", name, vm, &enc, err);
+        if (ret == 0) {
+            kc_expand_set_value(enc, "vm_name", kc_value_new_str(name));
+            kc_expand_set_node(ex, enc, "env_encryption", ee, err);
+            if (doc->dir)
+                kc_expand_set_value(enc, "base_dir",
+                                    kc_value_new_str(doc->dir));
+            kc_expand_set_node(ex, shared, "env_kms_url",
+                               kc_node_get(ee, "kms_url"), err);
+            kc_expand_set_ref(shared, "encrypted_env", a_enc,
+                              "encrypted_env");
+        }
+        free(a_enc);
+        if (ret < 0)
+            goto out;
+    }
 
     /* The data disk: its own resource (the KMS's keys live there). */
     ret = kc_expand_add(ex, "gcp.disk", dname, vm, &disk, err);

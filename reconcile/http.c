@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 #include <uv.h>
 
+#include "reconcile/hex.h"
 #include "reconcile/json.h"
 
 #define HTTP_IOBUF        (256u << 10)
@@ -264,18 +265,10 @@ int64_t kc_http_parse_retry_after(const char *value, int64_t now)
 
 char *kc_http_escape(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
     struct kc_buf b = { 0 };
 
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            kc_buf_addch(&b, (char)*p);
-        } else {
-            kc_buf_addch(&b, '%');
-            kc_buf_addch(&b, hex[*p >> 4]);
-            kc_buf_addch(&b, hex[*p & 15]);
-        }
-    }
+    /* Unbounded: it only fails by aborting on out of memory. */
+    (void)kc_hex_pct_encode(&b, s, strlen(s));
     return kc_buf_detach(&b, NULL);
 }
 
@@ -764,6 +757,28 @@ static bool tracing(const struct kc_http *http)
     return http->log && kc_log_enabled(http->log, KC_LOG_DEBUG);
 }
 
+/* Ends a trace LINE with the headers H[N] and then, when FD_DIR is set
+ * ("from", "to"), the FD_BYTES that went through a file descriptor, else
+ * BODY (of type CTYPE); logs the line and wipes it. */
+static void trace_end(struct kc_http_priv *priv, struct kc_buf *line,
+                      const struct kc_http_header *h, size_t n,
+                      const char *fd_dir, uint64_t fd_bytes,
+                      const struct kc_buf *body, const char *ctype)
+{
+    struct kc_http_req *req = priv->req;
+
+    trace_headers(req, h, n, line);
+    if (fd_dir) {
+        kc_buf_addf(line, "\n  <%llu bytes %s fd>",
+                    (unsigned long long)fd_bytes, fd_dir);
+    } else if (body->len) {
+        kc_buf_addstr(line, "\n  ");
+        trace_body(req, body->data, body->len, ctype, line);
+    }
+    kc_log(priv->http->log, KC_LOG_DEBUG, "http", "%s", kc_buf_str(line));
+    kc_buf_release_wipe(line);
+}
+
 static void trace_request(struct kc_http_priv *priv)
 {
     struct kc_http_req *req = priv->req;
@@ -772,17 +787,9 @@ static void trace_request(struct kc_http_priv *priv)
     kc_buf_addf(&line, "> %s ", kc_http_method_name(req->method));
     redact_url(req, &line);
     kc_buf_addf(&line, " (attempt %u)", req->attempts);
-    trace_headers(req, req->req_headers, req->nreq_headers, &line);
-    if (req->has_upload_fd) {
-        kc_buf_addf(&line, "\n  <%llu bytes from fd>",
-                    (unsigned long long)req->upload_length);
-    } else if (req->req_body.len) {
-        kc_buf_addstr(&line, "\n  ");
-        trace_body(req, req->req_body.data, req->req_body.len,
-                   kc_http_req_header(req, "Content-Type"), &line);
-    }
-    kc_log(priv->http->log, KC_LOG_DEBUG, "http", "%s", kc_buf_str(&line));
-    kc_buf_release_wipe(&line);
+    trace_end(priv, &line, req->req_headers, req->nreq_headers,
+              req->has_upload_fd ? "from" : NULL, req->upload_length,
+              &req->req_body, kc_http_req_header(req, "Content-Type"));
 }
 
 static void trace_response(struct kc_http_priv *priv, int result)
@@ -800,17 +807,11 @@ static void trace_response(struct kc_http_priv *priv, int result)
         kc_buf_addf(&line, " -> %ld", req->code);
     kc_buf_addf(&line, " in %.1f ms (attempt %u)", req->attempt_ms,
                 req->attempts);
-    trace_headers(req, req->resp_headers, req->nresp_headers, &line);
-    if (req->has_download_fd && req->code >= 200 && req->code < 300) {
-        kc_buf_addf(&line, "\n  <%llu bytes to fd>",
-                    (unsigned long long)req->downloaded);
-    } else if (req->body.len) {
-        kc_buf_addstr(&line, "\n  ");
-        trace_body(req, req->body.data, req->body.len,
-                   kc_http_resp_header(req, "Content-Type"), &line);
-    }
-    kc_log(priv->http->log, KC_LOG_DEBUG, "http", "%s", kc_buf_str(&line));
-    kc_buf_release_wipe(&line);
+    trace_end(
+        priv, &line, req->resp_headers, req->nresp_headers,
+        req->has_download_fd && req->code >= 200 && req->code < 300 ? "to"
+                                                                    : NULL,
+        req->downloaded, &req->body, kc_http_resp_header(req, "Content-Type"));
 }
 
 int kc_http_req_check(const struct kc_http_req *req, int status,
@@ -1269,6 +1270,17 @@ static void io_resume(struct kc_http_priv *priv)
                curl_easy_strerror(rc));
 }
 
+/* A file read or write finished: if the transfer already ended and waited
+ * for it, classify the attempt now; else let curl go on. */
+static void io_settled(struct kc_http_priv *priv)
+{
+    if (priv->state == ST_IOWAIT) {
+        attempt_classify(priv, priv->pending_result);
+        return;
+    }
+    io_resume(priv);
+}
+
 static void on_fs_read(uv_fs_t *fs)
 {
     struct kc_http_priv *priv = fs->data;
@@ -1286,11 +1298,7 @@ static void on_fs_read(uv_fs_t *fs)
         priv->io_off += (uint64_t)n;
         priv->io_left -= (uint64_t)n;
     }
-    if (priv->state == ST_IOWAIT) {
-        attempt_classify(priv, priv->pending_result);
-        return;
-    }
-    io_resume(priv);
+    io_settled(priv);
 }
 
 static int io_start_read(struct kc_http_priv *priv)
@@ -1371,11 +1379,7 @@ static void on_fs_write(uv_fs_t *fs)
             priv->io_error = UV_EIO;
         }
     }
-    if (priv->state == ST_IOWAIT) {
-        attempt_classify(priv, priv->pending_result);
-        return;
-    }
-    io_resume(priv);
+    io_settled(priv);
 }
 
 static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *ud)

@@ -230,6 +230,15 @@ static int refuse_held(const char *state_path, int fd, const char *lockpath,
     return KC_ELOCKED;
 }
 
+/* Drops the flock on FD when LOCKED, and closes FD when it is open. */
+static void close_lock(int fd, bool locked)
+{
+    if (locked)
+        (void)flock(fd, LOCK_UN); /* close releases it anyway */
+    if (fd >= 0)
+        close(fd);
+}
+
 int kc_lock_acquire(const char *state_path, double timeout_seconds,
                     const char *command, struct kc_lock **out,
                     struct kc_err *err)
@@ -284,10 +293,7 @@ int kc_lock_acquire(const char *state_path, double timeout_seconds,
     (*out)->path = lockpath;
     return 0;
 out:
-    if (locked)
-        (void)flock(fd, LOCK_UN); /* close releases it anyway */
-    if (fd >= 0)
-        close(fd);
+    close_lock(fd, locked);
     free(lockpath);
     return ret;
 }
@@ -301,8 +307,7 @@ void kc_lock_release(struct kc_lock *lock)
      * the safe side: the next run asks for `state unlock`. */
     if (ftruncate(lock->fd, 0) == 0)
         (void)fsync(lock->fd);
-    (void)flock(lock->fd, LOCK_UN);
-    close(lock->fd);
+    close_lock(lock->fd, true);
     free(lock->path);
     free(lock);
 }
@@ -341,10 +346,7 @@ int kc_lock_break(const char *state_path, char **cleared, struct kc_err *err)
     if (cleared)
         *cleared = describe(&h);
 out:
-    if (locked)
-        (void)flock(fd, LOCK_UN); /* close releases it anyway */
-    if (fd >= 0)
-        close(fd);
+    close_lock(fd, locked);
     free(lockpath);
     return ret;
 }

@@ -309,6 +309,22 @@ bool kc_plan_has_changes(const struct kc_plan *plan)
     return c.create + c.update + c.replace + c.delete > 0;
 }
 
+int kc_plan_check_consent(const struct kc_plan *plan, struct kc_err *err)
+{
+    for (size_t i = 0; i < plan->n; i++) {
+        const struct kc_plan_item *it = &plan->items[i];
+
+        if (!it->excluded && it->consent && !it->consented &&
+            it->action != KC_ACTION_NOOP)
+            return kc_err_set(err, KC_EPERM,
+                              "'%s' %s refused: %s (consent with "
+                              "--allow-identity-loss %s)",
+                              it->res->address, kc_action_name(it->action),
+                              it->consent, it->res->address);
+    }
+    return 0;
+}
+
 void kc_plan_drift(const struct kc_plan *plan, bool *external, bool *manifest)
 {
     *external = plan->nunmanaged > 0;

@@ -129,6 +129,10 @@ void kc_plan_add_unmanaged(struct kc_plan *plan, const char *addr,
                            const char *id);
 /* True if any selected item has an action other than noop/read. */
 bool kc_plan_has_changes(const struct kc_plan *plan);
+/* KC_EPERM, ERR naming the first, if a selected item with an action other
+ * than noop needs consent it was not given (--allow-identity-loss); else 0.
+ * Apply checks it before it asks for confirmation, the engine again. */
+int kc_plan_check_consent(const struct kc_plan *plan, struct kc_err *err);
 
 /* Drift: whether the world changed outside kmsctl (EXTERNAL) and whether
  * the manifest is ahead of the state (MANIFEST). */

@@ -311,6 +311,9 @@ const char *kc_op_address(const struct kc_op *op); /* "gcp.instance.kms" */
 const char *kc_op_name(const struct kc_op *op);
 const struct kc_resource_type *kc_op_type(const struct kc_op *op);
 enum kc_op_phase kc_op_phase(const struct kc_op *op);
+/* "observe", "read", "review", "create", "update", "delete" or "list" (the
+ * word in progress events and errors); "?" outside the enum. */
+const char *kc_op_phase_name(enum kc_op_phase phase);
 /* The planned action (at review, create, update, delete). */
 enum kc_action kc_op_action(const struct kc_op *op);
 struct kc_provider *kc_op_provider(const struct kc_op *op);

@@ -3,6 +3,8 @@
 
 #include <openssl/evp.h>
 
+#include "reconcile/hex.h"
+
 struct kc_secret {
     size_t len;
     char data[];
@@ -50,7 +52,6 @@ void kc_secret_digest(const void *data, size_t len, const char *salt,
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    static const char hex[] = "0123456789abcdef";
 
     if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
         (salt && EVP_DigestUpdate(ctx, salt, strlen(salt)) != 1) ||
@@ -59,9 +60,5 @@ void kc_secret_digest(const void *data, size_t len, const char *salt,
         KC_BUG("sha256 failed");
     EVP_MD_CTX_free(ctx);
     memcpy(out, "sha256:", 7);
-    for (size_t i = 0; i < 32; i++) {
-        out[7 + 2 * i] = hex[md[i] >> 4];
-        out[8 + 2 * i] = hex[md[i] & 15];
-    }
-    out[71] = '\0';
+    kc_hex_encode(md, 32, out + 7);
 }

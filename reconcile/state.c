@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "reconcile/file.h"
+#include "reconcile/hex.h"
 #include "reconcile/json.h"
 
 #define SALT_BYTES 16
@@ -160,6 +161,34 @@ static void intent_free(struct state_intent *in)
     free(in);
 }
 
+/* Points R's view at its members and puts R in ST (replacing and freeing a
+ * record of the same address). */
+static void rec_insert(struct kc_state *st, struct state_rec *r)
+{
+    r->view = (struct kc_state_resource){
+        .kind = r->kind,
+        .provider_id = r->provider_id,
+        .attrs = r->attrs,
+        .inputs_digest = r->inputs_digest,
+        .outputs = r->outputs,
+        .deps = (const char *const *)r->deps,
+        .ndeps = r->ndeps,
+        .updated_at = r->updated_at,
+    };
+    rec_free(sorted_put(&st->recs, r));
+}
+
+/* The same for an intent. */
+static void intent_insert(struct kc_state *st, struct state_intent *in)
+{
+    in->view = (struct kc_state_intent){
+        .op = in->op,
+        .created_at = in->created_at,
+        .data = in->data,
+    };
+    intent_free(sorted_put(&st->intents, in));
+}
+
 static void gen_free(struct state_gen *g)
 {
     if (!g)
@@ -181,38 +210,12 @@ static void now_rfc3339(char out[32])
 static int random_hex(char *out, size_t nbytes, struct kc_err *err)
 {
     unsigned char raw[32];
-    static const char hex[] = "0123456789abcdef";
 
     if (nbytes > sizeof(raw))
         KC_BUG("random_hex: %zu bytes", nbytes);
     if (RAND_bytes(raw, (int)nbytes) != 1)
         return kc_err_from_ssl(err, "cannot get random bytes");
-    for (size_t i = 0; i < nbytes; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[2 * nbytes] = '\0';
-    return 0;
-}
-
-/* A UUID v4 (RFC 9562 §5.4): random, version 4, variant 10. */
-static int new_uuid(char out[37], struct kc_err *err)
-{
-    unsigned char b[16];
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return kc_err_from_ssl(err, "cannot get random bytes");
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
+    kc_hex_encode(raw, nbytes, out);
     return 0;
 }
 
@@ -473,17 +476,7 @@ static int load_resource(struct kc_state *st, const char *addr,
         }
         r->deps[i] = kc_xstrdup(json_object_get_string(d));
     }
-    r->view = (struct kc_state_resource){
-        .kind = r->kind,
-        .provider_id = r->provider_id,
-        .attrs = r->attrs,
-        .inputs_digest = r->inputs_digest,
-        .outputs = r->outputs,
-        .deps = (const char *const *)r->deps,
-        .ndeps = r->ndeps,
-        .updated_at = r->updated_at,
-    };
-    rec_free(sorted_put(&st->recs, r));
+    rec_insert(st, r);
     r = NULL;
 out:
     rec_free(r);
@@ -513,12 +506,7 @@ static int load_intent(struct kc_state *st, const char *addr,
         ret = get_map_value(obj, path, "data", &in->data, err);
     if (ret < 0)
         goto out;
-    in->view = (struct kc_state_intent){
-        .op = in->op,
-        .created_at = in->created_at,
-        .data = in->data,
-    };
-    intent_free(sorted_put(&st->intents, in));
+    intent_insert(st, in);
     in = NULL;
 out:
     intent_free(in);
@@ -628,7 +616,7 @@ static int state_init_new(struct kc_state *st, struct kc_err *err)
     char uuid[37], salt[2 * SALT_BYTES + 1];
     int ret;
 
-    ret = new_uuid(uuid, err);
+    ret = kc_hex_uuid4(uuid, err);
     if (ret == 0)
         ret = random_hex(salt, SALT_BYTES, err);
     if (ret < 0)
@@ -845,17 +833,7 @@ int kc_state_put(struct kc_state *st, const char *addr,
         r->deps[i] = kc_xstrdup(rec->deps[i]);
         r->ndeps++;
     }
-    r->view = (struct kc_state_resource){
-        .kind = r->kind,
-        .provider_id = r->provider_id,
-        .attrs = r->attrs,
-        .inputs_digest = r->inputs_digest,
-        .outputs = r->outputs,
-        .deps = (const char *const *)r->deps,
-        .ndeps = r->ndeps,
-        .updated_at = r->updated_at,
-    };
-    rec_free(sorted_put(&st->recs, r));
+    rec_insert(st, r);
     return 0;
 fail:
     rec_free(r);
@@ -914,12 +892,7 @@ int kc_state_intent_put(struct kc_state *st, const char *addr, const char *op,
     in->op = kc_xstrdup(op);
     in->created_at = kc_xstrdup(now);
     in->data = data ? kc_value_dup(data) : kc_value_new_map();
-    in->view = (struct kc_state_intent){
-        .op = in->op,
-        .created_at = in->created_at,
-        .data = in->data,
-    };
-    intent_free(sorted_put(&st->intents, in));
+    intent_insert(st, in);
     return 0;
 }
 

@@ -16,6 +16,7 @@ pkgs=(
     python3 # test-only: checks JSON against Python's json.dump output
     openssh-client # test-only: ssh-keygen makes the Nitro hosts' key pairs
     openssl # test-only: the openssl command decrypts .encrypted-env, digests
+    python3-cryptography # test-only: envkms.sh decrypts .encrypted-env (X25519, AES-GCM)
 )
 
 missing=()

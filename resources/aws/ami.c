@@ -42,11 +42,10 @@ static void on_images(struct aws_job *j, int status)
         }
     }
     if (!best) {
-        kc_err_set(kc_op_err(j->op), KC_ENOENT,
-                   "no available image named '%s' of owner '%s' in %s",
-                   pattern ? pattern : "", aws_desired_str(j->op, "owner"),
-                   aws_ec2_region(j->prov->ec2));
-        aws_job_finish(j, KC_ENOENT);
+        aws_job_fail(j, KC_ENOENT,
+                     "no available image named '%s' of owner '%s' in %s",
+                     pattern ? pattern : "", aws_desired_str(j->op, "owner"),
+                     aws_ec2_region(j->prov->ec2));
         return;
     }
     kc_op_set_output(j->op, "image_id", kc_value_new_str(best));

@@ -225,12 +225,18 @@ static void wait_running(struct aws_job *j, int status);
 
 /* --- observe ----------------------------------------------------------- */
 
+/* True when J's call failed because its instance does not exist. */
+static bool instance_not_found(const struct aws_job *j, int status)
+{
+    return status == KC_EREMOTE &&
+           strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0;
+}
+
 static void on_observe(struct aws_job *j, int status)
 {
     struct _xmlNode *it;
 
-    if (status == KC_EREMOTE &&
-        strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0) {
+    if (instance_not_found(j, status)) {
         aws_job_finish(j, 0); /* long gone: absent */
         return;
     }
@@ -289,8 +295,7 @@ static void poll_state(struct aws_job *j, int status)
     const char *state;
     uint64_t wait;
 
-    if (status == KC_EREMOTE && strcmp(j->aux, "terminated") == 0 &&
-        strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0) {
+    if (instance_not_found(j, status) && strcmp(j->aux, "terminated") == 0) {
         aws_job_finish(j, 0);
         return;
     }
@@ -314,13 +319,12 @@ static void poll_state(struct aws_job *j, int status)
         return;
     }
     if (state && strcmp(j->aux, "terminated") != 0 && gone(state)) {
-        kc_err_set(kc_op_err(j->op), KC_EREMOTE,
-                   "instance %s is %s while waiting for %s (%s)", j->id, state,
-                   j->aux,
-                   aws_xml_text(it, "stateReason/message")
-                       ? aws_xml_text(it, "stateReason/message")
-                       : "no reason given");
-        aws_job_finish(j, KC_EREMOTE);
+        aws_job_fail(j, KC_EREMOTE,
+                     "instance %s is %s while waiting for %s (%s)", j->id,
+                     state, j->aux,
+                     aws_xml_text(it, "stateReason/message")
+                         ? aws_xml_text(it, "stateReason/message")
+                         : "no reason given");
         return;
     }
     if (kc_op_is_canceled(j->op) && it && strcmp(j->aux, "terminated") != 0) {
@@ -496,18 +500,15 @@ static void on_run(struct aws_job *j, int status)
         return;
     }
     if (stale) {
-        kc_err_set(kc_op_err(j->op), KC_ECONFLICT,
-                   "ec2 RunInstances: %d client tokens in a row belong to "
-                   "terminated instances (last %s)",
-                   TOKEN_RETRIES + 1, j->id);
-        aws_job_finish(j, KC_ECONFLICT);
+        aws_job_fail(j, KC_ECONFLICT,
+                     "ec2 RunInstances: %d client tokens in a row belong to "
+                     "terminated instances (last %s)",
+                     TOKEN_RETRIES + 1, j->id);
         return;
     }
     id = aws_xml_text(j->call.root, "instancesSet/item/instanceId");
     if (!id || !*id) {
-        kc_err_set(kc_op_err(j->op), KC_EPARSE,
-                   "ec2 RunInstances: no instanceId");
-        aws_job_finish(j, KC_EPARSE);
+        aws_job_fail(j, KC_EPARSE, "ec2 RunInstances: no instanceId");
         return;
     }
     (void)kc_snprintf(j->id, sizeof(j->id), "%s", id);
@@ -660,8 +661,7 @@ static int inst_update(struct kc_op *op)
 
 static void on_terminate(struct aws_job *j, int status)
 {
-    if (status == KC_EREMOTE &&
-        strcmp(j->call.error.code, "InvalidInstanceID.NotFound") == 0) {
+    if (instance_not_found(j, status)) {
         aws_job_finish(j, 0);
         return;
     }

@@ -77,10 +77,9 @@ static void on_observe(struct aws_job *j, int status)
     }
     it = aws_xml_child(j->call.root, "keySet/item");
     if (!it && j->step == 1) {
-        kc_err_set(kc_op_err(op), KC_EREMOTE,
-                   "key pair '%s': EC2 said it exists, then that it does not",
-                   name);
-        aws_job_finish(j, KC_EREMOTE);
+        aws_job_fail(j, KC_EREMOTE,
+                     "key pair '%s': EC2 said it exists, then that it does not",
+                     name);
         return;
     }
     if (!it) {
@@ -92,41 +91,37 @@ static void on_observe(struct aws_job *j, int status)
     owned = aws_owned(j, it);
     known = kc_op_id(op) && id && strcmp(kc_op_id(op), id) == 0;
     if (pub && !aws_key_import_fingerprint(pub, want, sizeof(want), &type)) {
-        kc_err_set(kc_op_err(op), KC_EINVAL,
-                   "ssh.public_key is not an OpenSSH ssh-ed25519 or ssh-rsa "
-                   "public key");
-        aws_job_finish(j, KC_EINVAL);
+        aws_job_fail(j, KC_EINVAL,
+                     "ssh.public_key is not an OpenSSH ssh-ed25519 or ssh-rsa "
+                     "public key");
         return;
     }
     same = pub && fp && strcmp(fp, want) == 0;
     if (j->step == 1 && !pub && (!pkfile || access(pkfile, F_OK) != 0)) {
-        kc_err_set(kc_op_err(op), KC_ECONFLICT,
-                   "key pair '%s' was created but its private key was lost "
-                   "with EC2's answer: delete the key pair and apply again",
-                   name);
-        aws_job_finish(j, KC_ECONFLICT);
+        aws_job_fail(j, KC_ECONFLICT,
+                     "key pair '%s' was created but its private key was lost "
+                     "with EC2's answer: delete the key pair and apply again",
+                     name);
         return;
     }
     if (!owned && !known) {
         /* Not ours: adopt only the provably same key. */
         if (pub && !same) {
-            kc_err_set(kc_op_err(op), KC_ECONFLICT,
-                       "key pair '%s' exists in EC2 with another key "
-                       "(fingerprint %s, not %s of ssh.public_key) and "
-                       "kmsctl did not make it: delete it or choose another "
-                       "ssh.key_name",
-                       name, fp ? fp : "?", want);
-            aws_job_finish(j, KC_ECONFLICT);
+            aws_job_fail(j, KC_ECONFLICT,
+                         "key pair '%s' exists in EC2 with another key "
+                         "(fingerprint %s, not %s of ssh.public_key) and "
+                         "kmsctl did not make it: delete it or choose another "
+                         "ssh.key_name",
+                         name, fp ? fp : "?", want);
             return;
         }
         if (!pub && (!pkfile || access(pkfile, F_OK) != 0)) {
-            kc_err_set(kc_op_err(op), KC_ECONFLICT,
-                       "key pair '%s' exists in EC2 but its private key is "
-                       "not here ('%s'); EC2 never gives it out again: "
-                       "delete the key pair, choose another ssh.key_name, or "
-                       "give ssh.public_key of a key you have",
-                       name, pkfile ? pkfile : "no ssh.private_key_file");
-            aws_job_finish(j, KC_ECONFLICT);
+            aws_job_fail(j, KC_ECONFLICT,
+                         "key pair '%s' exists in EC2 but its private key is "
+                         "not here ('%s'); EC2 never gives it out again: "
+                         "delete the key pair, choose another ssh.key_name, "
+                         "or give ssh.public_key of a key you have",
+                         name, pkfile ? pkfile : "no ssh.private_key_file");
             return;
         }
     }
@@ -179,6 +174,22 @@ struct key_write {
     struct kc_err err;
 };
 
+/* Blocking: fsyncs and closes FD (WHAT, e.g. "the folder of ", then PATH
+ * name it in errors). FD is closed also when the sync fails. */
+static int sync_close(int fd, const char *what, const char *path,
+                      struct kc_err *err)
+{
+    if (fsync(fd) < 0) {
+        int e = errno;
+
+        (void)close(fd);
+        return kc_err_from_errno(err, e, "sync %s'%s'", what, path);
+    }
+    if (close(fd) < 0)
+        return kc_err_from_errno(err, errno, "close %s'%s'", what, path);
+    return 0;
+}
+
 /* Blocking: runs on a libuv worker thread. */
 static int write_private_key(const char *path, const char *pem, size_t len,
                              struct kc_err *err)
@@ -186,7 +197,7 @@ static int write_private_key(const char *path, const char *pem, size_t len,
     size_t off = 0;
     char *dir;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    int dfd;
+    int dfd, ret;
 
     if (fd < 0)
         return kc_err_from_errno(err, errno, "create '%s'", path);
@@ -206,14 +217,9 @@ static int write_private_key(const char *path, const char *pem, size_t len,
     }
     /* The file is kept when the sync fails: it may hold the only copy of
      * the private key AWS made. */
-    if (fsync(fd) < 0) {
-        int e = errno;
-
-        (void)close(fd);
-        return kc_err_from_errno(err, e, "sync '%s'", path);
-    }
-    if (close(fd) < 0)
-        return kc_err_from_errno(err, errno, "close '%s'", path);
+    ret = sync_close(fd, "", path, err);
+    if (ret < 0)
+        return ret;
     /* The folder entry too, so the file survives a crash. */
     dir = kc_file_dirname(path);
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -224,15 +230,7 @@ static int write_private_key(const char *path, const char *pem, size_t len,
         return kc_err_from_errno(err, e, "open the folder of '%s'", path);
     }
     free(dir);
-    if (fsync(dfd) < 0) {
-        int e = errno;
-
-        (void)close(dfd);
-        return kc_err_from_errno(err, e, "sync the folder of '%s'", path);
-    }
-    if (close(dfd) < 0)
-        return kc_err_from_errno(err, errno, "close the folder of '%s'", path);
-    return 0;
+    return sync_close(dfd, "the folder of ", path, err);
 }
 
 static void key_write_work(uv_work_t *w)
@@ -317,9 +315,8 @@ static void on_created(struct aws_job *j, int status)
     if (!aws_xml_text(j->call.root, "keyPairId")) {
         if (pem)
             kc_memzero(KC_UNCONST(pem), strlen(pem));
-        kc_err_set(kc_op_err(op), KC_EPARSE,
-                   "ec2 %s: no keyPairId in the answer", j->call.action);
-        aws_job_finish(j, KC_EPARSE);
+        aws_job_fail(j, KC_EPARSE, "ec2 %s: no keyPairId in the answer",
+                     j->call.action);
         return;
     }
     if (strcmp(j->call.action, "CreateKeyPair") != 0) {
@@ -327,11 +324,10 @@ static void on_created(struct aws_job *j, int status)
         return;
     }
     if (!pem) {
-        kc_err_set(kc_op_err(op), KC_EPARSE,
-                   "key pair '%s' was created but the answer has no "
-                   "keyMaterial (delete the key pair and retry)",
-                   name);
-        aws_job_finish(j, KC_EPARSE);
+        aws_job_fail(j, KC_EPARSE,
+                     "key pair '%s' was created but the answer has no "
+                     "keyMaterial (delete the key pair and retry)",
+                     name);
         return;
     }
     kw = kc_xcalloc(1, sizeof(*kw));

@@ -59,6 +59,9 @@ void aws_job_sleep(struct aws_job *j, uint64_t ms, aws_job_fn next);
 /* Completes the op with STATUS (kc_op_err already set when < 0) and frees J
  * once its timer is closed. */
 void aws_job_finish(struct aws_job *j, int status);
+/* Sets kc_op_err from FMT and finishes with CODE (< 0). */
+void aws_job_fail(struct aws_job *j, int code, const char *fmt, ...)
+    KC_PRINTF(3, 4);
 /* Copies the call's error into the op and finishes with it. */
 void aws_job_fail_call(struct aws_job *j, int status);
 /* Milliseconds since the job started. */

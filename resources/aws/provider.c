@@ -211,6 +211,18 @@ void aws_job_finish(struct aws_job *j, int status)
     on_job_closed((uv_handle_t *)&j->timer);
 }
 
+void aws_job_fail(struct aws_job *j, int code, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[sizeof(kc_op_err(j->op)->msg)];
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap); /* as kc_err_set cuts it */
+    va_end(ap);
+    kc_err_set(kc_op_err(j->op), code, "%s", msg);
+    aws_job_finish(j, code);
+}
+
 void aws_job_fail_call(struct aws_job *j, int status)
 {
     struct kc_err *err = kc_op_err(j->op);
@@ -387,10 +399,8 @@ static void on_list(struct aws_job *j, int status)
         return;
     }
     if (++j->step >= AWS_LIST_MAX_PAGES) {
-        kc_err_set(kc_op_err(j->op), KC_EREMOTE,
-                   "ec2 %s: still a nextToken after %d pages", s->action,
-                   AWS_LIST_MAX_PAGES);
-        aws_job_finish(j, KC_EREMOTE);
+        aws_job_fail(j, KC_EREMOTE, "ec2 %s: still a nextToken after %d pages",
+                     s->action, AWS_LIST_MAX_PAGES);
         return;
     }
     next = kc_xstrdup(token); /* the answer is released by the next call */

@@ -277,9 +277,7 @@ static void next_step(struct aws_job *j, int status)
     }
     it = aws_xml_child(j->call.root, "securityGroupInfo/item");
     if (!it) {
-        kc_err_set(kc_op_err(j->op), KC_ENOENT, "security group '%s' vanished",
-                   j->id);
-        aws_job_finish(j, KC_ENOENT);
+        aws_job_fail(j, KC_ENOENT, "security group '%s' vanished", j->id);
         return;
     }
     observe_item(j, it);
@@ -300,12 +298,11 @@ static void on_duplicate_lookup(struct aws_job *j, int status)
     }
     it = aws_xml_child(j->call.root, "securityGroupInfo/item");
     if (!it || !aws_owned(j, it)) {
-        kc_err_set(kc_op_err(j->op), KC_ECONFLICT,
-                   "security group '%s' exists in %s and is not kmsctl's "
-                   "(no %s=%s tag): rename it or delete it",
-                   aws_desired_str(j->op, "group_name"), j->aux,
-                   AWS_TAG_ADDRESS, kc_op_address(j->op));
-        aws_job_finish(j, KC_ECONFLICT);
+        aws_job_fail(j, KC_ECONFLICT,
+                     "security group '%s' exists in %s and is not kmsctl's "
+                     "(no %s=%s tag): rename it or delete it",
+                     aws_desired_str(j->op, "group_name"), j->aux,
+                     AWS_TAG_ADDRESS, kc_op_address(j->op));
         return;
     }
     /* Ours already (a retried create): carry on with its rules. */
@@ -339,9 +336,7 @@ static void on_created(struct aws_job *j, int status)
     }
     id = aws_xml_text(j->call.root, "groupId");
     if (!id || !*id) {
-        kc_err_set(kc_op_err(j->op), KC_EPARSE,
-                   "ec2 CreateSecurityGroup: no groupId");
-        aws_job_finish(j, KC_EPARSE);
+        aws_job_fail(j, KC_EPARSE, "ec2 CreateSecurityGroup: no groupId");
         return;
     }
     (void)kc_snprintf(j->id, sizeof(j->id), "%s", id);
@@ -379,10 +374,9 @@ static void on_default_vpc(struct aws_job *j, int status)
     }
     vpc = aws_xml_text(j->call.root, "vpcSet/item/vpcId");
     if (!vpc) {
-        kc_err_set(kc_op_err(j->op), KC_ENOENT,
-                   "no default VPC in %s: set nitro_hosts.<host>.vpc_id",
-                   aws_ec2_region(j->prov->ec2));
-        aws_job_finish(j, KC_ENOENT);
+        aws_job_fail(j, KC_ENOENT,
+                     "no default VPC in %s: set nitro_hosts.<host>.vpc_id",
+                     aws_ec2_region(j->prov->ec2));
         return;
     }
     (void)kc_snprintf(j->aux, sizeof(j->aux), "%s", vpc);

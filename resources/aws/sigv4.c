@@ -11,30 +11,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "reconcile/hex.h"
+
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
-
-static const char hexdig_lower[] = "0123456789abcdef";
-static const char hexdig_upper[] = "0123456789ABCDEF";
-
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdig_lower[in[i] >> 4];
-        out[2 * i + 1] = hexdig_lower[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        mdlen != 32)
-        KC_BUG("sha256 failed");
-    hex_encode(md, 32, out);
-}
 
 static void hmac256(const void *key, size_t keylen, const void *msg,
                     size_t msglen, unsigned char out[32])
@@ -46,44 +25,13 @@ static void hmac256(const void *key, size_t keylen, const void *msg,
         KC_BUG("hmac-sha256 failed");
 }
 
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
 /* UriEncode() of the SigV4 documentation: "URI encode every byte except the
  * unreserved characters: 'A'-'Z', 'a'-'z', '0'-'9', '-', '.', '_', and '~'",
  * "the space character ... must be encoded as %20 (and not as '+')", "letters
  * in the hexadecimal value must be uppercase". */
 int aws_uri_encode(struct kc_buf *out, const char *s, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int ret;
-
-        if (is_unreserved(c)) {
-            ret = kc_buf_addch(out, (char)c);
-        } else {
-            char esc[3] = { '%', hexdig_upper[c >> 4], hexdig_upper[c & 15] };
-            ret = kc_buf_add(out, esc, 3);
-        }
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return kc_hex_pct_encode(out, s, len);
 }
 
 int aws_uri_decode(struct kc_buf *out, const char *s, size_t len, bool form)
@@ -97,8 +45,8 @@ int aws_uri_decode(struct kc_buf *out, const char *s, size_t len, bool form)
 
             if (i + 2 >= len)
                 return KC_EINVAL;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = kc_hex_digit((unsigned char)s[i + 1]);
+            lo = kc_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return KC_EINVAL;
             c = (char)(hi << 4 | lo);
@@ -322,7 +270,7 @@ int aws_sigv4_canonical_request(const struct aws_sigv4_req *req,
     if (req->payload_hash)
         ret = kc_snprintf(payload, sizeof(payload), "%s", req->payload_hash);
     else
-        sha256_hex(req->body ? req->body : "", req->body_len, payload);
+        kc_hex_sha256(req->body ? req->body : "", req->body_len, payload);
     if (ret < 0 || kc_buf_addch(out, '\n') < 0 ||
         kc_buf_add(out, sh.data ? sh.data : "", sh.len) < 0 ||
         kc_buf_addch(out, '\n') < 0 || kc_buf_addstr(out, payload) < 0) {
@@ -363,7 +311,7 @@ int aws_sigv4_string_to_sign(const struct aws_sigv4_req *req,
         ret = aws_sigv4_canonical_request(req, &creq, NULL, err);
     if (ret < 0)
         goto out;
-    sha256_hex(kc_buf_str(&creq), creq.len, hash);
+    kc_hex_sha256(kc_buf_str(&creq), creq.len, hash);
     if (kc_buf_addf(out, SIGV4_ALGORITHM "\n%s\n%.8s/%s/%s/aws4_request\n%s",
                     req->amz_date, req->amz_date, req->region, req->service,
                     hash) < 0)
@@ -412,7 +360,7 @@ int aws_sigv4_signature(const struct aws_sigv4_req *req,
     date8[8] = '\0';
     aws_sigv4_signing_key(secret, date8, req->region, req->service, key);
     hmac256(key, 32, kc_buf_str(&sts), sts.len, mac);
-    hex_encode(mac, 32, sig);
+    kc_hex_encode(mac, 32, sig);
     kc_memzero(key, sizeof(key));
 out:
     kc_buf_release(&sts);

@@ -3,25 +3,14 @@
 
 #include <ctype.h>
 
+#include "reconcile/hex.h"
 #include "resources/chain/keccak.h"
 
 static const char hex_digits[] = "0123456789abcdef";
 
-static int hex_val(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 void chain_hex_encode(const void *data, size_t len, bool prefix, char *out,
                       size_t outsz)
 {
-    const uint8_t *p = data;
     size_t o = 0;
 
     if (outsz < 2 * len + 1 + (prefix ? 2 : 0))
@@ -30,11 +19,7 @@ void chain_hex_encode(const void *data, size_t len, bool prefix, char *out,
         out[o++] = '0';
         out[o++] = 'x';
     }
-    for (size_t i = 0; i < len; i++) {
-        out[o++] = hex_digits[p[i] >> 4];
-        out[o++] = hex_digits[p[i] & 15];
-    }
-    out[o] = '\0';
+    kc_hex_encode(data, len, out + o);
 }
 
 int chain_hex_add(struct kc_buf *buf, const void *data, size_t len)
@@ -43,7 +28,9 @@ int chain_hex_add(struct kc_buf *buf, const void *data, size_t len)
     int ret = kc_buf_add(buf, "0x", 2);
 
     for (size_t i = 0; i < len && ret == 0; i++) {
-        char two[2] = { hex_digits[p[i] >> 4], hex_digits[p[i] & 15] };
+        char two[3];
+
+        kc_hex_encode(p + i, 1, two);
         ret = kc_buf_add(buf, two, 2);
     }
     return ret;
@@ -61,8 +48,8 @@ static int hex_decode_into(const char *s, size_t slen, uint8_t *out,
                            const char *what, struct kc_err *err)
 {
     for (size_t i = 0; i < slen; i += 2) {
-        int hi = hex_val((unsigned char)s[i]);
-        int lo = hex_val((unsigned char)s[i + 1]);
+        int hi = kc_hex_digit((unsigned char)s[i]);
+        int lo = kc_hex_digit((unsigned char)s[i + 1]);
         if (hi < 0 || lo < 0)
             return kc_err_set(
                 err, KC_EINVAL, "%s: '%c%c' at offset %zu is not hex", what,
@@ -120,7 +107,7 @@ static int quantity_digits(const char **s, size_t *n, const char *what,
     if (*n == 0)
         return kc_err_set(err, KC_EINVAL, "%s: empty quantity", what);
     for (size_t i = 0; i < *n; i++)
-        if (hex_val((unsigned char)(*s)[i]) < 0)
+        if (kc_hex_digit((unsigned char)(*s)[i]) < 0)
             return kc_err_set(err, KC_EINVAL, "%s: quantity is not hex", what);
     /* Skip leading zeros: some nodes send "0x00". */
     while (*n > 1 && (*s)[0] == '0') {
@@ -142,7 +129,7 @@ int chain_quantity_parse(const char *s, uint64_t *out, const char *what,
     if (n > 16)
         return kc_err_set(err, KC_ERANGE, "%s: quantity over 64 bits", what);
     for (size_t i = 0; i < n; i++)
-        v = v << 4 | (uint64_t)hex_val((unsigned char)s[i]);
+        v = v << 4 | (uint64_t)kc_hex_digit((unsigned char)s[i]);
     *out = v;
     return 0;
 }
@@ -160,7 +147,7 @@ int chain_quantity_parse_u256(const char *s, uint8_t out[32], const char *what,
     memset(out, 0, 32);
     for (size_t i = 0; i < n; i++) {
         size_t nib = n - 1 - i; /* nibble index from the right */
-        int v = hex_val((unsigned char)s[i]);
+        int v = kc_hex_digit((unsigned char)s[i]);
         out[31 - nib / 2] |= (uint8_t)(nib % 2 ? v << 4 : v);
     }
     return 0;

@@ -483,6 +483,22 @@ static void on_timer(uv_timer_t *t)
             check_code(&k->d[i]);
 }
 
+/* Recovery: the deploy recorded for D (at address A) will never have code,
+ * for the reason WHY: forget it and let kms_step deploy again. */
+static void deploy_again(struct deploy *d, const char *a, const char *why)
+{
+    struct kms_op *k = d->k;
+
+    kc_log(kc_op_log(k->op), KC_LOG_WARN, "chain",
+           "%s: recorded deploy at %s (nonce %llu) %s; deploying again",
+           kc_op_address(k->op), a, (unsigned long long)d->nonce, why);
+    d->known = false;
+    d->checking = false;
+    d->inflight = false;
+    k->inflight--;
+    kms_step(k);
+}
+
 static void code_checked(struct deploy *d, int status, const char *msg)
 {
     struct kms_op *k = d->k;
@@ -508,15 +524,7 @@ static void code_checked(struct deploy *d, int status, const char *msg)
     if (d->checking && d->latest_nonce > d->nonce) {
         /* Recovery: the recorded nonce was used, yet no code: that deploy
          * failed or was replaced. Deploy again. */
-        kc_log(kc_op_log(k->op), KC_LOG_WARN, "chain",
-               "%s: recorded deploy at %s (nonce %llu) left no code; "
-               "deploying again",
-               kc_op_address(k->op), a, (unsigned long long)d->nonce);
-        d->known = false;
-        d->checking = false;
-        d->inflight = false;
-        k->inflight--;
-        kms_step(k);
+        deploy_again(d, a, "left no code");
         return;
     }
     if (d->checking && d->pending_nonce <= d->nonce) {
@@ -525,15 +533,7 @@ static void code_checked(struct deploy *d, int status, const char *msg)
          * transaction was dropped). Deploying again takes that same nonce
          * (the pending count), so at most one of the two can ever be mined:
          * no duplicate is possible. */
-        kc_log(kc_op_log(k->op), KC_LOG_WARN, "chain",
-               "%s: recorded deploy at %s (nonce %llu) never reached the "
-               "chain; deploying again",
-               kc_op_address(k->op), a, (unsigned long long)d->nonce);
-        d->known = false;
-        d->checking = false;
-        d->inflight = false;
-        k->inflight--;
-        kms_step(k);
+        deploy_again(d, a, "never reached the chain");
         return;
     }
     if (d->checking && kc_op_is_canceled(k->op)) {

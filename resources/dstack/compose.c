@@ -2,15 +2,25 @@
  * .instance_info, .user-config and the KMS compose templates. */
 #include "resources/dstack/compose.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "reconcile/hex.h"
 #include "resources/dstack/dstack.h"
+
+/* Writes the JSON escape of the UTF-16 code unit UNIT (a backslash, 'u' and
+ * four lowercase hex digits) and a NUL. */
+static void json_u_escape(char esc[7], uint32_t unit)
+{
+    unsigned char be[2] = { (unsigned char)(unit >> 8), (unsigned char)unit };
+
+    esc[0] = '\\';
+    esc[1] = 'u';
+    kc_hex_encode(be, 2, esc + 2);
+}
 
 int dstack_json_str(struct kc_buf *out, const char *s, const char *what,
                     struct kc_err *err)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     char esc[13];
 
@@ -76,21 +86,12 @@ int dstack_json_str(struct kc_buf *out, const char *s, const char *what,
             uint32_t v = cp - 0x10000;
             uint32_t hi = 0xd800 | (v >> 10), lo = 0xdc00 | (v & 0x3ff);
 
-            esc[0] = '\\';
-            esc[1] = 'u';
-            for (int i = 0; i < 4; i++)
-                esc[2 + i] = hex[(hi >> (12 - 4 * i)) & 0xf];
-            esc[6] = '\\';
-            esc[7] = 'u';
-            for (int i = 0; i < 4; i++)
-                esc[8 + i] = hex[(lo >> (12 - 4 * i)) & 0xf];
+            json_u_escape(esc, hi);
+            json_u_escape(esc + 6, lo);
             kc_buf_add(out, esc, 12);
             continue;
         }
-        esc[0] = '\\';
-        esc[1] = 'u';
-        for (int i = 0; i < 4; i++)
-            esc[2 + i] = hex[(cp >> (12 - 4 * i)) & 0xf];
+        json_u_escape(esc, cp);
         kc_buf_add(out, esc, 6);
     }
     kc_buf_addch(out, '"');
@@ -260,18 +261,7 @@ out:
 
 void dstack_sha256_hex(const void *data, size_t len, char hex[65])
 {
-    static const char digits[] = "0123456789abcdef";
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        mdlen != 32)
-        KC_BUG("EVP_Digest(sha256) failed");
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0xf];
-    }
-    hex[64] = '\0';
+    kc_hex_sha256(data, len, hex);
 }
 
 int dstack_sys_config_render(const struct dstack_sys_config *sc,
@@ -313,7 +303,6 @@ out:
 static int ids_norm(char id[41], const char *what, unsigned bit,
                     unsigned *generated, struct kc_err *err)
 {
-    static const char digits[] = "0123456789abcdef";
     char tmp[41];
     const char *s = id;
     size_t len;
@@ -323,11 +312,7 @@ static int ids_norm(char id[41], const char *what, unsigned bit,
 
         if (RAND_bytes(raw, sizeof(raw)) != 1)
             return kc_err_from_ssl(err, "RAND_bytes");
-        for (int i = 0; i < 20; i++) {
-            id[2 * i] = digits[raw[i] >> 4];
-            id[2 * i + 1] = digits[raw[i] & 0xf];
-        }
-        id[40] = '\0';
+        kc_hex_encode(raw, sizeof(raw), id);
         if (generated)
             *generated |= bit;
         return 0;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "reconcile/file.h"
+#include "reconcile/hex.h"
 
 int dstack_out_open(struct dstack_out *o, const char *path, unsigned mode,
                     struct kc_err *err)
@@ -102,13 +103,7 @@ int dstack_write_all(int fd, const void *p, size_t n, const char *what,
 
 void dstack_hex(const unsigned char *p, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 0xf];
-    }
-    out[2 * n] = '\0';
+    kc_hex_encode(p, n, out);
 }
 
 void dstack_put_le16(unsigned char *p, uint32_t v)

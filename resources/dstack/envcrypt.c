@@ -2,6 +2,7 @@
  * X25519 + AES-256-GCM encryption of .encrypted-env. */
 #include "resources/dstack/envcrypt.h"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <secp256k1.h>
@@ -127,19 +128,97 @@ int dstack_env_pubkey_from_json(struct json_object *resp,
                                     pinned, err);
 }
 
-static int x25519_shared(const unsigned char peer[32], unsigned char eph[32],
+/* The plaintext: {"env": [{"key": K, "value": V}, ...]} with the keys in
+ * byte order, so that the bytes depend on the variables only, not on the
+ * order the manifest lists them in. */
+static int env_plaintext(const struct dstack_kv *env, size_t n,
+                         struct kc_buf *pt, struct kc_err *err)
+{
+    const struct dstack_kv **sorted = NULL;
+    int ret = 0;
+
+    sorted = kc_xcalloc(n + 1, sizeof(*sorted));
+    for (size_t i = 0; i < n; i++) {
+        size_t j = i;
+
+        if (!dstack_is_env_name(env[i].key)) {
+            ret = kc_err_set(err, KC_EINVAL,
+                             "env key '%.64s' is not an environment variable "
+                             "name",
+                             env[i].key ? env[i].key : "");
+            goto out;
+        }
+        /* Insertion sort: a handful of variables. */
+        while (j > 0 && strcmp(sorted[j - 1]->key, env[i].key) > 0) {
+            sorted[j] = sorted[j - 1];
+            j--;
+        }
+        if (j > 0 && strcmp(sorted[j - 1]->key, env[i].key) == 0) {
+            ret = kc_err_set(err, KC_EINVAL, "env key '%s' given twice",
+                             env[i].key);
+            goto out;
+        }
+        sorted[j] = &env[i];
+    }
+    kc_buf_addstr(pt, "{\"env\": [");
+    for (size_t i = 0; i < n; i++) {
+        kc_buf_addstr(pt, i ? ", {\"key\": " : "{\"key\": ");
+        dstack_json_str(pt, sorted[i]->key, "env key", err);
+        kc_buf_addstr(pt, ", \"value\": ");
+        if ((ret = dstack_json_str(pt, sorted[i]->value, sorted[i]->key, err)) <
+            0)
+            goto out;
+        kc_buf_addch(pt, '}');
+    }
+    kc_buf_addstr(pt, "]}");
+out:
+    free(sorted);
+    return ret;
+}
+
+/* HMAC-SHA256(SALT, LABEL (with its NUL) || PUBKEY || PT) into OUT. */
+static int derive(const unsigned char salt[DSTACK_ENV_SALT_LEN],
+                  const char *label, const unsigned char pubkey[32],
+                  const struct kc_buf *pt, unsigned char out[32],
+                  struct kc_err *err)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                         KC_UNCONST("SHA256"), 0),
+        OSSL_PARAM_construct_end(),
+    };
+    size_t len = 0;
+    int ret = 0;
+
+    if (!ctx || EVP_MAC_init(ctx, salt, DSTACK_ENV_SALT_LEN, params) != 1 ||
+        EVP_MAC_update(ctx, (const unsigned char *)label, strlen(label) + 1) !=
+            1 ||
+        EVP_MAC_update(ctx, pubkey, 32) != 1 ||
+        EVP_MAC_update(ctx, (const unsigned char *)pt->data, pt->len) != 1 ||
+        EVP_MAC_final(ctx, out, &len, 32) != 1 || len != 32)
+        ret = kc_err_from_ssl(err, "HMAC-SHA256");
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    return ret;
+}
+
+/* X25519 with the private key SK: EPH gets its public key, SHARED the
+ * agreement with PEER. */
+static int x25519_shared(const unsigned char sk[32],
+                         const unsigned char peer[32], unsigned char eph[32],
                          unsigned char shared[32], struct kc_err *err)
 {
-    EVP_PKEY_CTX *kctx = NULL, *dctx = NULL;
+    EVP_PKEY_CTX *dctx = NULL;
     EVP_PKEY *mine = NULL, *theirs = NULL;
     size_t len = 32;
     int ret = 0;
 
-    kctx = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
-    if (!kctx || EVP_PKEY_keygen_init(kctx) != 1 ||
-        EVP_PKEY_keygen(kctx, &mine) != 1 ||
-        EVP_PKEY_get_raw_public_key(mine, eph, &len) != 1 || len != 32) {
-        ret = kc_err_from_ssl(err, "X25519 key generation");
+    mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, 32);
+    if (!mine || EVP_PKEY_get_raw_public_key(mine, eph, &len) != 1 ||
+        len != 32) {
+        ret = kc_err_from_ssl(err, "X25519 key");
         goto out;
     }
     theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer, 32);
@@ -152,39 +231,32 @@ static int x25519_shared(const unsigned char peer[32], unsigned char eph[32],
         goto out;
     }
 out:
-    EVP_PKEY_CTX_free(kctx);
     EVP_PKEY_CTX_free(dctx);
     EVP_PKEY_free(mine);
     EVP_PKEY_free(theirs);
     return ret;
 }
 
-int dstack_env_encrypt(const struct dstack_kv *env, size_t n,
-                       const unsigned char pubkey[32], struct kc_buf *out,
-                       struct kc_err *err)
+int dstack_env_salt_new(unsigned char salt[DSTACK_ENV_SALT_LEN],
+                        struct kc_err *err)
+{
+    if (RAND_bytes(salt, DSTACK_ENV_SALT_LEN) != 1)
+        return kc_err_from_ssl(err, "RAND_bytes");
+    return 0;
+}
+
+int dstack_env_encrypt_salted(const struct dstack_kv *env, size_t n,
+                              const unsigned char pubkey[32],
+                              const unsigned char salt[DSTACK_ENV_SALT_LEN],
+                              struct kc_buf *out, struct kc_err *err)
 {
     struct kc_buf pt = { 0 };
-    unsigned char eph[32], key[32], iv[12], tag[16], *ct = NULL;
+    unsigned char eph[32], sk[32], key[32], ivfull[32], tag[16], *ct = NULL;
     EVP_CIPHER_CTX *c = NULL;
-    int len = 0, fin = 0, ret = 0;
+    int len = 0, fin = 0, ret;
 
-    kc_buf_addstr(&pt, "{\"env\": [");
-    for (size_t i = 0; i < n; i++) {
-        if (!dstack_is_env_name(env[i].key)) {
-            ret = kc_err_set(err, KC_EINVAL,
-                             "env key '%.64s' is not an environment variable "
-                             "name",
-                             env[i].key ? env[i].key : "");
-            goto out;
-        }
-        kc_buf_addstr(&pt, i ? ", {\"key\": " : "{\"key\": ");
-        dstack_json_str(&pt, env[i].key, "env key", err);
-        kc_buf_addstr(&pt, ", \"value\": ");
-        if ((ret = dstack_json_str(&pt, env[i].value, env[i].key, err)) < 0)
-            goto out;
-        kc_buf_addch(&pt, '}');
-    }
-    kc_buf_addstr(&pt, "]}");
+    if ((ret = env_plaintext(env, n, &pt, err)) < 0)
+        goto out;
     if (pt.len + 60 > DSTACK_ENC_ENV_MAX) {
         ret = kc_err_set(err, KC_ERANGE,
                          ".encrypted-env would be over the guest's limit of "
@@ -192,17 +264,19 @@ int dstack_env_encrypt(const struct dstack_kv *env, size_t n,
                          DSTACK_ENC_ENV_MAX);
         goto out;
     }
-    if ((ret = x25519_shared(pubkey, eph, key, err)) < 0)
+    /* Same salt, KMS key and variables: same bytes (a plan shows no change);
+     * anything else changes the ephemeral key and the IV together, so no
+     * key and IV pair ever encrypts two plaintexts. */
+    if ((ret = derive(salt, DSTACK_ENV_LABEL_EPH, pubkey, &pt, sk, err)) < 0 ||
+        (ret = derive(salt, DSTACK_ENV_LABEL_IV, pubkey, &pt, ivfull, err)) <
+            0 ||
+        (ret = x25519_shared(sk, pubkey, eph, key, err)) < 0)
         goto out;
-    if (RAND_bytes(iv, sizeof(iv)) != 1) {
-        ret = kc_err_from_ssl(err, "RAND_bytes");
-        goto out;
-    }
     ct = kc_xmalloc(pt.len + 16);
     c = EVP_CIPHER_CTX_new();
     if (!c || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
-        EVP_EncryptInit_ex(c, NULL, NULL, key, iv) != 1 ||
+        EVP_EncryptInit_ex(c, NULL, NULL, key, ivfull) != 1 ||
         EVP_EncryptUpdate(c, ct, &len, (const unsigned char *)pt.data,
                           (int)pt.len) != 1 ||
         EVP_EncryptFinal_ex(c, ct + len, &fin) != 1 ||
@@ -211,16 +285,30 @@ int dstack_env_encrypt(const struct dstack_kv *env, size_t n,
         goto out;
     }
     kc_buf_add(out, eph, 32);
-    kc_buf_add(out, iv, 12);
+    kc_buf_add(out, ivfull, 12);
     kc_buf_add(out, ct, (size_t)(len + fin));
     kc_buf_add(out, tag, 16);
 out:
     EVP_CIPHER_CTX_free(c);
+    kc_memzero(sk, sizeof(sk));
     kc_memzero(key, sizeof(key));
     if (ct) {
         kc_memzero(ct, pt.len + 16);
         free(ct);
     }
     kc_buf_release_wipe(&pt);
+    return ret;
+}
+
+int dstack_env_encrypt(const struct dstack_kv *env, size_t n,
+                       const unsigned char pubkey[32], struct kc_buf *out,
+                       struct kc_err *err)
+{
+    unsigned char salt[DSTACK_ENV_SALT_LEN];
+    int ret = dstack_env_salt_new(salt, err);
+
+    if (ret == 0)
+        ret = dstack_env_encrypt_salted(env, n, pubkey, salt, out, err);
+    kc_memzero(salt, sizeof(salt));
     return ret;
 }

@@ -568,6 +568,15 @@ static int fd_sink(void *ctx, const void *p, size_t n, struct kc_err *err)
     return dstack_write_all(*(int *)ctx, p, n, "archive", err);
 }
 
+int dstack_osimage_archive_fd(const char *disk_path, int fd,
+                              struct dstack_archive_digest *dg,
+                              struct kc_err *err)
+{
+    int ret = dstack_osimage_archive(disk_path, fd_sink, &fd, dg, err);
+
+    return ret < 0 ? kc_err_prefix(err, "archive '%s'", disk_path) : 0;
+}
+
 int dstack_osimage_archive_file(const char *disk_path, const char *out_path,
                                 struct dstack_archive_digest *dg,
                                 struct kc_err *err)
@@ -577,10 +586,10 @@ int dstack_osimage_archive_file(const char *disk_path, const char *out_path,
 
     if ((ret = dstack_out_open(&o, out_path, 0644, err)) < 0)
         return ret;
-    ret = dstack_osimage_archive(disk_path, fd_sink, &o.fd, dg, err);
+    ret = dstack_osimage_archive_fd(disk_path, o.fd, dg, err);
     if (ret < 0) {
         dstack_out_abort(&o);
-        return kc_err_prefix(err, "archive '%s'", disk_path);
+        return ret;
     }
     return dstack_out_commit(&o, err);
 }

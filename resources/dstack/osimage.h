@@ -64,6 +64,10 @@ typedef int (*dstack_sink_fn)(void *ctx, const void *p, size_t n,
 int dstack_osimage_archive(const char *disk_path, dstack_sink_fn sink,
                            void *ctx, struct dstack_archive_digest *dg,
                            struct kc_err *err);
+/* The same written to FD (from its current offset). */
+int dstack_osimage_archive_fd(const char *disk_path, int fd,
+                              struct dstack_archive_digest *dg,
+                              struct kc_err *err);
 /* The same into OUT_PATH, atomically (mode 0644). */
 int dstack_osimage_archive_file(const char *disk_path, const char *out_path,
                                 struct dstack_archive_digest *dg,

@@ -84,7 +84,11 @@ int dstack_vm_render(const struct dstack_vm_spec *s, struct dstack_vm_files *f,
         (ret = dstack_user_config_render(s->user_config, s->nuser_config,
                                          &f->user_config, err)) < 0)
         goto out;
-    if (s->encrypted_env_len > DSTACK_ENC_ENV_MAX)
+    if (ret == 0 && s->key_provider && strcmp(s->key_provider, "kms") == 0 &&
+        !s->encrypted_env_len)
+        ret = kc_err_set(err, KC_EINVAL,
+                         "key_provider kms: .encrypted-env was not made");
+    else if (s->encrypted_env_len > DSTACK_ENC_ENV_MAX)
         ret = kc_err_set(err, KC_ERANGE,
                          ".encrypted-env is over the guest's limit of %u "
                          "bytes",
@@ -420,15 +424,84 @@ static int kms_address(const struct vm_read *r, struct kc_err *err)
                       r->in->kms_addr_hint ? r->in->kms_addr_hint : "unknown");
 }
 
+int dstack_env_enc_read(const char *vm_name, const struct kc_value *ee,
+                        const char *base_dir, struct dstack_env_enc *e,
+                        struct kc_err *err)
+{
+    const struct kc_value *env = get(ee, "env");
+    const char *pin = NULL, *ca = NULL;
+    int ret;
+
+    if (!ee || ee->type != KC_VALUE_MAP)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.key_provider kms needs env_encryption "
+                          "(kms_url, kms_k256_pubkey, env)",
+                          vm_name);
+    if ((ret = dstack_vm_value_str(vm_name, ee, "env_encryption.", "kms_url",
+                                   &e->kms_url, err)) < 0 ||
+        (ret = dstack_vm_value_str(vm_name, ee, "env_encryption.",
+                                   "kms_k256_pubkey", &pin, err)) < 0 ||
+        (ret = dstack_vm_value_str(vm_name, ee, "env_encryption.", "ca_file",
+                                   &ca, err)) < 0)
+        return ret;
+    if (!e->kms_url || strncmp(e->kms_url, "https://", 8) != 0)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.kms_url: %s", vm_name,
+                          e->kms_url ? "expected an https:// URL" : "missing");
+    if (!pin)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.kms_k256_pubkey: "
+                          "missing",
+                          vm_name);
+    if ((ret = dstack_hex_decode(pin, e->pin, 33,
+                                 "env_encryption.kms_k256_pubkey", err)) < 0)
+        return kc_err_prefix(err, "kms_vms.%s", vm_name);
+    if (e->pin[0] != 0x02 && e->pin[0] != 0x03)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.kms_k256_pubkey: not a "
+                          "compressed key (02 or 03 first)",
+                          vm_name);
+    if (!env || env->type != KC_VALUE_MAP || kc_value_map_len(env) == 0)
+        return kc_err_set(err, KC_EINVAL,
+                          "kms_vms.%s.env_encryption.env: expected a map of "
+                          "at least one variable",
+                          vm_name);
+    e->env = kc_xcalloc(kc_value_map_len(env), sizeof(*e->env));
+    for (size_t i = 0; i < kc_value_map_len(env); i++) {
+        const struct kc_value *v = kc_value_map_val(env, i);
+
+        if (v->type != KC_VALUE_STRING)
+            return kc_err_set(err, KC_EINVAL,
+                              "kms_vms.%s.env_encryption.env.%s: expected a "
+                              "string",
+                              vm_name, kc_value_map_key(env, i));
+        /* The bytes go only into the encrypted .encrypted-env. */
+        e->env[e->nenv++] = (struct dstack_kv){ kc_value_map_key(env, i),
+                                                kc_value_reveal(v, NULL) };
+    }
+    if (ca) {
+        e->ca_path = kc_file_resolve(base_dir, ca);
+        e->ca_file = e->ca_path;
+    }
+    return 0;
+}
+
+void dstack_env_enc_release(struct dstack_env_enc *e)
+{
+    if (!e)
+        return;
+    free(e->env);
+    free(e->ca_path);
+    memset(e, 0, sizeof(*e));
+}
+
 /* env_encryption: with key_provider kms only, and then required. Its
- * kms_url becomes .sys-config.json kms_urls; the pinned key and the
- * (revealed) variables stay in V for the caller that fetches the key. */
+ * kms_url becomes .sys-config.json kms_urls; the rest is read when the
+ * caller encrypts (IN->encrypted_env NULL). */
 static int read_env_encryption(const struct vm_read *r, struct kc_err *err)
 {
     struct dstack_vm_values *vv = r->v;
     const struct kc_value *ee = get(r->in->vm, "env_encryption");
-    const struct kc_value *env = get(ee, "env");
-    const char *url = NULL, *pin = NULL, *ca = NULL;
     int ret;
 
     if (strcmp(vv->spec.key_provider, "kms") != 0) {
@@ -444,67 +517,30 @@ static int read_env_encryption(const struct vm_read *r, struct kc_err *err)
                               r->in->vm_name);
         return 0;
     }
-    if (!ee || ee->type != KC_VALUE_MAP)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.key_provider kms needs env_encryption "
-                          "(kms_url, kms_k256_pubkey, env)",
-                          r->in->vm_name);
-    if ((ret = get_str(r, ee, "env_encryption.", "kms_url", &url, err)) < 0 ||
-        (ret = get_str(r, ee, "env_encryption.", "kms_k256_pubkey", &pin,
-                       err)) < 0)
-        return ret;
-    if (!url || strncmp(url, "https://", 8) != 0)
-        return kc_err_set(
-            err, KC_EINVAL, "kms_vms.%s.env_encryption.kms_url: %s",
-            r->in->vm_name, url ? "expected an https:// URL" : "missing");
-    if (!pin)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.env_encryption.kms_k256_pubkey: "
-                          "missing",
-                          r->in->vm_name);
-    if ((ret = dstack_hex_decode(pin, vv->kms_k256_pubkey, 33,
-                                 "env_encryption.kms_k256_pubkey", err)) < 0) {
-        kc_err_prefix(err, "kms_vms.%s", r->in->vm_name);
-        return ret;
-    }
-    if (vv->kms_k256_pubkey[0] != 0x02 && vv->kms_k256_pubkey[0] != 0x03)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.env_encryption.kms_k256_pubkey: not a "
-                          "compressed key (02 or 03 first)",
-                          r->in->vm_name);
-    if (!env || env->type != KC_VALUE_MAP || kc_value_map_len(env) == 0)
-        return kc_err_set(err, KC_EINVAL,
-                          "kms_vms.%s.env_encryption.env: expected a map of "
-                          "at least one variable",
-                          r->in->vm_name);
-    vv->enc_env = kc_xcalloc(kc_value_map_len(env), sizeof(*vv->enc_env));
-    for (size_t i = 0; i < kc_value_map_len(env); i++) {
-        const struct kc_value *v = kc_value_map_val(env, i);
-
-        if (v->type != KC_VALUE_STRING)
+    if (r->in->encrypted_env) {
+        if (!ee || ee->type != KC_VALUE_MAP)
             return kc_err_set(err, KC_EINVAL,
-                              "kms_vms.%s.env_encryption.env.%s: expected a "
-                              "string",
-                              r->in->vm_name, kc_value_map_key(env, i));
-        /* The bytes go only into the encrypted .encrypted-env. */
-        vv->enc_env[vv->nenc_env++] =
-            (struct dstack_kv){ kc_value_map_key(env, i),
-                                kc_value_reveal(v, NULL) };
+                              "kms_vms.%s.key_provider kms needs "
+                              "env_encryption.kms_url",
+                              r->in->vm_name);
+        if ((ret = get_str(r, ee, "env_encryption.", "kms_url", &vv->kms_url,
+                           err)) < 0)
+            return ret;
+        if (!vv->kms_url || strncmp(vv->kms_url, "https://", 8) != 0)
+            return kc_err_set(
+                err, KC_EINVAL, "kms_vms.%s.env_encryption.kms_url: %s",
+                r->in->vm_name,
+                vv->kms_url ? "expected an https:// URL" : "missing");
+        vv->spec.encrypted_env = r->in->encrypted_env;
+        vv->spec.encrypted_env_len = r->in->encrypted_env_len;
+    } else {
+        if ((ret = dstack_env_enc_read(r->in->vm_name, ee, r->in->base_dir,
+                                       &vv->enc, err)) < 0)
+            return ret;
+        vv->kms_url = vv->enc.kms_url;
     }
-    if ((ret = get_str(r, ee, "env_encryption.", "ca_file", &ca, err)) < 0)
-        return ret;
-    if (ca)
-        vv->kms_ca_file = keep(vv, kc_file_resolve(r->in->base_dir, ca));
-    vv->kms_url = url;
     vv->spec.kms_urls = &vv->kms_url;
     vv->spec.nkms_urls = 1;
-    if (!r->in->env_key_fetch)
-        return kc_err_set(err, KC_ENOTSUP,
-                          "kms_vms.%s.env_encryption: this command cannot "
-                          "fetch the env encryption key from the KMS "
-                          "(GetAppEnvEncryptPubKey) yet, so it cannot write "
-                          ".encrypted-env",
-                          r->in->vm_name);
     return 0;
 }
 
@@ -551,7 +587,7 @@ void dstack_vm_values_release(struct dstack_vm_values *v)
     free(v->env);
     free(v->user);
     free(v->allowed);
-    free(v->enc_env);
+    dstack_env_enc_release(&v->enc);
     free(v->compose_text);
     memset(v, 0, sizeof(*v));
 }

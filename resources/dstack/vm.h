@@ -76,6 +76,28 @@ size_t dstack_vm_shared_files(const struct dstack_vm_files *f,
                               const struct dstack_vm_spec *s,
                               struct dstack_fat_file out[5]);
 
+/* kms_vms.<name>.env_encryption, read and checked: the KMS to ask for the
+ * app's env encryption key, the root key it must be signed by, and the
+ * variables to encrypt (values revealed: they go only into the encryption;
+ * borrowed from the value read). */
+struct dstack_env_enc {
+    const char *kms_url; /* https://, no query, no credentials */
+    const char *ca_file; /* resolved against the base folder; NULL: system */
+    unsigned char pin[33];
+    struct dstack_kv *env;
+    size_t nenv;
+    /* private */
+    char *ca_path;
+};
+
+/* Reads EE (env_encryption of kms_vms.VM_NAME, interpolated, known) into E
+ * (zeroed by the caller; release it also on failure). Errors name the
+ * member ("kms_vms.<name>.env_encryption.kms_k256_pubkey: ..."). */
+int dstack_env_enc_read(const char *vm_name, const struct kc_value *ee,
+                        const char *base_dir, struct dstack_env_enc *e,
+                        struct kc_err *err);
+void dstack_env_enc_release(struct dstack_env_enc *e);
+
 /* What dstack_vm_values_read() reads. */
 struct dstack_vm_input {
     const char *vm_name;
@@ -89,24 +111,24 @@ struct dstack_vm_input {
      * reference it comes from; with SET_HINT the message adds "pass --set
      * REF=<value> to render with it". */
     bool set_hint;
-    /* The caller fetches the env encryption key (GetAppEnvEncryptPubKey)
-     * and writes .encrypted-env for key_provider kms; without it a VM with
-     * key_provider kms is refused (KC_ENOTSUP) after env_encryption was
-     * read and checked. */
-    bool env_key_fetch;
+    /* key_provider kms: the .encrypted-env bytes the caller made already
+     * (the gcp.image of the shared disk gets them from
+     * dstack.encrypted_env): env_encryption then needs only kms_url. NULL:
+     * all of env_encryption is read into V->enc for the caller to fetch the
+     * key and encrypt (`kmsctl render`), and it sets spec.encrypted_env
+     * before dstack_vm_render(), which refuses key_provider kms without. */
+    const void *encrypted_env;
+    size_t encrypted_env_len;
 };
 
 /* A spec read from kms_vms.<name>, with the memory it borrows. */
 struct dstack_vm_values {
     /* All but os_image_hash, ids and encrypted_env, the caller's. */
     struct dstack_vm_spec spec;
-    /* key_provider kms: env_encryption.kms_url (also spec.kms_urls), the
-     * pinned KMS root key, the variables (values revealed, borrowed). */
+    /* key_provider kms: env_encryption.kms_url (also spec.kms_urls) */
     const char *kms_url;
-    const char *kms_ca_file; /* resolved; NULL: the system store */
-    unsigned char kms_k256_pubkey[33];
-    struct dstack_kv *enc_env;
-    size_t nenc_env;
+    /* and, when IN->encrypted_env was NULL, all of env_encryption */
+    struct dstack_env_enc enc;
     /* private */
     char *compose_text;
     struct dstack_kv *env, *user;
@@ -117,7 +139,7 @@ struct dstack_vm_values {
 
 /* Fills V (zeroed by the caller; release it also on failure) from IN->vm:
  * mode, compose (file, read from IN->base_dir, or template; env), ports,
- * key_provider (kms needs env_encryption and IN->env_key_fetch),
+ * key_provider (kms needs env_encryption, see IN->encrypted_env),
  * key_provider_id, pccs_url, user_config (the secrets, borrowed revealed),
  * app_compose flags, storage_fs and allowed_envs, KMS_CONTRACT_ADDR. What
  * goes into the measured, public files may not come from ${env:} or

@@ -56,33 +56,41 @@ static int load_pkey(const struct kc_secret *pem, EVP_PKEY **out,
     return 0;
 }
 
+/* A required non-empty string member, borrowed from O. */
+static int req_nonempty(struct json_object *o, const char *key,
+                        const char **out, struct kc_err *err)
+{
+    int ret = kc_json_get_str(o, key, out, err);
+
+    if (ret < 0)
+        return ret;
+    if (!**out)
+        return kc_err_set(err, KC_EINVAL, "'%s': empty", key);
+    return 0;
+}
+
 /* A required non-empty string member, copied. */
 static int req_str(struct json_object *o, const char *key, char **out,
                    struct kc_err *err)
 {
     const char *s;
-    int ret = kc_json_get_str(o, key, &s, err);
+    int ret = req_nonempty(o, key, &s, err);
 
-    if (ret < 0)
-        return ret;
-    if (!*s)
-        return kc_err_set(err, KC_EINVAL, "'%s': empty", key);
-    *out = kc_xstrdup(s);
-    return 0;
+    if (ret == 0)
+        *out = kc_xstrdup(s);
+    return ret;
 }
 
+/* The same, as a secret. */
 static int req_secret(struct json_object *o, const char *key,
                       struct kc_secret **out, struct kc_err *err)
 {
     const char *s;
-    int ret = kc_json_get_str(o, key, &s, err);
+    int ret = req_nonempty(o, key, &s, err);
 
-    if (ret < 0)
-        return ret;
-    if (!*s)
-        return kc_err_set(err, KC_EINVAL, "'%s': empty", key);
-    *out = kc_secret_new(s, strlen(s));
-    return 0;
+    if (ret == 0)
+        *out = kc_secret_new(s, strlen(s));
+    return ret;
 }
 
 static char *opt_dup(struct json_object *o, const char *key)

@@ -3,7 +3,7 @@
 
 #include <pthread.h>
 
-#include <openssl/rand.h>
+#include "reconcile/hex.h"
 
 /* Slicing-by-8 tables for the reflected Castagnoli polynomial, built once
  * on first use (pthread_once: hashing runs on worker threads too). */
@@ -173,37 +173,10 @@ int gcp_b64_decode(const char *text, size_t len, struct kc_buf *out,
 
 int gcp_pct_encode(const char *s, size_t len, struct kc_buf *out)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    int ret = 0;
-
-    for (size_t i = 0; i < len && ret == 0; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~') {
-            ret = kc_buf_addch(out, (char)c);
-        } else {
-            char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
-
-            ret = kc_buf_add(out, esc, 3);
-        }
-    }
-    return ret;
+    return kc_hex_pct_encode(out, s, len);
 }
 
 int gcp_uuid4(char out[GCP_UUID_LEN], struct kc_err *err)
 {
-    unsigned char b[16];
-
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return kc_err_from_ssl(err, "random uuid");
-    b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
-    b[8] = (b[8] & 0x3f) | 0x80; /* variant 10 (RFC 9562 §4.1) */
-    snprintf(out, GCP_UUID_LEN,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
-    return 0;
+    return kc_hex_uuid4(out, err);
 }

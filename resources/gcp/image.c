@@ -25,8 +25,11 @@
  *
  * The shared disk's instance_id_seed and app_id are generated once and kept
  * in the state (kc_op_generated "kms_vms.<vm>.instance_id_seed" and
- * ".app_id", as `kmsctl render` keeps them), persisted before the image
- * leaves the machine.
+ * ".app_id", as `kmsctl render` keeps them; dstack_vm_generated()),
+ * persisted before the image leaves the machine. With key_provider kms the
+ * disk also holds .encrypted-env: encrypted_env (hex) made by
+ * dstack.encrypted_env.<vm> (resources/dstack/dstack_kinds.h), and
+ * env_kms_url for .sys-config.json.
  */
 #include "reconcile/resource.h"
 
@@ -35,6 +38,7 @@
 
 #include "reconcile/file.h"
 #include "reconcile/json.h"
+#include "resources/dstack/dstack_kinds.h"
 #include "resources/dstack/gptimg.h"
 #include "resources/dstack/osimage.h"
 #include "resources/gcp/gcp.h"
@@ -67,6 +71,13 @@ static const struct kc_field image_fields[] = {
     { "os_image_hash", KC_VALUE_STRING,
       KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "kms_addr", KC_VALUE_STRING, KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    /* key_provider kms: env_encryption.kms_url and the .encrypted-env bytes
+     * (hex) from dstack.encrypted_env.<vm>, deterministic: other bytes mean
+     * another value or another KMS key, so a new disk. */
+    { "env_kms_url", KC_VALUE_STRING,
+      KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
+    { "encrypted_env", KC_VALUE_STRING,
+      KC_FIELD_FORCE_NEW | KC_FIELD_IGNORE_DRIFT },
     { "base_dir", KC_VALUE_STRING, KC_FIELD_IGNORE_DRIFT },
     { "self_link", KC_VALUE_STRING, KC_FIELD_COMPUTED },
     { NULL, 0, 0 },
@@ -94,8 +105,9 @@ struct img_job {
     char *disk, *generate;
     struct dstack_archive_digest dg;
     struct gcp_shared_in sin;
-    struct kc_value *vm; /* generate shared: the inputs as one map */
-    char label[49];      /* kmsctl-source of the new image */
+    struct kc_value *vm;   /* generate shared: the inputs as one map */
+    unsigned char *encenv; /* .encrypted-env bytes (key_provider kms) */
+    char label[49];        /* kmsctl-source of the new image */
     struct kc_err werr;
     int wstatus;
     int fd;
@@ -121,10 +133,6 @@ static void img_end(struct img_job *j, int status)
 
     if (j->fd >= 0)
         close(j->fd);
-    if (j->tgz)
-        unlink(j->tgz);
-    if (j->raw && j->generate)
-        unlink(j->raw);
     if (j->dir)
         rmdir(j->dir);
     free(j->dir);
@@ -133,6 +141,7 @@ static void img_end(struct img_job *j, int status)
     free(j->disk);
     free(j->generate);
     kc_value_free(j->vm);
+    free(j->encenv);
     kc_memzero(&j->sin, sizeof(j->sin));
     gcp_call_release(&j->call);
     if (j->up_live)
@@ -240,55 +249,68 @@ static int image_observe(struct kc_op *op)
 
 /* ---- create: archive, upload unless present, insert ---- */
 
+/* A file in the job's folder whose name is gone at once: whatever happens
+ * to the process (kill -9 too), nothing kmsctl writes there (the shared
+ * disk holds user_config's secrets in plain text, its archive gzipped)
+ * stays in TMPDIR. */
+static int nameless_fd(const char *path, struct kc_err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return kc_err_from_errno(err, errno, "create '%s'", path);
+    (void)unlink(path);
+    return fd;
+}
+
 static void archive_work(uv_work_t *w)
 {
     struct img_job *j = kc_container_of(w, struct img_job, work);
     const char *disk = j->disk;
+    char proc[64];
+    int raw = -1;
 
-    if (j->generate && strcmp(j->generate, "shared") == 0) {
-        char digest[65];
-
-        j->sin.vm = j->vm;
-        j->wstatus = gcp_shared_render(&j->sin, j->raw, digest, NULL, &j->werr);
-        if (j->wstatus < 0)
-            return;
-        memcpy(j->label, digest, 48);
-        j->label[48] = '\0';
-        disk = j->raw;
-    } else if (j->generate) {
+    if (j->generate) {
         struct dstack_gptimg gi = { 0 };
-        char *end = NULL;
-        unsigned long long size;
+        char *end = NULL, digest[65];
+        unsigned long long size = 0;
 
-        if (strncmp(j->generate, "gpt:", 4) != 0 ||
-            !(size = strtoull(j->generate + 4, &end, 10)) || *end) {
+        if (strcmp(j->generate, "shared") != 0 &&
+            (strncmp(j->generate, "gpt:", 4) != 0 ||
+             !(size = strtoull(j->generate + 4, &end, 10)) || *end)) {
             j->wstatus =
                 kc_err_set(&j->werr, KC_EINVAL,
                            "generate '%s': expected gpt:<bytes>", j->generate);
             return;
         }
-        gi.size = size;
-        gi.seed = "kmsctl";
-        j->wstatus = dstack_gptimg_write_file(&gi, j->raw, 0600, &j->werr);
-        if (j->wstatus < 0)
+        raw = nameless_fd(j->raw, &j->werr);
+        if (raw < 0) {
+            j->wstatus = raw;
             return;
-        disk = j->raw;
-    }
-    j->wstatus = dstack_osimage_archive_file(disk, j->tgz, &j->dg, &j->werr);
-    /* The generated disk (the shared one holds user_config's secrets in
-     * plain text) is not needed once archived, and the archive is read
-     * through its descriptor: both names go now, so that a crash or a second
-     * Ctrl-C leaves no copy in TMPDIR. */
-    if (j->generate)
-        (void)unlink(j->raw);
-    if (j->wstatus == 0) {
-        j->fd = open(j->tgz, O_RDONLY | O_CLOEXEC);
-        if (j->fd < 0)
+        }
+        if (size) {
+            gi.size = size;
+            gi.seed = "kmsctl";
+            j->wstatus = dstack_gptimg_write_fd(&gi, raw, &j->werr);
+        } else {
+            j->sin.vm = j->vm;
             j->wstatus =
-                kc_err_from_errno(&j->werr, errno, "open '%s'", j->tgz);
-        else
-            (void)unlink(j->tgz);
+                gcp_shared_render(&j->sin, raw, digest, NULL, &j->werr);
+            if (j->wstatus == 0)
+                kc_snprintf(j->label, sizeof(j->label), "%.48s", digest);
+        }
+        /* The archiver opens a path: the descriptor's, as Linux shows it. */
+        kc_snprintf(proc, sizeof(proc), "/proc/self/fd/%d", raw);
+        disk = proc;
     }
+    if (j->wstatus == 0) {
+        j->fd = nameless_fd(j->tgz, &j->werr);
+        j->wstatus = j->fd < 0 ? j->fd : 0;
+    }
+    if (j->wstatus == 0)
+        j->wstatus = dstack_osimage_archive_fd(disk, j->fd, &j->dg, &j->werr);
+    if (raw >= 0)
+        close(raw);
 }
 
 static void archive_done(uv_work_t *w, int status)
@@ -517,9 +539,9 @@ static int shared_prepare(struct img_job *j)
     };
     struct kc_op *op = j->op;
     const char *vm = kc_value_str(kc_op_desired(op, "vm_name"));
-    char *kseed, *kapp;
+    const char *url = kc_value_str(kc_op_desired(op, "env_kms_url"));
     const struct kc_value *v;
-    unsigned gen = 0;
+    bool made = false;
     int ret;
 
     if (!vm)
@@ -530,40 +552,40 @@ static int shared_prepare(struct img_job *j)
     for (size_t i = 0; i < KC_ARRAY_SIZE(keys); i++)
         if ((v = kc_op_desired(op, keys[i])))
             kc_value_map_set(j->vm, keys[i], kc_value_dup(v));
+    if (url) {
+        struct kc_value *ee = kc_value_new_map();
+
+        kc_value_map_set(ee, "kms_url", kc_value_new_str(url));
+        kc_value_map_set(j->vm, "env_encryption", ee);
+    }
+    if ((v = kc_op_desired(op, "encrypted_env"))) {
+        size_t len = 0;
+        const char *hex = kc_value_reveal(v, &len);
+
+        j->encenv = kc_xmalloc(len / 2 + 1);
+        if (!hex || len % 2 ||
+            dstack_hex_decode(hex, j->encenv, len / 2, "encrypted_env",
+                              kc_op_err(op)) < 0)
+            return kc_err_set(kc_op_err(op), KC_EINVAL,
+                              "image '%s': encrypted_env is not hex",
+                              kc_op_name(op));
+        j->sin.encrypted_env = j->encenv;
+        j->sin.encrypted_env_len = len / 2;
+    }
     j->sin.vm_name = vm;
     j->sin.base_dir = kc_value_str(kc_op_desired(op, "base_dir"));
     j->sin.os_image_hash = kc_value_str(kc_op_desired(op, "os_image_hash"));
     j->sin.kms_addr = kc_value_str(kc_op_desired(op, "kms_addr"));
-    kseed = kc_xasprintf("kms_vms.%s.instance_id_seed", vm);
-    kapp = kc_xasprintf("kms_vms.%s.app_id", vm);
-    if ((v = kc_op_generated(op, kseed)) && kc_value_str(v))
-        kc_snprintf(j->sin.ids.instance_id_seed,
-                    sizeof(j->sin.ids.instance_id_seed), "%.40s",
-                    kc_value_str(v));
-    if ((v = kc_op_generated(op, kapp)) && kc_value_str(v))
-        kc_snprintf(j->sin.ids.app_id, sizeof(j->sin.ids.app_id), "%.40s",
-                    kc_value_str(v));
-    ret = dstack_ids_fill(&j->sin.ids, &gen, kc_op_err(op));
-    if (ret == 0 && gen) {
-        struct kc_value *a = kc_value_new_str(j->sin.ids.instance_id_seed);
-        struct kc_value *b = kc_value_new_str(j->sin.ids.app_id);
-
-        ret = kc_op_generated_put(op, kseed, a, kc_op_err(op));
-        if (ret == 0)
-            ret = kc_op_generated_put(op, kapp, b, kc_op_err(op));
-        kc_value_free(a);
-        kc_value_free(b);
-        if (ret == 0) {
-            gcp_job_put(j->g, &j->job, op);
-            ret = kc_op_persist(op, on_ids_persisted);
-            if (ret < 0)
-                gcp_job_take(j->g, op);
-            else
-                ret = 1;
-        }
+    ret = dstack_vm_generated(op, vm, true, &j->sin.ids, NULL, &made,
+                              kc_op_err(op));
+    if (ret == 0 && made) {
+        gcp_job_put(j->g, &j->job, op);
+        ret = kc_op_persist(op, on_ids_persisted);
+        if (ret < 0)
+            gcp_job_take(j->g, op);
+        else
+            ret = 1;
     }
-    free(kseed);
-    free(kapp);
     return ret;
 }
 
@@ -609,6 +631,7 @@ static int image_create(struct kc_op *op)
         free(j->raw);
         free(j->tgz);
         kc_value_free(j->vm);
+        free(j->encenv);
         free(j);
         return ret;
     }

@@ -5,8 +5,8 @@
 #include "resources/dstack/fatimg.h"
 #include "resources/dstack/vm.h"
 
-int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
-                      char digest[65], char *compose_hash, struct kc_err *err)
+int gcp_shared_render(const struct gcp_shared_in *in, int fd, char digest[65],
+                      char *compose_hash, struct kc_err *err)
 {
     const struct dstack_vm_input vin = {
         .vm_name = in->vm_name,
@@ -15,6 +15,8 @@ int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
         .kms_addr = in->kms_addr,
         .kms_addr_hint = "unknown: set compose.env.KMS_CONTRACT_ADDR or "
                          "deploy contracts.kms",
+        .encrypted_env = in->encrypted_env,
+        .encrypted_env_len = in->encrypted_env_len,
     };
     struct dstack_vm_values vals = { 0 };
     struct dstack_vm_files files = { 0 };
@@ -31,7 +33,7 @@ int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
         goto out;
     }
     fi.nfiles = dstack_vm_shared_files(&files, &vals.spec, ff);
-    ret = dstack_fatimg_write_file(&fi, path, 0600, digest, err);
+    ret = dstack_fatimg_write_fd(&fi, fd, digest, err);
     if (ret == 0 && compose_hash)
         memcpy(compose_hash, files.compose_hash, 65);
 out:

@@ -6,7 +6,9 @@
  * Everything comes from resources/dstack: the spec from the manifest's
  * values (dstack_vm_values_read, the one `kmsctl render` uses, so both
  * write the same files), the files (dstack_vm_render) and the image
- * (dstack_fatimg). KMS_CONTRACT_ADDR comes from compose.env or KMS_ADDR.
+ * (dstack_fatimg). KMS_CONTRACT_ADDR comes from compose.env or KMS_ADDR;
+ * .encrypted-env from the caller (made at plan time, see
+ * resources/dstack/dstack_kinds.h).
  *
  * Blocks (reads compose.file, writes the image): call it off the loop.
  */
@@ -24,11 +26,16 @@ struct gcp_shared_in {
     const char *os_image_hash; /* auth_hash.txt */
     const char *kms_addr;      /* or NULL: compose.env must have it */
     struct dstack_ids ids;     /* filled */
+    /* key_provider kms: the .encrypted-env bytes (dstack.encrypted_env);
+     * VM then needs only env_encryption.kms_url. */
+    const void *encrypted_env;
+    size_t encrypted_env_len;
 };
 
-/* Writes the shared disk image to PATH (mode 0600); DIGEST gets its
- * SHA-256 (hex) and COMPOSE_HASH (optional, 65) the app-compose hash. */
-int gcp_shared_render(const struct gcp_shared_in *in, const char *path,
-                      char digest[65], char *compose_hash, struct kc_err *err);
+/* Writes the shared disk image to FD (from its current position); DIGEST
+ * gets its SHA-256 (hex) and COMPOSE_HASH (optional, 65) the app-compose
+ * hash. */
+int gcp_shared_render(const struct gcp_shared_in *in, int fd, char digest[65],
+                      char *compose_hash, struct kc_err *err);
 
 #endif

@@ -7,10 +7,13 @@
  *            (400 {"error": ...} for a bad app_id, as pRPC does)
  *   GET      /kms-sim/env-secret/{app_id}     test only: the X25519 private
  *            key of the app's env key, so a test can decrypt .encrypted-env
+ *   POST     /kms-sim/rotate                  test only: every app gets a new
+ *            env key (as after a new root key), {"generation": N}
  *
  * The root k256 key is fixed (SIM_K256_SECRET below; its compressed public
  * key is what tests pin); an app's X25519 secret is SHA-256("kmsctl-sim
- * env-encrypt-key" || app_id), so answers are deterministic. Serve it over
+ * env-encrypt-key" || app_id), after N rotations SHA-256(... || app_id ||
+ * N as 4 big-endian bytes), so answers are deterministic. Serve it over
  * TLS (--tls-cert/--tls-key) as kmsctl only talks HTTPS to a KMS.
  */
 #include "tests/sim/sim.h"
@@ -41,11 +44,30 @@ static void hex_of(const unsigned char *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int app_secret(const char *app_hex, unsigned char app[20],
-                      unsigned char sk[32])
+struct kms_state {
+    uint32_t generation; /* rotations since start or reset */
+};
+
+static int kms_init(struct sim *sim, void **state)
+{
+    (void)sim;
+    *state = kc_xcalloc(1, sizeof(struct kms_state));
+    return 0;
+}
+
+static void kms_fini(struct sim *sim, void *state)
+{
+    (void)sim;
+    free(state);
+}
+
+static int app_secret(const struct sim_req *req, const char *app_hex,
+                      unsigned char app[20], unsigned char sk[32])
 {
     static const char tag[] = "kmsctl-sim env-encrypt-key";
-    unsigned char msg[sizeof(tag) - 1 + 20];
+    const struct kms_state *st = sim_req_state(req);
+    unsigned char msg[sizeof(tag) - 1 + 20 + 4];
+    size_t len = sizeof(tag) - 1 + 20;
     unsigned int n = 0;
     struct kc_err e = { 0 };
 
@@ -53,8 +75,11 @@ static int app_secret(const char *app_hex, unsigned char app[20],
         return -1;
     memcpy(msg, tag, sizeof(tag) - 1);
     memcpy(msg + sizeof(tag) - 1, app, 20);
-    return EVP_Digest(msg, sizeof(msg), sk, &n, EVP_sha256(), NULL) == 1 &&
-                   n == 32
+    if (st && st->generation) {
+        for (int i = 0; i < 4; i++)
+            msg[len++] = (unsigned char)(st->generation >> (24 - 8 * i));
+    }
+    return EVP_Digest(msg, len, sk, &n, EVP_sha256(), NULL) == 1 && n == 32
                ? 0
                : -1;
 }
@@ -131,7 +156,7 @@ static void h_env_key(struct sim *sim, struct sim_req *req)
     if (!in)
         return;
     app_hex = json_object_get_string(json_object_object_get(in, "app_id"));
-    if (app_secret(app_hex, app, sk) < 0 || x25519_public(sk, pk) < 0) {
+    if (app_secret(req, app_hex, app, sk) < 0 || x25519_public(sk, pk) < 0) {
         prpc_error(req, "invalid app_id");
         return;
     }
@@ -179,7 +204,7 @@ static void h_env_secret(struct sim *sim, struct sim_req *req)
     struct json_object *o;
 
     (void)sim;
-    if (app_secret(sim_req_param(req, "app_id"), app, sk) < 0) {
+    if (app_secret(req, sim_req_param(req, "app_id"), app, sk) < 0) {
         sim_resp_error(req, 400, "bad app_id");
         return;
     }
@@ -189,14 +214,29 @@ static void h_env_secret(struct sim *sim, struct sim_req *req)
     sim_resp_json(req, 200, o);
 }
 
+static void h_rotate(struct sim *sim, struct sim_req *req)
+{
+    struct kms_state *st = sim_req_state(req);
+    struct json_object *o = json_object_new_object();
+
+    (void)sim;
+    st->generation++;
+    json_object_object_add(o, "generation",
+                           json_object_new_int64((int64_t)st->generation));
+    sim_resp_json(req, 200, o);
+}
+
 static const struct sim_route kms_routes[] = {
     { "*", "/prpc/KMS.GetMeta", h_meta, false },
     { "POST", "/prpc/KMS.GetAppEnvEncryptPubKey", h_env_key, false },
     { "GET", "/kms-sim/env-secret/{app_id}", h_env_secret, false },
+    { "POST", "/kms-sim/rotate", h_rotate, false },
     { NULL, NULL, NULL, false },
 };
 
 const struct sim_service sim_svc_kms = {
     .name = "kms",
     .routes = kms_routes,
+    .init = kms_init,
+    .fini = kms_fini,
 };

@@ -6,6 +6,7 @@
 #include "resources/dstack/vm.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "resources/gcp/shared.h"
@@ -174,7 +175,9 @@ static int read_vm_fetch(const struct kc_value *vm, bool fetch,
         .vm = vm,
         .base_dir = tmpdir,
         .kms_addr = ADDR,
-        .env_key_fetch = fetch,
+        /* !FETCH: the bytes made already, as gcp.image passes them. */
+        .encrypted_env = fetch ? NULL : "\x01",
+        .encrypted_env_len = fetch ? 0 : 1,
     };
 
     memset(v, 0, sizeof(*v));
@@ -197,17 +200,16 @@ Test(dstack_vm, key_provider_kms_without_env_encryption_refused)
     kc_value_free(vm);
 }
 
-Test(dstack_vm, key_provider_kms_refused_without_a_key_fetcher)
+Test(dstack_vm, key_provider_kms_with_the_bytes_made_reads_only_kms_url)
 {
     struct kc_value *vm = vm_kms_new();
     struct dstack_vm_values v;
     struct kc_err err;
 
-    cr_assert_eq(read_vm_fetch(vm, false, &v, &err), KC_ENOTSUP);
-    cr_assert(strstr(err.msg, "kms_vms.kms.env_encryption: this command "
-                              "cannot fetch the env encryption key") != NULL,
-              "%s", err.msg);
-    cr_assert_null(strstr(err.msg, "s3cr3t"));
+    cr_assert_eq(read_vm_fetch(vm, false, &v, &err), 0, "%s", err.msg);
+    cr_assert_eq(v.spec.encrypted_env_len, 1);
+    cr_assert_str_eq(v.spec.kms_urls[0], "https://kms.example:8000");
+    cr_assert_eq(v.enc.nenv, 0);
     dstack_vm_values_release(&v);
     kc_value_free(vm);
 }
@@ -222,12 +224,12 @@ Test(dstack_vm, key_provider_kms_env_encryption_read)
     cr_assert_str_eq(v.spec.key_provider, "kms");
     cr_assert_eq(v.spec.nkms_urls, 1);
     cr_assert_str_eq(v.spec.kms_urls[0], "https://kms.example:8000");
-    cr_assert_eq(v.kms_k256_pubkey[0], 0x02);
-    cr_assert_eq(v.kms_k256_pubkey[1], 0x79);
-    cr_assert_eq(v.kms_k256_pubkey[32], 0x98);
-    cr_assert_eq(v.nenc_env, 1);
-    cr_assert_str_eq(v.enc_env[0].key, "EXTRA");
-    cr_assert_str_eq(v.enc_env[0].value, "s3cr3t");
+    cr_assert_eq(v.enc.pin[0], 0x02);
+    cr_assert_eq(v.enc.pin[1], 0x79);
+    cr_assert_eq(v.enc.pin[32], 0x98);
+    cr_assert_eq(v.enc.nenv, 1);
+    cr_assert_str_eq(v.enc.env[0].key, "EXTRA");
+    cr_assert_str_eq(v.enc.env[0].value, "s3cr3t");
     dstack_vm_values_release(&v);
     kc_value_free(vm);
 }
@@ -359,7 +361,11 @@ Test(dstack_vm, gcp_shared_disk_matches_render_path)
     struct kc_err err = { 0 };
 
     cr_assert_eq(dstack_ids_fill(&sin.ids, NULL, &err), 0, "%s", err.msg);
-    cr_assert_eq(gcp_shared_render(&sin, p1, d1, hash, &err), 0, "%s", err.msg);
+    int fd = open(p1, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(gcp_shared_render(&sin, fd, d1, hash, &err), 0, "%s", err.msg);
+    close(fd);
     cr_assert_eq(read_vm(vm, ADDR, true, &v, &err), 0, "%s", err.msg);
     v.spec.os_image_hash = "ab";
     v.spec.ids = sin.ids;
