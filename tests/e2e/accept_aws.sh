@@ -24,8 +24,12 @@ set -euo pipefail
 sim_aws_setup 21
 # Terminated instances vanish from Describe* after 3 s instead of 60 s
 # (their ClientToken stays taken, as in EC2): long enough for destroy to see
-# them terminated, short enough to apply again after they vanished.
-sim_patch_object ec2 config faults '{"attrs":{"terminated_keep_ms":3000}}' >/dev/null
+# them terminated, short enough to apply again after they vanished. Their
+# network interfaces linger 2.5 s (not 0.5-1.5 s): destroy's first
+# DeleteSecurityGroup meets DependencyViolation even when a loaded box makes
+# kmsctl slow to react (the order check below wants that retry).
+sim_patch_object ec2 config faults \
+    '{"attrs":{"terminated_keep_ms":3000,"eni_linger_ms":2500}}' >/dev/null
 AKID=$SIM_AKID
 SECRET=$SIM_SECRET
 
