@@ -12,8 +12,7 @@ runs=${1:-5}
 latency=${2:-0}
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-bench.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
+kc_tmpdir tmp
 sim_start ec2 5
 export KMSCTL_SANDBOX_SIM=$SIM_URL
 cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"

@@ -13,34 +13,10 @@ export KC_SRC_DIR="${KC_SRC_DIR:-$(cd "$here/../.." && pwd)}"
 build="$(cd "${1:-${KC_BUILD_DIR:-$KC_SRC_DIR/build}}" && pwd)"
 KMSCTL="${KMSCTL:-$build/kmsctl}"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
-work="$(mktemp -d)"
-trap 'anvil_stop; rm -rf "$work"' EXIT
+kc_tmpdir work
 
-hash_n() { printf '0x%064x' "$1"; }
-manifest() {
-  {
-    cat <<YAML
-version: 1
-name: chainbench
-providers:
-  chain:
-    rpc_url: "\${env:B_RPC}"
-    chain_id: 31337
-    private_key: "\${env:B_KEY}"
-contracts:
-  artifacts: $build/artifacts
-  kms: {}
-  os_images: [$(hash_n 1), $(hash_n 2)]
-  kms_allowlist:
-    aggregated_mrs: [$(hash_n 3)]
-    device_ids: [$(hash_n 4)]
-  apps:
-    keys:
-      allow_any_device: true
-      compose_hashes:
-YAML
-    for i in $(seq 1 "$1"); do echo "        - $(hash_n $((1000 + i)))"; done
-  } > "$work/m.yaml"
+manifest() { # N_COMPOSE_HASHES
+  KC_BUILD_DIR=$build chain_manifest_keys chainbench "" "$1" > "$work/m.yaml"
 }
 requests() { grep -c 'POST .* -> ' "$1" || true; }
 block() { printf '%d' "$(anvil_rpc eth_blockNumber)"; }
@@ -48,8 +24,7 @@ block() { printf '%d' "$(anvil_rpc eth_blockNumber)"; }
 printf '%-5s %-11s %6s %13s %8s %16s\n' N parallelism txs http_requests blocks noop_plan_reqs
 for par in 10 128; do
   for n in 1 10 50 100; do
-    anvil_start --block-time 1
-    export B_RPC="$ANVIL_URL" B_KEY="$ANVIL_KEY0"
+    chain_node_start --block-time 1
     rm -rf "$work/.kmsctl"
     manifest "$n"
     b0="$(block)"

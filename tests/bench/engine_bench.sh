@@ -23,24 +23,15 @@ K="$KC_BUILD_DIR/kmsctl-enginetest"
 [ -x "$K" ] || { echo "engine_bench: $K is not built (cmake --build $KC_BUILD_DIR --target kmsctl-enginetest)" >&2; exit 1; }
 n=${1:-200}
 delay=${2:-200}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/kc-engine-bench.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+. "${KC_SRC_DIR:-$(dirname "$0")/../..}/tests/e2e/lib/common.sh"
+kc_tmpdir dir
 cd "$dir"
 
 # measure LABEL CMD...: runs CMD (must exit 0, or 0/2 for plans asked with
 # --detailed-exitcode where 0 is wanted), sets $ms (wall) and $rss (peak
 # RSS in MiB of the child).
 measure() {
-    python3 - "$@" >measure.out <<'EOF'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL,
-                   stdout=open("cmd.out", "w"), stderr=subprocess.STDOUT)
-ms = (time.monotonic() - t) * 1000
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(p.returncode, int(ms), f"{rss:.1f}")
-EOF
-    read -r rc ms rss <measure.out
+    kc_measure "$@"
     if [ "$rc" != 0 ]; then
         echo "engine_bench: '$*' exited $rc:" >&2
         tail -20 cmd.out >&2

@@ -17,30 +17,10 @@ set -euo pipefail
 K=${KMSCTL:-$KC_BUILD_DIR/kmsctl}
 export KMSCTL_SIM=${KMSCTL_SIM:-$KC_BUILD_DIR/kmsctl-sim}
 lat=${1:-100}
-for f in "$K" "$KMSCTL_SIM" "$KC_BUILD_DIR/artifacts/contracts/DstackKms.sol/DstackKms.json" \
-    "$KC_SRC_DIR/.sandbox/images/dstack-sandbox-0.1.0/disk.raw"; do
-    [ -e "$f" ] || { echo "engine_sandbox_bench: $f is not built (cmake --build $KC_BUILD_DIR)" >&2; exit 1; }
-done
-. "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
-. "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
-w=$(mktemp -d "${TMPDIR:-/tmp}/kc-sbx-bench.XXXXXX")
-cleanup() {
-    local rc=$?
-    anvil_stop
-    sim_stop
-    rm -rf "$w" "${SIM_LOG:-}"
-    exit "$rc"
-}
-sim_start gcp,ec2 1
-anvil_start
-trap cleanup EXIT
-mkdir -p "$w/manifests"
-cp "$KC_SRC_DIR"/manifests/sandbox* "$w/manifests/"
-ln -s "$(cd "$KC_BUILD_DIR" && pwd)" "$w/build"
-ln -s "$(cd "$KC_SRC_DIR" && pwd)/tests" "$w/tests"
-ln -s "$(cd "$KC_SRC_DIR" && pwd)/.sandbox" "$w/.sandbox"
+[ -e "$K" ] || { echo "engine_sandbox_bench: $K is not built (cmake --build $KC_BUILD_DIR)" >&2; exit 1; }
+. "$KC_SRC_DIR/tests/e2e/lib/sandbox.sh"
+sandbox_up 1
 cd "$w/manifests"
-export KMSCTL_SANDBOX_RPC=$ANVIL_URL KMSCTL_SANDBOX_SIM=$SIM_URL KMSCTL_SANDBOX_KEY=$ANVIL_KEY0
 S=$w/state.json
 
 # measure ARGS...: kmsctl ARGS --debug (exit 0 required); sets ms, rss (MiB),
@@ -48,16 +28,7 @@ S=$w/state.json
 measure() {
     local s0 m0
     s0=$(sim_count total) m0=$(sim_count mutating)
-    python3 - "$K" "$@" --debug >"$w/measure.out" <<'EOF'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL,
-                   stdout=open("cmd.out", "w"), stderr=subprocess.STDOUT)
-ms = (time.monotonic() - t) * 1000
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(p.returncode, int(ms), f"{rss:.1f}")
-EOF
-    read -r rc ms rss <"$w/measure.out"
+    kc_measure "$K" "$@" --debug
     if [ "$rc" != 0 ]; then
         echo "engine_sandbox_bench: 'kmsctl $*' exited $rc:" >&2
         grep -v '^debug' cmd.out | tail -20 >&2

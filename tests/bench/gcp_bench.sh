@@ -13,9 +13,7 @@ KMSCTL=${KMSCTL:-$KC_BUILD_DIR/kmsctl}
 export KMSCTL_SIM=${KMSCTL_SIM:-$KC_BUILD_DIR/kmsctl-sim}
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d)
-SIM_ON_EXIT='rm -rf "$tmp"'
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+kc_tmpdir tmp
 now() { python3 -c 'import time; print(time.monotonic())'; }
 
 KMSCTL_SIM_GCP_OP_MS=20,60 sim_start gcp 5

@@ -21,41 +21,24 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-accept-aws.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
-sim_start ec2 21
-export KMSCTL_SANDBOX_SIM=$SIM_URL
+sim_aws_setup 21
 # Terminated instances vanish from Describe* after 3 s instead of 60 s
 # (their ClientToken stays taken, as in EC2): long enough for destroy to see
-# them terminated, short enough to apply again after they vanished.
-sim_patch_object ec2 config faults '{"attrs":{"terminated_keep_ms":3000}}' >/dev/null
-AKID=AKIDKMSCTLSANDBOX01
-SECRET=kmsctlSandboxSecretKey0000000000000000000
-
-fail() {
-    echo "accept_aws.sh: FAIL: $*" >&2
-    tail -n 40 "$SIM_LOG" >&2
-    exit 1
-}
-has() { grep -qF -- "$1" <<<"$2" || fail "expected '$1' in: $2"; }
+# them terminated, short enough to apply again after they vanished. Their
+# network interfaces linger 2.5 s (not 0.5-1.5 s): destroy's first
+# DeleteSecurityGroup meets DependencyViolation even when a loaded box makes
+# kmsctl slow to react (the order check below wants that retry).
+sim_patch_object ec2 config faults \
+    '{"attrs":{"terminated_keep_ms":3000,"eni_linger_ms":2500}}' >/dev/null
+AKID=$SIM_AKID
+SECRET=$SIM_SECRET
 
 cd "$tmp"
-cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" .
 ssh-keygen -q -t ed25519 -N '' -C accept -f host-key
 ssh-keygen -q -t ed25519 -N '' -C other -f other-key
 
-# ec2 ACTION [NAME=VALUE...]: one EC2 Query call signed by curl, not kmsctl.
-ec2() {
-    local args=(--data-urlencode "Action=$1" --data-urlencode "Version=2016-11-15")
-    shift
-    for kv in "$@"; do args+=(--data-urlencode "$kv"); done
-    curl -sS --aws-sigv4 "aws:amz:us-east-1:ec2" --user "$AKID:$SECRET" \
-        -H 'Content-Type: application/x-www-form-urlencoded; charset=utf-8' \
-        "${args[@]}" "$SIM_URL/ec2/"
-}
-
 # --- curl's SigV4 against the simulator's verifier --------------------------
-out=$(ec2 DescribeVpcs) || fail "DescribeVpcs signed by curl: $out"
+out=$(sim_ec2 DescribeVpcs) || fail "DescribeVpcs signed by curl: $out"
 has "<isDefault>true</isDefault>" "$out"
 out=$(curl -sS --aws-sigv4 "aws:amz:us-east-1:ec2" --user "$AKID:wrong$SECRET" \
     -H 'Content-Type: application/x-www-form-urlencoded; charset=utf-8' \
@@ -63,21 +46,14 @@ out=$(curl -sS --aws-sigv4 "aws:amz:us-east-1:ec2" --user "$AKID:wrong$SECRET" \
 has "<Code>SignatureDoesNotMatch</Code>" "$out"
 
 # --- a key pair imported outside kmsctl, with the host's key -----------------
-out=$(ec2 ImportKeyPair KeyName=outside-key \
+out=$(sim_ec2 ImportKeyPair KeyName=outside-key \
     "PublicKeyMaterial=$(base64 -w0 host-key.pub)")
 has "<keyName>outside-key</keyName>" "$out"
 
 manifest() { # TYPE CPUS MIB
-    cat >m.yaml <<YAML
-version: 1
-name: accept
-providers:
-  aws:
-    region: us-east-1
-    credentials_file: ./aws-credentials
-    endpoint: "\${env:KMSCTL_SANDBOX_SIM}/ec2"
-    imds_endpoint: "\${env:KMSCTL_SANDBOX_SIM}/imds"
-nitro_hosts:
+    {
+        sim_aws_manifest_head accept
+        cat <<YAML
   host:
     instance_type: $1
     enclave: {cpu_count: $2, memory_mib: $3}
@@ -87,6 +63,7 @@ nitro_hosts:
     enclave: {cpu_count: 2, memory_mib: 512}
     ssh: {key_name: made-key, public_key: ./other-key.pub}
 YAML
+    } >m.yaml
 }
 
 # --- validation before any request ------------------------------------------

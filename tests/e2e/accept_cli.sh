@@ -11,26 +11,10 @@ set -euo pipefail
 : "${KMSCTL:?KMSCTL must name the kmsctl binary}"
 : "${KC_SRC_DIR:?KC_SRC_DIR must name the source folder}"
 : "${KC_BUILD_DIR:?KC_BUILD_DIR must name the build folder}"
+. "$KC_SRC_DIR/tests/e2e/lib/common.sh"
 K=$KMSCTL
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+kc_tmpdir dir
 cd "$dir"
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-# run EXPECTED_RC CMD...: stdout in $out, stderr in $errout.
-run() {
-    local want=$1 rc=0
-    shift
-    out=$("$@" 2>"$dir/stderr" </dev/null) || rc=$?
-    errout=$(cat "$dir/stderr")
-    [ "$rc" -eq "$want" ] ||
-        fail "'$*' exited $rc, expected $want: $errout // $out"
-}
-has() { grep -qF -- "$1" <<<"$2" || fail "expected '$1' in: $2"; }
-hasnt() { ! grep -qF -- "$1" <<<"$2" || fail "did not expect '$1' in: $2"; }
 
 # --- exit codes: kmsctl --help == README == cmd/cmd.h -----------------------
 run 0 "$K" --help

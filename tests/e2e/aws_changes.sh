@@ -10,35 +10,18 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-changes.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
-sim_start ec2 13
-export KMSCTL_SANDBOX_SIM=$SIM_URL
+sim_aws_setup 13
 
-fail() {
-    echo "aws_changes.sh: FAIL: $*" >&2
-    tail -n 30 "$SIM_LOG" >&2
-    exit 1
-}
-
-cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"
-cd "$tmp"
 manifest() { # NAME MEMORY TYPE
-    cat >m.yaml <<EOF
-version: 1
-name: $1
-providers:
-  aws:
-    region: us-east-1
-    credentials_file: ./aws-credentials
-    endpoint: "\${env:KMSCTL_SANDBOX_SIM}/ec2"
-    imds_endpoint: "\${env:KMSCTL_SANDBOX_SIM}/imds"
-nitro_hosts:
+    {
+        sim_aws_manifest_head "$1"
+        cat <<EOF
   host:
     instance_type: $3
     enclave: {cpu_count: 2, memory_mib: $2}
     ssh: {key_name: made-key, private_key_file: ./made.pem}
 EOF
+    } >m.yaml
 }
 py() {
     sim_inventory service=ec2 >inv.json

@@ -9,35 +9,17 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-crash.XXXXXX")
-kpid=
-SIM_ON_EXIT='[ -n "$kpid" ] && kill -9 "$kpid" 2>/dev/null; rm -rf "$tmp"'
-sim_start ec2 17
-export KMSCTL_SANDBOX_SIM=$SIM_URL
-
-fail() {
-    echo "aws_crash.sh: FAIL: $*" >&2
-    tail -n 30 "$SIM_LOG" >&2
-    exit 1
-}
-
-cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"
-cd "$tmp"
+sim_aws_setup 17
 ssh-keygen -q -t ed25519 -N '' -C crash -f key
-cat >m.yaml <<'EOF'
-version: 1
-name: crash
-providers:
-  aws:
-    region: us-east-1
-    credentials_file: ./aws-credentials
-    endpoint: "${env:KMSCTL_SANDBOX_SIM}/ec2"
-nitro_hosts:
+{
+    sim_aws_manifest_head crash
+    cat <<'EOF'
   host:
     instance_type: c5.xlarge
     enclave: {cpu_count: 2, memory_mib: 512}
     ssh: {key_name: crash, public_key: ./key.pub}
 EOF
+} >m.yaml
 live() {
     sim_inventory service=ec2 | python3 -c '
 import json, sys
@@ -47,17 +29,14 @@ print(sum(1 for o in json.load(sys.stdin) if o["kind"] == "instance"
 
 # Every EC2 answer is held back 1.5 s after the request was handled.
 sim_faults '[{"match":"^POST /ec2/$","latency_ms":[1500,1500]}]'
-"$KMSCTL" apply --auto-approve -f m.yaml >apply1.txt 2>&1 &
-kpid=$!
-for _ in $(seq 900); do
-    [ "$(sim_route_count 'POST /ec2/?Action=RunInstances')" -ge 1 ] && break
-    kill -0 "$kpid" 2>/dev/null || fail "apply ended early: $(cat apply1.txt)"
-    sleep 0.05
-done
-[ "$(sim_route_count 'POST /ec2/?Action=RunInstances')" -ge 1 ] || fail "no RunInstances"
-kill -9 "$kpid"
-wait "$kpid" 2>/dev/null || true
-kpid=
+bg_start apply1.txt "$KMSCTL" apply --auto-approve -f m.yaml
+ran_instances() {
+    [ "$(sim_route_count 'POST /ec2/?Action=RunInstances')" -ge 1 ] && return 0
+    kill -0 "$BG" 2>/dev/null || fail "apply ended early: $(cat apply1.txt)"
+    return 1
+}
+wait_until 120 ran_instances || fail "no RunInstances: $(cat apply1.txt)"
+bg_kill
 [ "$(live)" = 1 ] || fail "expected the one instance EC2 made"
 sim_clear_faults
 # The dead run's lock stays (kmsctl refuses to guess); the operator unlocks.

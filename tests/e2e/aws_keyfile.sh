@@ -9,35 +9,18 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-keyfile.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
-sim_start ec2 13
-export KMSCTL_SANDBOX_SIM=$SIM_URL
+sim_aws_setup 13
 
-fail() {
-    echo "aws_keyfile.sh: FAIL: $*" >&2
-    tail -n 30 "$SIM_LOG" >&2
-    exit 1
-}
-
-cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/"
-cd "$tmp"
 manifest() { # KEY_NAME PRIVATE_KEY_FILE
-    cat >m.yaml <<EOF2
-version: 1
-name: t1
-providers:
-  aws:
-    region: us-east-1
-    credentials_file: ./aws-credentials
-    endpoint: "\${env:KMSCTL_SANDBOX_SIM}/ec2"
-    imds_endpoint: "\${env:KMSCTL_SANDBOX_SIM}/imds"
-nitro_hosts:
+    {
+        sim_aws_manifest_head t1
+        cat <<EOF2
   host:
     instance_type: c5.xlarge
     enclave: {cpu_count: 2, memory_mib: 512}
     ssh: {key_name: $1, private_key_file: $2}
 EOF2
+    } >m.yaml
 }
 
 # --- the folder of the private key file is missing ------------------------------

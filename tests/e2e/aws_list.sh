@@ -13,28 +13,8 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-list.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
+kc_tmpdir tmp
 sim_start ec2 12
-
-fail() {
-    echo "aws_list.sh: FAIL: $*" >&2
-    echo "--- simulator log (tail)" >&2
-    tail -n 40 "$SIM_LOG" >&2
-    exit 1
-}
-
-AKID=AKIDKMSCTLSANDBOX01
-SECRET=$(awk -F' = ' '/aws_secret_access_key/ {print $2}' \
-    "$KC_SRC_DIR/tests/sim/creds/aws-credentials")
-ec2() { # ACTION [KEY=VALUE...]: a request signed by curl, not by kmsctl
-    local args=(--data-urlencode "Action=$1" --data-urlencode "Version=2016-11-15")
-    shift
-    for kv in "$@"; do args+=(--data-urlencode "$kv"); done
-    curl -sS --aws-sigv4 "aws:amz:us-east-1:ec2" --user "$AKID:$SECRET" \
-        -H 'Content-Type: application/x-www-form-urlencoded; charset=utf-8' \
-        "${args[@]}" "$SIM_URL/ec2/"
-}
 
 mkdir -p "$tmp/m"
 cp "$KC_SRC_DIR/tests/sim/creds/aws-credentials" "$tmp/m/creds"
@@ -86,7 +66,7 @@ EOF
 noop=$(cat "$tmp/count.txt")
 
 # --- 2. a security group tagged with the deployment, made outside kmsctl -------
-out=$(ec2 CreateSecurityGroup GroupName=stray GroupDescription=stray \
+out=$(sim_ec2 CreateSecurityGroup GroupName=stray GroupDescription=stray \
     TagSpecification.1.ResourceType=security-group \
     TagSpecification.1.Tag.1.Key=kmsctl-deployment \
     TagSpecification.1.Tag.1.Value=sandbox \
@@ -96,7 +76,7 @@ out=$(ec2 CreateSecurityGroup GroupName=stray GroupDescription=stray \
 stray=$(printf '%s' "$out" | sed -n 's:.*<groupId>\(sg-[0-9a-f]*\)</groupId>.*:\1:p')
 [ -n "$stray" ] || fail "no groupId in $out"
 # Another deployment's group, and a tagged group of no kmsctl address: not ours.
-ec2 CreateSecurityGroup GroupName=other GroupDescription=other \
+sim_ec2 CreateSecurityGroup GroupName=other GroupDescription=other \
     TagSpecification.1.ResourceType=security-group \
     TagSpecification.1.Tag.1.Key=kmsctl-deployment \
     TagSpecification.1.Tag.1.Value=someone-else \
@@ -122,7 +102,7 @@ grep -q 'aws.security_group.stray' "$tmp/plan1.txt" ||
 
 # --- 3. pages of one object: NextToken is followed ------------------------------
 # A second stray instance-less group, so the groups span several pages.
-ec2 CreateSecurityGroup GroupName=stray2 GroupDescription=stray2 \
+sim_ec2 CreateSecurityGroup GroupName=stray2 GroupDescription=stray2 \
     TagSpecification.1.ResourceType=security-group \
     TagSpecification.1.Tag.1.Key=kmsctl-deployment \
     TagSpecification.1.Tag.1.Value=sandbox \
@@ -146,7 +126,7 @@ sim_patch_object ec2 config faults '{"attrs":{"page_size":0}}' >/dev/null
 for g in "$stray" $(python3 -c 'import json,sys
 inv = json.load(sys.stdin)
 print(" ".join(o["name"] for o in inv if o["kind"] == "security_group" and o["attrs"]["groupName"] == "stray2"))' <<<"$(sim_inventory service=ec2)"); do
-    ec2 DeleteSecurityGroup "GroupId=$g" >/dev/null
+    sim_ec2 DeleteSecurityGroup "GroupId=$g" >/dev/null
 done
 k drift --json >"$tmp/drift3.json" 2>&1 || fail "drift after cleanup: $(cat "$tmp/drift3.json")"
 
@@ -156,7 +136,7 @@ read -r ami iid <<<"$(python3 -c 'import json,sys
 inv = json.load(open(sys.argv[1]))
 live = [o for o in inv if o["kind"] == "instance" and o["attrs"]["state"] != "terminated"]
 print(live[0]["attrs"]["imageId"], live[0]["name"])' "$tmp/inv.json")"
-out=$(ec2 RunInstances "ImageId=$ami" InstanceType=t3.micro MinCount=1 MaxCount=1     TagSpecification.1.ResourceType=instance     TagSpecification.1.Tag.1.Key=kmsctl-deployment     TagSpecification.1.Tag.1.Value=sandbox     TagSpecification.1.Tag.2.Key=kmsctl-address     TagSpecification.1.Tag.2.Value=aws.instance.ghost) || fail "RunInstances: $out"
+out=$(sim_ec2 RunInstances "ImageId=$ami" InstanceType=t3.micro MinCount=1 MaxCount=1     TagSpecification.1.ResourceType=instance     TagSpecification.1.Tag.1.Key=kmsctl-deployment     TagSpecification.1.Tag.1.Value=sandbox     TagSpecification.1.Tag.2.Key=kmsctl-address     TagSpecification.1.Tag.2.Value=aws.instance.ghost) || fail "RunInstances: $out"
 ghost=$(printf '%s' "$out" | sed -n 's:.*<instanceId>\(i-[0-9a-f]*\)</instanceId>.*:\1:p' | head -n 1)
 [ -n "$ghost" ] || fail "no instanceId in $out"
 set +e
@@ -165,9 +145,9 @@ rc=$?
 set -e
 [ "$rc" = 2 ] || fail "drift exit $rc with a stray instance: $(cat "$tmp/drift4.json" "$tmp/drift4.err")"
 grep -q '"aws.instance.ghost"' "$tmp/drift4.json" || fail "stray instance not listed"
-ec2 TerminateInstances "InstanceId.1=$ghost" >/dev/null
+sim_ec2 TerminateInstances "InstanceId.1=$ghost" >/dev/null
 sim_patch_object ec2 instance "$ghost" '{"attrs":{"state":"terminated"}}' >/dev/null
-sim_inventory service=ec2 | grep -q "$ghost" || fail "terminated instance not visible (the filter is not tested)"
+sim_inventory service=ec2 | grep -F -- "$ghost" >/dev/null || fail "terminated instance not visible (the filter is not tested)"
 k drift --json >"$tmp/drift5.json" 2>&1 || fail "a terminated instance listed: $(cat "$tmp/drift5.json")"
 
 echo "aws_list.sh: no-op plan: $noop requests ($((noop - 3)) without the 3 list calls)"

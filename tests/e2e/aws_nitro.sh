@@ -11,17 +11,10 @@ set -euo pipefail
 : "${KC_SRC_DIR:?}" "${KMSCTL:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kc-aws-nitro.XXXXXX")
-SIM_ON_EXIT='rm -rf "$tmp"'
+kc_tmpdir tmp
 sim_start ec2 11
 export KMSCTL_SANDBOX_SIM=$SIM_URL
 
-fail() {
-    echo "aws_nitro.sh: FAIL: $*" >&2
-    echo "--- simulator log (tail)" >&2
-    tail -n 40 "$SIM_LOG" >&2
-    exit 1
-}
 
 # The manifest: name, providers.aws and nitro_hosts of the sandbox manifest
 # (the app reference is dropped: no contracts here). Paths in it are

@@ -10,11 +10,7 @@ set -euo pipefail
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
 
-work="$(mktemp -d)"
-cleanup() { anvil_stop; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "not ok - $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+kc_tmpdir work
 
 H1=0x1111111111111111111111111111111111111111111111111111111111111111
 H2=0x2222222222222222222222222222222222222222222222222222222222222222
@@ -25,17 +21,9 @@ C2=0x6666666666666666666666666666666666666666666666666666666666666666
 EXTRA=0x7777777777777777777777777777777777777777777777777777777777777777
 
 manifest() { # manifest FILE PRUNE [EXTRA_OS_IMAGE]
-  cat > "$1" <<YAML
-version: 1
-name: chaine2e
-providers:
-  chain:
-    rpc_url: "\${env:E2E_RPC}"
-    chain_id: 31337
-    private_key: "\${env:E2E_KEY}"
-    tx_timeout: 10s
-contracts:
-  artifacts: $KC_BUILD_DIR/artifacts
+  {
+    chain_manifest_head chaine2e 10s
+    cat <<YAML
   kms: {}
   os_images: [$H1, $H2${3:+, $3}]
   kms_allowlist:
@@ -48,6 +36,7 @@ contracts:
       allow_any_device: true
       compose_hashes: [$C1, $C2]
 YAML
+  } > "$1"
 }
 
 call() { anvil_rpc eth_call "[{\"to\":\"$1\",\"data\":\"$2\"},\"latest\"]"; }
@@ -58,8 +47,7 @@ nonce() { anvil_rpc eth_getTransactionCount "[\"$1\",\"latest\"]"; }
 send_as() { anvil_rpc eth_sendTransaction "[{\"from\":\"$1\",\"to\":\"$2\",\"data\":\"$3\"}]" >/dev/null; }
 out() { "$KMSCTL" output -f "$work/m.yaml" | awk -v k="$1" '$1 == k {print $3}'; }
 
-anvil_start
-export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+chain_node_start
 manifest "$work/m.yaml" false
 
 # 1. full apply from nothing (traced: the key must not show)
@@ -89,19 +77,7 @@ ok "second apply: zero transactions (nonce $n1 unchanged), drift in sync"
 #     js-sha3, not with kmsctl's code); an entry added that way, then
 #     dropped from the manifest (revoked as an orphan)
 KS_PW=e2e-keystore-password-42
-node - "$KC_SRC_DIR" "${ANVIL_KEY0#0x}" "$KS_PW" > "$work/ks.json" <<'JS'
-const [root, keyhex, pw] = process.argv.slice(2);
-const crypto = require('crypto');
-const { keccak256 } = require(root + '/node_modules/js-sha3');
-const salt = crypto.randomBytes(32), iv = crypto.randomBytes(16);
-const dk = crypto.pbkdf2Sync(pw, salt, 4096, 32, 'sha256');
-const c = crypto.createCipheriv('aes-128-ctr', dk.subarray(0, 16), iv);
-const ct = Buffer.concat([c.update(Buffer.from(keyhex, 'hex')), c.final()]);
-const mac = keccak256(Buffer.concat([dk.subarray(16, 32), ct]));
-process.stdout.write(JSON.stringify({ version: 3, id: crypto.randomUUID(), crypto: {
-  cipher: 'aes-128-ctr', cipherparams: { iv: iv.toString('hex') }, ciphertext: ct.toString('hex'),
-  kdf: 'pbkdf2', kdfparams: { c: 4096, dklen: 32, prf: 'hmac-sha256', salt: salt.toString('hex') }, mac } }));
-JS
+keystore_v3 "$ANVIL_KEY0" "$KS_PW" > "$work/ks.json"
 manifest "$work/m.yaml" false "$EXTRA"
 python3 - "$work/m.yaml" "$work/ks.json" <<'PY'
 import sys

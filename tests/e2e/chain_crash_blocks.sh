@@ -9,77 +9,19 @@ set -euo pipefail
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
 
-work="$(mktemp -d)"
-kpid=
-cleanup() { [ -n "$kpid" ] && kill -9 "$kpid" 2>/dev/null; anvil_stop; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "not ok - $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
-
-hash_n() { printf '0x%064x' "$1"; }
+kc_tmpdir work
 
 manifest() { # manifest FILE N_COMPOSE_HASHES OFFSET
-  {
-    cat <<YAML
-version: 1
-name: chainblocks
-providers:
-  chain:
-    rpc_url: "\${env:E2E_RPC}"
-    chain_id: 31337
-    private_key: "\${env:E2E_KEY}"
-    tx_timeout: 60s
-contracts:
-  artifacts: $KC_BUILD_DIR/artifacts
-  kms: {}
-  os_images: [$(hash_n 1), $(hash_n 2)]
-  kms_allowlist:
-    aggregated_mrs: [$(hash_n 3)]
-    device_ids: [$(hash_n 4)]
-  apps:
-    keys:
-      allow_any_device: true
-      compose_hashes:
-YAML
-    for i in $(seq 1 "$2"); do echo "        - $(hash_n $((1000 + $3 + i)))"; done
-  } > "$1"
+  chain_manifest_keys chainblocks 60s "$2" "$3" > "$1"
 }
 
 # Blocks holding transactions of FROM since block START: "first last count
 # creations".
-blocks_of() {
-  python3 - "$ANVIL_URL" "$1" "$2" <<'PY'
-import json, sys, urllib.request
-url, frm, start = sys.argv[1], sys.argv[2].lower(), int(sys.argv[3])
-def rpc(m, p):
-    req = urllib.request.Request(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": p}).encode(),
-                                 {"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(req))["result"]
-latest = int(rpc("eth_blockNumber", []), 16)
-used, creations = [], 0
-for b in range(start, latest + 1):
-    blk = rpc("eth_getBlockByNumber", [hex(b), True])
-    mine = [t for t in blk["transactions"] if t["from"].lower() == frm]
-    if mine:
-        used.append(b)
-    creations += sum(1 for t in mine if t.get("to") is None)
-print(used[0] if used else -1, used[-1] if used else -1, len(used), creations)
-PY
-}
-
 # --- 1. kill -9 while the deploys are in the mempool --------------------
-anvil_start --no-mining
-export E2E_RPC="$ANVIL_URL" E2E_KEY="$ANVIL_KEY0"
+chain_node_start --no-mining
 manifest "$work/m.yaml" 2 0
-"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/crash.log" 2>&1 &
-kpid=$!
-for i in $(seq 1 200); do
-  p="$(anvil_rpc txpool_status | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["pending"],16))')"
-  [ "$p" -ge 2 ] && break
-  sleep 0.05
-done
-[ "$p" -ge 2 ] || fail "the two implementation deploys never reached the pool"
-kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true; kpid=
+chain_apply_until_pending 2 "$work/crash.log" "$work/m.yaml"
+bg_kill
 grep -q '"app_impl"' "$work/.kmsctl/chainblocks.state.json" ||
   fail "no write-ahead intent in the state before the broadcast"
 # The operator clears the dead run's lock, as kmsctl asks.
@@ -89,7 +31,7 @@ grep -q '"app_impl"' "$work/.kmsctl/chainblocks.state.json" ||
 anvil_rpc evm_setIntervalMining "[1]" >/dev/null
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/recover.log" 2>&1 ||
   { cat "$work/recover.log"; fail "apply after kill -9"; }
-read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" 0)
+read -r first last nblocks creations < <(anvil_txs_since 0 "$ANVIL_ADDR0")
 [ "$creations" = 3 ] || { cat "$work/recover.log"; fail "$creations contract creations, expected 3 (app impl, kms impl, proxy)"; }
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/again.log" 2>&1 || fail "apply after recovery"
 grep -q "No changes" "$work/again.log" || { cat "$work/again.log"; fail "not converged after recovery"; }
@@ -100,8 +42,7 @@ anvil_stop
 #     transaction is then replaced by another with the same nonce and higher
 #     fees (as a fee-bumped re-broadcast would be), so the hash kmsctl
 #     recorded never gets a receipt: the next run finds the app by nonce
-anvil_start
-export E2E_RPC="$ANVIL_URL"
+chain_node_start
 rm -rf "$work/.kmsctl"
 manifest "$work/m.yaml" 0 0
 sed -i '/^  apps:/,$d' "$work/m.yaml"
@@ -109,15 +50,8 @@ sed -i '/^  apps:/,$d' "$work/m.yaml"
 KMS="$("$KMSCTL" output -f "$work/m.yaml" | awk '$1 == "chain.kms.main.address" {print $3}')"
 manifest "$work/m.yaml" 2 0
 anvil_rpc evm_setAutomine "[false]" >/dev/null
-"$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/crash2.log" 2>&1 &
-kpid=$!
-for i in $(seq 1 200); do
-  p="$(anvil_rpc txpool_status | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["pending"],16))')"
-  [ "$p" -ge 1 ] && break
-  sleep 0.05
-done
-[ "$p" -ge 1 ] || fail "deployAndRegisterApp never reached the pool"
-kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true; kpid=
+chain_apply_until_pending 1 "$work/crash2.log" "$work/m.yaml"
+bg_kill
 read -r oldhash txjson < <(anvil_rpc txpool_content | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["pending"]
@@ -147,14 +81,13 @@ ok "kill -9 during the app creation, transaction replaced: the next run found th
 anvil_stop
 
 # --- 2. one-second blocks: the whole section, then 50 compose hashes ----
-anvil_start --block-time 1
-export E2E_RPC="$ANVIL_URL"
+chain_node_start --block-time 1
 rm -rf "$work/.kmsctl"
 manifest "$work/m.yaml" 2 0
 start="$(anvil_rpc eth_blockNumber)"
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/full.log" 2>&1 ||
   { cat "$work/full.log"; fail "apply with one-second blocks"; }
-read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" $((start)))
+read -r first last nblocks creations < <(anvil_txs_since $((start)) "$ANVIL_ADDR0")
 span=$((last - first + 1))
 [ "$span" -le 5 ] || { cat "$work/full.log"; fail "the contracts section took $span blocks ($first..$last), expected at most 5"; }
 ok "whole contracts section from nothing in $span blocks ($nblocks with our transactions, $creations creations)"
@@ -162,7 +95,7 @@ manifest "$work/m.yaml" 52 0
 start="$(anvil_rpc eth_blockNumber)"
 "$KMSCTL" apply --auto-approve -f "$work/m.yaml" > "$work/fifty.log" 2>&1 ||
   { cat "$work/fifty.log"; fail "apply of 50 compose hashes"; }
-read -r first last nblocks creations < <(blocks_of "$ANVIL_ADDR0" $((start + 1)))
+read -r first last nblocks creations < <(anvil_txs_since $((start + 1)) "$ANVIL_ADDR0")
 span=$((last - first + 1))
 [ "$span" -le 3 ] || fail "50 compose hashes took $span blocks ($first..$last), expected at most 3"
 ok "50 compose hashes registered in $span blocks"

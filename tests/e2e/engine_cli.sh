@@ -5,34 +5,13 @@
 # inspects and changes behind kmsctl's back). Needs $KC_BUILD_DIR and jq.
 set -euo pipefail
 
-: "${KC_BUILD_DIR:?KC_BUILD_DIR must name the build folder}"
+: "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?KC_BUILD_DIR must name the build folder}"
+. "$KC_SRC_DIR/tests/e2e/lib/common.sh"
 K="$KC_BUILD_DIR/kmsctl-enginetest"
-[ -x "$K" ] || { echo "FAIL: $K is not built" >&2; exit 1; }
-dir=$(mktemp -d)
-bg=
-cleanup() {
-    [ -n "$bg" ] && kill -9 "$bg" 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+[ -x "$K" ] || fail "$K is not built"
+kc_tmpdir dir
 cd "$dir"
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-# run EXPECTED_RC CMD...: runs CMD (stdin not a TTY), stdout in $out,
-# stderr in $errout.
-run() {
-    local want=$1 rc=0
-    shift
-    out=$("$@" 2>"$dir/stderr" </dev/null) || rc=$?
-    errout=$(cat "$dir/stderr")
-    [ "$rc" -eq "$want" ] ||
-        fail "'$*' exited $rc, expected $want: $errout // $out"
-}
-has() { grep -qF -- "$1" <<<"$2" || fail "expected '$1' in: $2"; }
 counter() { jq -r ".counters.$1 // 0" world.json; }
 serial() { jq -r .serial .kmsctl/demo.state.json; }
 
@@ -212,28 +191,25 @@ jq -e -s '.[0].event == "plan" and .[0].plan.summary.create == 2 and
     >/dev/null || fail "--json plan and summary events: $out"
 
 # --- the lock: a second apply while one runs -------------------------------
-manifest 1500 "  e: {kind: thing, value: E}"
-"$K" apply -f m.yaml --auto-approve >apply.log 2>&1 </dev/null &
-bg=$!
-for _ in $(seq 1 100); do grep -q "started" apply.log && break; sleep 0.05; done
+# e takes 4 s: the second apply, started once e has (the lock is held), has
+# all that time to find the lock, even on a slow box.
+manifest 4000 "  e: {kind: thing, value: E}"
+bg_start apply.log "$K" apply -f m.yaml --auto-approve
+started() { grep -q "fake.thing.$1: create started" "$2"; }
+wait_until 60 started e apply.log || fail "e never started: $(cat apply.log)"
 run 3 "$K" apply -f m.yaml --auto-approve
-has "is locked by pid $bg" "$errout"
-wait "$bg"
-bg=
+has "is locked by pid $BG" "$errout"
+bg_wait 60 || fail "the first apply did not end: $(cat apply.log)"
+[ "$rc" = 0 ] || fail "the first apply: exit $rc: $(cat apply.log)"
 
 # --- SIGINT: in-flight work finishes, nothing new starts, exit 130 ---------
-manifest 600 "  f: {kind: thing, value: F, after: [fake.thing.e]}
+# f takes 2.5 s: SIGINT reaches kmsctl while f is in flight (were f done
+# before the signal, g would start and this would test nothing).
+manifest 2500 "  f: {kind: thing, value: F, after: [fake.thing.e]}
   g: {kind: thing, value: G, after: [fake.thing.f]}"
-"$K" apply -f m.yaml --auto-approve >int.log 2>&1 </dev/null &
-bg=$!
-for _ in $(seq 1 100); do
-    grep -q "fake.thing.f: create started" int.log && break
-    sleep 0.05
-done
-kill -INT "$bg"
-rc=0
-wait "$bg" || rc=$?
-bg=
+bg_start int.log "$K" apply -f m.yaml --auto-approve
+wait_until 60 started f int.log || fail "f never started: $(cat int.log)"
+bg_kill INT
 [ "$rc" = 130 ] || fail "SIGINT: exit $rc: $(cat int.log)"
 has "fake.thing.f: created" "$(cat int.log)"
 has "fake.thing.g: skipped: interrupted before it started" "$(cat int.log)"
@@ -245,24 +221,21 @@ jq -e '.resources["fake.thing.g"] == null' .kmsctl/demo.state.json \
     fail "g was created after SIGINT"
 
 # --- SIGTERM twice: the second aborts at once, the lock is left stale ------
-manifest 3000 "  t: {kind: thing, value: T}"
-"$K" apply -f m.yaml --auto-approve >term.log 2>&1 </dev/null &
-bg=$!
-for _ in $(seq 1 100); do
-    grep -q "fake.thing.t: create started" term.log && break
-    sleep 0.05
-done
-start=$(date +%s%N)
-kill -TERM "$bg"
+# t's create takes 30 s; the first SIGTERM would wait for it, the second
+# abandons it: kmsctl ends long before, and t never reaches the world.
+manifest 30000 "  t: {kind: thing, value: T}"
+bg_start term.log "$K" apply -f m.yaml --auto-approve
+wait_until 60 started t term.log || fail "t never started: $(cat term.log)"
+start=$SECONDS
+kill -TERM "$BG"
 sleep 0.2
-kill -TERM "$bg"
-rc=0
-wait "$bg" || rc=$?
-bg=
-elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill -TERM "$BG"
+bg_wait 20 || fail "the second signal did not abort: still running 20 s later"
 [ "$rc" = 130 ] || fail "SIGTERM twice: exit $rc: $(cat term.log)"
-[ "$elapsed_ms" -lt 2500 ] || fail "the second signal did not abort at once"
+[ "$(jq -r '.objects["fake.thing.t"] // "none"' world.json)" = none ] ||
+    fail "t was created: the run waited for its create ($((SECONDS - start)) s)"
 has "aborted by a second signal" "$(cat term.log)"
+manifest 0 "  t: {kind: thing, value: T}"
 # plan only reads: a stale lock does not stop it
 run 2 "$K" plan -f m.yaml --detailed-exitcode
 run 3 "$K" apply -f m.yaml --auto-approve
@@ -298,7 +271,9 @@ if command -v script >/dev/null; then
     [ ! -s .kmsctl/demo.state.json.lock ] || fail "Ctrl-C left the lock"
     tty_out=$(printf 'y\n' | script -qec "exec $K apply -f m.yaml --no-color" \
         /dev/null) || fail "answering y: $tty_out"
-    has "fake.thing.h: creating... (1s)" "$tty_out"
+    # A live line with the elapsed time ((1s), or more on a stalled box).
+    grep -Eq 'fake\.thing\.h: creating\.\.\. \([0-9]+s\)' <<<"$tty_out" ||
+        fail "no live line with the elapsed time: $tty_out"
     has "fake.thing.h: created" "$tty_out"
 fi
 

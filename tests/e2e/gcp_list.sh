@@ -13,10 +13,7 @@
 set -euo pipefail
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d)
-SIM_ON_EXIT='rm -rf "$tmp"'
-fail() { echo "FAIL: $*" >&2; exit 1; }
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+kc_tmpdir tmp
 
 [ -f "$KC_SRC_DIR/.sandbox/images/dstack-sandbox-0.1.0/disk.raw" ] ||
     fail "the sandbox OS image is not built (cmake target sandbox_image)"

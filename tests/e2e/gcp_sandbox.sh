@@ -11,10 +11,7 @@
 set -euo pipefail
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d)
-SIM_ON_EXIT='rm -rf "$tmp"'
-fail() { echo "FAIL: $*" >&2; exit 1; }
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+kc_tmpdir tmp
 
 [ -f "$KC_SRC_DIR/.sandbox/images/dstack-sandbox-0.1.0/disk.raw" ] ||
     fail "the sandbox OS image is not built (cmake target sandbox_image)"
@@ -107,23 +104,14 @@ d() { js "$1" <"$tmp/drift.json"; }
   "['gcp.firewall.dstack-kms-allow-tcp-12001/None', 'gcp.instance.dstack-kms/labels', 'gcp.instance.dstack-kms/running']" ] ||
     fail "drift JSON: $(cat "$tmp/drift.json")"
 # A follower sees the boot lines of the restart that repairs the drift.
-"$KMSCTL" logs dstack-kms --follow -f kms.yaml >"$tmp/follow.out" 2>"$tmp/follow.err" &
-follower=$!
-SIM_ON_EXIT='kill $follower 2>/dev/null; rm -rf "$tmp"'
+bg_start "$tmp/follow.out" "$KMSCTL" logs dstack-kms --follow -f kms.yaml
 K apply --auto-approve >"$tmp/apply3.log" 2>&1 || { cat "$tmp/apply3.log"; fail "repair"; }
-for i in $(seq 50); do
-    [ "$(grep -c 'app-compose.sh: starting containers' "$tmp/follow.out")" -ge 2 ] && break
-    sleep 0.1
-done
-kill -INT $follower
-set +e
-wait $follower
-rc=$?
-set -e
+boots() { [ "$(grep -c 'app-compose.sh: starting containers' "$tmp/follow.out")" -ge 2 ]; }
+wait_until 60 boots || fail "the follower did not see the restart: $(cat "$tmp/follow.out")"
+bg_kill INT
 [ $rc = 130 ] || fail "logs --follow exit $rc after Ctrl-C"
 [ "$(grep -c 'app-compose.sh: starting containers' "$tmp/follow.out")" = 2 ] ||
     fail "follow output: $(cat "$tmp/follow.out")"
-SIM_ON_EXIT='rm -rf "$tmp"'
 inv >"$tmp/inv.json"
 [ "$(q "$I[\"status\"]")" = RUNNING ] || fail "not started again"
 [ "$(q "$I[\"labels\"][\"kmsctl-deployment\"]")" = sandbox ] || fail "label not set back"

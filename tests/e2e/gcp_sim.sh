@@ -10,11 +10,7 @@ set -euo pipefail
 # may exit before the writer finished and fail the pipe (pipefail, SIGPIPE).
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
 
-tmp=$(mktemp -d)
-SIM_ON_EXIT='rm -rf "$tmp"'
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# jq-less JSON access: js 'expr on d' < json
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+kc_tmpdir tmp
 
 KMSCTL_SIM_GCP_OP_MS=5,15 sim_start gcp 7
 python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["private_key"],end="")' \

@@ -6,14 +6,9 @@
 set -euo pipefail
 
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}"
-work=$(mktemp -d /tmp/kc-render-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+. "$KC_SRC_DIR/tests/e2e/lib/common.sh"
+kc_tmpdir work
 cd "$work"
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
 
 bash "$KC_SRC_DIR/scripts/mkimage.sh" "$work/images" >/dev/null
 export KC_RENDER_RPC="http://127.0.0.1:8545/secret-key-123"
@@ -91,9 +86,9 @@ jq -e --arg h "$(cat images/dstack-sandbox-0.1.0/auth_hash.txt)" \
     '.vm_config | fromjson | .os_image_hash == $h' out1/.sys-config.json >/dev/null ||
     fail ".sys-config.json vm_config"
 fsck.fat -n out1/shared.img >/dev/null 2>&1 || fail "fsck.fat on shared.img"
-blkid -p -o export out1/shared.img | grep -qx LABEL=DSTACKSHR || fail "shared.img label"
-sgdisk -v out1/data.img | grep -q "No problems found" || fail "sgdisk -v on data.img"
-sfdisk --dump out1/data.img | grep -q 'name="dstack-data"' || fail "data.img partition name"
+blkid -p -o export out1/shared.img | grep -x LABEL=DSTACKSHR >/dev/null || fail "shared.img label"
+sgdisk -v out1/data.img | grep "No problems found" >/dev/null || fail "sgdisk -v on data.img"
+sfdisk --dump out1/data.img | grep 'name="dstack-data"' >/dev/null || fail "data.img partition name"
 # The ids are kept in the state, generated once.
 grep -q '"kms_vms.dstack-kms.app_id"' .kmsctl/render-test.state.json || fail "app_id not in the state"
 grep -q secret-key-123 .kmsctl/render-test.state.json && fail "a secret reached the state"

@@ -9,17 +9,10 @@
 set -euo pipefail
 
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}"
-work=$(mktemp -d /tmp/kc-render-kms-XXXXXX)
-SIM_ON_EXIT='rm -rf "$work"'
-trap 'rm -rf "$work"' EXIT
-cd "$work"
 # shellcheck source=lib/sim.sh
 source "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+kc_tmpdir work
+cd "$work"
 
 bash "$KC_SRC_DIR/scripts/mkimage.sh" "$work/images" >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -92,7 +85,7 @@ jq -e '.key_provider == "kms" and .allowed_envs == ["API_SECRET","TOKEN"]' out1/
     fail "app-compose: $(cat out1/app-compose.json)"
 # On the shared disk: listed by fsck.fat, its bytes in the image (one cluster;
 # mtools reads FAT32 only from 32 MiB up, see test_dstack_fat.c).
-fsck.fat -n -l out1/shared.img 2>&1 | grep -q '/.encrypted-env' ||
+fsck.fat -n -l out1/shared.img 2>&1 | grep '/.encrypted-env' >/dev/null ||
     fail ".encrypted-env not on shared.img: $(fsck.fat -n -l out1/shared.img 2>&1)"
 python3 -c 'import sys; sys.exit(open(sys.argv[1], "rb").read().find(open(sys.argv[2], "rb").read()) < 0)' \
     out1/shared.img out1/.encrypted-env || fail ".encrypted-env bytes not in shared.img"

@@ -27,81 +27,17 @@
 set -euo pipefail
 
 : "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}" "${KMSCTL:?}"
-export KMSCTL_SIM=${KMSCTL_SIM:-$KC_BUILD_DIR/kmsctl-sim}
 kills=${KC_SANDBOX_KILLS:-3}
 seed=${KC_SANDBOX_SEED:-1}
-for f in "$KC_BUILD_DIR/artifacts/contracts/DstackKms.sol/DstackKms.json" \
-    "$KC_SRC_DIR/.sandbox/images/dstack-sandbox-0.1.0/disk.raw"; do
-    [ -e "$f" ] || { echo "FAIL: $f is not built (cmake --build: test_contracts, sandbox_image)" >&2; exit 1; }
-done
-
-. "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
-. "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
-
-w=$(mktemp -d "${TMPDIR:-/tmp}/kc-sandbox.XXXXXX")
-bgpid=
-cleanup() {
-    local rc=$?
-    [ -n "$bgpid" ] && kill -9 "$bgpid" 2>/dev/null || true
-    anvil_stop
-    sim_stop
-    if [ "$rc" = 0 ] && [ -z "${KC_SANDBOX_KEEP:-}" ]; then rm -rf "$w" "${SIM_LOG:-}"; else echo "sandbox.sh: files kept in $w, simulator log $SIM_LOG" >&2; fi
-    exit "$rc"
-}
-sim_start gcp,ec2 "$seed"
-anvil_start
-trap cleanup EXIT
-
-mkdir -p "$w/manifests"
-cp "$KC_SRC_DIR"/manifests/sandbox* "$w/manifests/"
-ln -s "$KC_BUILD_DIR" "$w/build"
-ln -s "$KC_SRC_DIR/tests" "$w/tests"
-ln -s "$KC_SRC_DIR/.sandbox" "$w/.sandbox"
+. "$KC_SRC_DIR/tests/e2e/lib/sandbox.sh"
+sandbox_up "$seed" "${KC_SANDBOX_KEEP:-}"
 cd "$w"
-export KMSCTL_SANDBOX_RPC=$ANVIL_URL KMSCTL_SANDBOX_SIM=$SIM_URL
-export KMSCTL_SANDBOX_KEY=$ANVIL_KEY0
 M=manifests/sandbox.yaml
 S=$w/state.json
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
 step() { echo "--- $*"; }
-# run EXPECTED_RC ARGS...: kmsctl ARGS, stdout in $out, stderr in $errout.
-run() {
-    local want=$1 rc=0
-    shift
-    out=$("$KMSCTL" "$@" 2>"$w/stderr" </dev/null) || rc=$?
-    errout=$(cat "$w/stderr")
-    [ "$rc" -eq "$want" ] ||
-        fail "'kmsctl $*' exited $rc, expected $want: $errout // $out"
-}
 
 # --- helpers on the chain and the simulator -------------------------------
-nonce() { anvil_rpc eth_getTransactionCount "[\"$ANVIL_ADDR0\",\"latest\"]"; }
-block() { python3 -c "print(int('$(anvil_rpc eth_blockNumber)', 16))"; }
-# creations FROM TO: contract-creation transactions in blocks FROM..TO.
-creations() {
-    python3 - "$ANVIL_URL" "$1" "$2" <<'EOF'
-import json, sys, urllib.request
-url, a, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-n = 0
-for i in range(a, b + 1):
-    req = urllib.request.Request(url, json.dumps({"jsonrpc": "2.0", "id": 1,
-        "method": "eth_getBlockByNumber", "params": [hex(i), True]}).encode(),
-        {"Content-Type": "application/json"})
-    blk = json.load(urllib.request.urlopen(req))["result"]
-    n += sum(1 for t in blk["transactions"] if t.get("to") is None)
-print(n)
-EOF
-}
-sha3() { anvil_rpc web3_sha3 "[\"0x$(printf '%s' "$1" | od -An -tx1 | tr -d ' \n')\"]"; }
-# app_deploys FROM: AppDeployedViaFactory events since block FROM.
-app_deploys() {
-    anvil_rpc eth_getLogs "[{\"fromBlock\":\"$(printf '0x%x' "$1")\",\"toBlock\":\"latest\",\"topics\":[\"$(sha3 'AppDeployedViaFactory(address,address)')\"]}]" |
-        python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
-}
 # owner_tx TO SIGNATURE ARGWORD: a transaction of the owner (anvil's unlocked
 # account 0, kmsctl's signer too) made behind kmsctl's back.
 owner_tx() {
@@ -154,26 +90,26 @@ inventory_check() { sim_inventory | python3 "$w/inventory.py" "$1"; }
 
 # --- 1. apply ---------------------------------------------------------------
 step "apply the sandbox"
-run 0 validate -f $M
+kms 0 validate -f $M
 b0=$(block)
-run 0 apply -f $M --state "$S" --auto-approve
+kms 0 apply -f $M --state "$S" --auto-approve
 case $out in *"Apply complete: "*", 0 failed, 0 skipped."*) ;; *) fail "apply: $out" ;; esac
 inventory_check applied || fail "inventory after apply"
 kms=$(jq -r '.resources["chain.kms.main"].outputs.address' "$S")
 app=$(jq -r '.resources["chain.app.nitro-keys"].outputs.address' "$S")
 [ "$(anvil_rpc eth_getCode "[\"$kms\",\"latest\"]")" != 0x ] || fail "no code at the KMS $kms"
 [ "$(anvil_rpc eth_getCode "[\"$app\",\"latest\"]")" != 0x ] || fail "no code at the app $app"
-[ "$(creations $((b0 + 1)) "$(block)")" = 3 ] || fail "expected 3 contract creations (app impl, kms impl, proxy)"
+[ "$(creations $((b0 + 1)))" = 3 ] || fail "expected 3 contract creations (app impl, kms impl, proxy)"
 [ "$(app_deploys $((b0 + 1)))" = 1 ] || fail "expected one app deployed through the factory"
 
 # --- 2. re-apply: nothing to do ---------------------------------------------
 step "re-apply and plan: zero mutating calls, nonce unchanged"
 m0=$(mutating) n0=$(nonce)
-run 0 apply -f $M --state "$S" --auto-approve
-run 0 plan -f $M --state "$S" --detailed-exitcode
+kms 0 apply -f $M --state "$S" --auto-approve
+kms 0 plan -f $M --state "$S" --detailed-exitcode
 [ "$(mutating)" = "$m0" ] || fail "re-apply made $(($(mutating) - m0)) mutating requests"
 [ "$(nonce)" = "$n0" ] || fail "re-apply sent transactions (nonce $n0 -> $(nonce))"
-run 0 drift -f $M --state "$S"
+kms 0 drift -f $M --state "$S"
 
 # --- 3. drift: simulator and chain, then repair -----------------------------
 step "drift through the admin API and on chain"
@@ -184,7 +120,7 @@ owner_tx "$app" 'setAllowAnyDevice(bool)' "$(printf '%064x' 0)"
 osh=$(jq -r '.resources | keys[] | select(startswith("chain.kms_os_image."))' "$S" | head -n1)
 owner_tx "$kms" 'removeOsImageHash(bytes32)' "${osh#chain.kms_os_image.0x}"
 m0=$(mutating) n0=$(nonce)
-run 2 drift -f $M --state "$S" --json
+kms 2 drift -f $M --state "$S" --json
 echo "$out" >"$w/drift.json"
 for want in "gcp.firewall.dstack-kms-allow-tcp-18000 source_ranges" \
     "aws.security_group.enclave-host " \
@@ -195,8 +131,8 @@ for want in "gcp.firewall.dstack-kms-allow-tcp-18000 source_ranges" \
 done
 [ "$(mutating)" = "$m0" ] || fail "drift made mutating requests"
 [ "$(nonce)" = "$n0" ] || fail "drift sent transactions"
-run 0 apply -f $M --state "$S" --auto-approve
-run 0 drift -f $M --state "$S" --json
+kms 0 apply -f $M --state "$S" --auto-approve
+kms 0 drift -f $M --state "$S" --json
 inventory_check applied || fail "inventory after the repair"
 [ "$(anvil_rpc eth_call "[{\"to\":\"$app\",\"data\":\"$(sha3 'allowAnyDevice()' | cut -c1-10)\"},\"latest\"]")" = \
     0x0000000000000000000000000000000000000000000000000000000000000001 ] ||
@@ -204,7 +140,7 @@ inventory_check applied || fail "inventory after the repair"
 
 # --- 4. destroy --------------------------------------------------------------
 step "destroy"
-run 0 destroy -f $M --state "$S" --auto-approve
+kms 0 destroy -f $M --state "$S" --auto-approve
 inventory_check empty || fail "inventory after destroy"
 
 # --- 5. kill -9 at random points, then converge -------------------------------
@@ -218,28 +154,25 @@ for i in $(seq 1 "$kills"); do
     k=$((1 + RANDOM % 45)) extra=$((RANDOM % 100))
     step "kill run $i: kill -9 after progress line $k + $extra ms"
     : >"$w/kill$i.out"
-    "$KMSCTL" apply -f $M --state "$S" --auto-approve >"$w/kill$i.out" 2>&1 </dev/null &
-    bgpid=$!
-    while kill -0 "$bgpid" 2>/dev/null && [ "$(grep -c '^[0-9]\{4\}-' "$w/kill$i.out")" -lt "$k" ]; do
+    bg_start "$w/kill$i.out" "$KMSCTL" apply -f $M --state "$S" --auto-approve
+    while kill -0 "$BG" 2>/dev/null && [ "$(grep -c '^[0-9]\{4\}-' "$w/kill$i.out")" -lt "$k" ]; do
         sleep 0.01
     done
     sleep "$(awk "BEGIN{print $extra/1000}")"
-    kill -9 "$bgpid" 2>/dev/null || true
-    wait "$bgpid" 2>/dev/null || true
-    bgpid=
+    bg_kill
     echo "    killed after: $(grep -c ': created' "$w/kill$i.out" || true) resources created; last line: $(tail -n1 "$w/kill$i.out")"
     sim_clear_faults
     "$KMSCTL" state unlock --state "$S" >/dev/null 2>&1 </dev/null || true
-    run 0 apply -f $M --state "$S" --auto-approve
-    run 0 plan -f $M --state "$S" --detailed-exitcode
+    kms 0 apply -f $M --state "$S" --auto-approve
+    kms 0 plan -f $M --state "$S" --detailed-exitcode
     inventory_check applied || fail "run $i: inventory after re-apply"
-    c=$(creations $((b0 + 1)) "$(block)")
+    c=$(creations $((b0 + 1)))
     [ "$c" = 3 ] || fail "run $i: $c contract creations, expected 3 (one KMS)"
     c=$(app_deploys $((b0 + 1)))
     [ "$c" = 1 ] || fail "run $i: $c apps deployed, expected 1"
     [ "$(jq '[.resources | keys[] | select(startswith("chain.kms."))] | length' "$S")" = 1 ] ||
         fail "run $i: more than one chain.kms in the state"
-    run 0 destroy -f $M --state "$S" --auto-approve
+    kms 0 destroy -f $M --state "$S" --auto-approve
     inventory_check empty || fail "run $i: inventory after destroy"
 done
 echo "sandbox.sh: ok"

@@ -20,19 +20,10 @@
 set -euo pipefail
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/sim.sh"
-# anvil.sh comes with the chain provider (tests/e2e/lib/anvil.sh).
-ANVIL_KEY1=0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
-ANVIL_ADDR1=0x70997970C51812dc3A010C7d01b50e0d17dc79C8
-anvil_stop() { :; }
+. "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-ok() { echo "ok - $*"; }
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+kc_on_exit 'if [ -n "${SECRETS_KEEP:-}" ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi'
 
 # Everything kmsctl writes lands under $work/out (its TMPDIR too); inputs
 # live in $work/in and are not scanned.
@@ -233,8 +224,6 @@ ok "fake provider: validate, plan --json/--out, apply (also of a saved plan), dr
 svcs=$("${KMSCTL_SIM:-$KC_BUILD_DIR/kmsctl-sim}" --help 2>&1 | sed -n 's/^services://p' |
     sed 's/ [a-z0-9]* (not built)//g' | xargs | tr ' ' ,)
 sim_start "$svcs" 7
-SIM_ON_EXIT='anvil_stop; rm -rf "$work"'
-[ -z "${SECRETS_KEEP:-}" ] || SIM_ON_EXIT='anvil_stop; echo "kept: $work" >&2'
 export KMSCTL_SANDBOX_RPC=http://127.0.0.1:9 KMSCTL_SANDBOX_SIM=$SIM_URL
 export SECRETS_KEY=$S_KEY SECRETS_UC2=$S_UC2
 printf '%s' "$S_UC" >"$work/in/uc.txt"
@@ -254,9 +243,8 @@ for p in chain gcp aws; do
 done
 has() { case " ${HAVE[*]-} " in *" $1 "*) return 0 ;; esac; return 1; }
 if has chain; then
-    . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
-    anvil_start
-    trap 'sim__exit' EXIT # anvil_start replaced sim.sh's trap
+    # anvil's log (its banner lists the development keys) is not kmsctl's.
+    TMPDIR=$work/in anvil_start
     export KMSCTL_SANDBOX_RPC=$ANVIL_URL
 fi
 
@@ -371,19 +359,7 @@ print(json.dumps({"attrs":{k:o[k] for k in sys.argv[4:] if k in o}}))' "$work/in
     if has chain; then
         # The same signer from a keystore v3 file (made with node's crypto and
         # js-sha3), its password from the environment.
-        node - "$KC_SRC_DIR" "${S_KEY#0x}" "$S_KSPW" >"$work/in/ks.json" <<'JS'
-const [root, keyhex, pw] = process.argv.slice(2);
-const crypto = require('crypto');
-const { keccak256 } = require(root + '/node_modules/js-sha3');
-const salt = crypto.randomBytes(32), iv = crypto.randomBytes(16);
-const dk = crypto.pbkdf2Sync(pw, salt, 4096, 32, 'sha256');
-const c = crypto.createCipheriv('aes-128-ctr', dk.subarray(0, 16), iv);
-const ct = Buffer.concat([c.update(Buffer.from(keyhex, 'hex')), c.final()]);
-const mac = keccak256(Buffer.concat([dk.subarray(16, 32), ct]));
-process.stdout.write(JSON.stringify({ version: 3, id: crypto.randomUUID(), crypto: {
-  cipher: 'aes-128-ctr', cipherparams: { iv: iv.toString('hex') }, ciphertext: ct.toString('hex'),
-  kdf: 'pbkdf2', kdfparams: { c: 4096, dklen: 32, prf: 'hmac-sha256', salt: salt.toString('hex') }, mac } }));
-JS
+        keystore_v3 "$S_KEY" "$S_KSPW" >"$work/in/ks.json"
         sed -i "s|private_key: .*|keystore: {file: \"$work/in/ks.json\", password: \"\${env:SECRETS_KSPW}\"}|" "$M"
         grep -q keystore "$M" || fail "keystore manifest not written"
         export SECRETS_KSPW=$S_KSPW

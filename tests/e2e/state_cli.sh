@@ -4,27 +4,10 @@
 set -euo pipefail
 
 : "${KMSCTL:?KMSCTL must name the kmsctl binary}"
-dir=$(mktemp -d)
+. "${KC_SRC_DIR:-$(dirname "$0")/../..}/tests/e2e/lib/common.sh"
+kc_tmpdir dir
 holder=
-cleanup() {
-    [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-# run EXPECTED_RC CMD...: runs CMD, keeps stdout in $out and stderr in $errout.
-run() {
-    local want=$1 rc=0
-    shift
-    out=$("$@" 2>"$dir/stderr") || rc=$?
-    errout=$(cat "$dir/stderr")
-    [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $errout"
-}
+kc_on_exit '[ -z "$holder" ] || kill "$holder" 2>/dev/null'
 
 st="$dir/s.json"
 cat >"$st" <<'JSON'
@@ -49,12 +32,12 @@ run 0 "$KMSCTL" state list --json --state "$st"
 [ "$(echo "$out" | tr -d ' \n')" = '["chain.kms","gcp.firewall.kms-12001"]' ] ||
     fail "list --json: $out"
 run 0 "$KMSCTL" state show chain.kms --state "$st"
-echo "$out" | grep -q '"provider_id": "0xabc"' || fail "show: $out"
-echo "$out" | grep -q '"gcp.firewall.kms-12001"' || fail "show deps: $out"
+grep -q -- '"provider_id": "0xabc"' <<<"$out" || fail "show: $out"
+grep -q -- '"gcp.firewall.kms-12001"' <<<"$out" || fail "show deps: $out"
 run 1 "$KMSCTL" state show nope --state "$st"
-echo "$errout" | grep -q "no record for 'nope'" || fail "show nope: $errout"
+grep -q -- "no record for 'nope'" <<<"$errout" || fail "show nope: $errout"
 run 1 "$KMSCTL" state rm chain.kms nope --state "$st"
-echo "$errout" | grep -q "nothing removed" || fail "rm nope: $errout"
+grep -q -- "nothing removed" <<<"$errout" || fail "rm nope: $errout"
 run 1 "$KMSCTL" state frobnicate --state "$st"
 
 # rm takes the lock, removes the record and its intent, keeps a backup.
@@ -79,17 +62,17 @@ grep -q '"serial": 4' "$st.backup" || fail "no backup of serial 4"
 holder=$!
 # Wait for the holder to say it holds the lock (a loaded CI machine may take
 # a while to schedule it); give up after 60 s.
-for _ in $(seq 600); do
-    [ -e "$st.holding" ] && break
+holding() {
+    [ -e "$st.holding" ] && return 0
     kill -0 "$holder" 2>/dev/null || fail "lock holder could not take the lock"
-    sleep 0.1
-done
-[ -e "$st.holding" ] || fail "lock holder did not start within 60 s"
+    return 1
+}
+wait_until 60 holding || fail "lock holder did not start within 60 s"
 rm -f "$st.holding"
 run 3 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
-echo "$errout" | grep -q "is locked by" || fail "rm locked: $errout"
+grep -q -- "is locked by" <<<"$errout" || fail "rm locked: $errout"
 run 3 "$KMSCTL" state unlock --state "$st"
-echo "$errout" | grep -q "live process" || fail "unlock live: $errout"
+grep -q -- "live process" <<<"$errout" || fail "unlock live: $errout"
 kill "$holder"
 wait "$holder" 2>/dev/null || true
 holder=
@@ -101,18 +84,18 @@ wait "$dead"
 printf '{"pid":%d,"host":"%s","started_at":"2026-01-01T00:00:00Z","command":"kmsctl apply"}' \
     "$dead" "$(hostname)" >"$st.lock"
 run 3 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
-echo "$errout" | grep -q "stale lock left by pid $dead (dead)" ||
+grep -q -- "stale lock left by pid $dead (dead)" <<<"$errout" ||
     fail "stale: $errout"
 run 0 "$KMSCTL" state unlock --state "$st"
-echo "$out" | grep -q "cleared the stale lock of pid $dead" || fail "unlock: $out"
+grep -q -- "cleared the stale lock of pid $dead" <<<"$out" || fail "unlock: $out"
 run 0 "$KMSCTL" state unlock --state "$st"
-echo "$out" | grep -q "is not locked" || fail "unlock again: $out"
+grep -q -- "is not locked" <<<"$out" || fail "unlock again: $out"
 run 0 "$KMSCTL" state rm gcp.firewall.kms-12001 --state "$st"
 
 # A broken state is refused and left as it is.
 printf '{"format_version": 1, "lin' >"$st"
 run 1 "$KMSCTL" state list --state "$st"
-echo "$errout" | grep -q "restore the previous version from '$st.backup'" ||
+grep -q -- "restore the previous version from '$st.backup'" <<<"$errout" ||
     fail "broken: $errout"
 [ "$(cat "$st")" = '{"format_version": 1, "lin' ] || fail "broken state changed"
 run 1 "$KMSCTL" state rm x --state "$st"

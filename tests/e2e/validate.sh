@@ -6,13 +6,8 @@ set -euo pipefail
 
 : "${KMSCTL:?KMSCTL must name the kmsctl binary}"
 : "${KC_SRC_DIR:?KC_SRC_DIR must name the source folder}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+. "$KC_SRC_DIR/tests/e2e/lib/common.sh"
+kc_tmpdir dir
 
 cd "$KC_SRC_DIR"
 

@@ -465,24 +465,28 @@ struct sim_object *sim_obj_add(struct sim *sim, const char *service,
     return o;
 }
 
-struct sim_object *sim_obj_find(struct sim *sim, const char *service,
-                                const char *kind, const char *name)
+/* The object of SERVICE and KIND whose name (BY_ID: id) is KEY. */
+static struct sim_object *obj_find(struct sim *sim, const char *service,
+                                   const char *kind, const char *key,
+                                   bool by_id)
 {
     for (struct sim_object *o = sim->obj_head; o; o = o->next)
         if (strcmp(o->service, service) == 0 && strcmp(o->kind, kind) == 0 &&
-            strcmp(o->name, name) == 0)
+            strcmp(by_id ? o->id : o->name, key) == 0)
             return o;
     return NULL;
+}
+
+struct sim_object *sim_obj_find(struct sim *sim, const char *service,
+                                const char *kind, const char *name)
+{
+    return obj_find(sim, service, kind, name, false);
 }
 
 struct sim_object *sim_obj_find_id(struct sim *sim, const char *service,
                                    const char *kind, const char *id)
 {
-    for (struct sim_object *o = sim->obj_head; o; o = o->next)
-        if (strcmp(o->service, service) == 0 && strcmp(o->kind, kind) == 0 &&
-            strcmp(o->id, id) == 0)
-            return o;
-    return NULL;
+    return obj_find(sim, service, kind, id, true);
 }
 
 struct sim_object *sim_obj_next(struct sim *sim, struct sim_object *prev,

@@ -16,7 +16,8 @@
  *     IdempotentParameterMismatch;
  *   - instances go pending -> running after a seeded 300-1200 ms, stopping ->
  *     stopped, shutting-down -> terminated; terminated ones stay visible for
- *     60 s (config/faults "terminated_keep_ms" changes it), then vanish from
+ *     60 s (config/faults "terminated_keep_ms" changes it; their network
+ *     interface lingers 0.5-1.5 s, "eni_linger_ms"), then vanish from
  *     every Describe* while their ClientToken stays taken (EC2: "at least 24
  *     hours after the termination"); for 50-250 ms after a create, Describe*
  *     by id answers NotFound (eventual consistency);
@@ -1662,6 +1663,21 @@ static uint32_t terminated_keep(struct sim *sim)
     return TERMINATED_KEEP;
 }
 
+/* How long a terminated instance's network interface lingers (its security
+ * groups stay in use): 0.5 to 1.5 s, or the config/faults attribute
+ * "eni_linger_ms" (a test that must see DependencyViolation whatever the
+ * load makes it longer than kmsctl's reaction). */
+static uint32_t eni_linger(struct sim *sim)
+{
+    struct sim_object *cfg = sim_obj_find(sim, "ec2", "config", "faults");
+    struct json_object *v;
+
+    if (cfg && json_object_object_get_ex(cfg->attrs, "eni_linger_ms", &v) &&
+        json_object_get_int(v) > 0)
+        return (uint32_t)json_object_get_int(v);
+    return (uint32_t)sim_rand_range(sim, 500, 1500);
+}
+
 static void schedule(struct sim *sim, struct sim_object *o, const char *from,
                      const char *to, uint32_t ms)
 {
@@ -1699,8 +1715,7 @@ static void set_state(struct sim *sim, struct sim_object *o, const char *to)
         uint32_t keep = terminated_keep(sim);
 
         attr_set_str(o, "publicIp", NULL);
-        attr_set_int(o, "eniGoneAt",
-                     (int64_t)(sim_now_ms() + sim_rand_range(sim, 500, 1500)));
+        attr_set_int(o, "eniGoneAt", (int64_t)(sim_now_ms() + eni_linger(sim)));
         attr_set_int(o, "expungeAt", (int64_t)(sim_now_ms() + keep));
         (void)kc_snprintf(t->id, sizeof(t->id), "%s", o->name);
         sim_timer_add(sim, keep, on_expunge, t, free);

@@ -1912,46 +1912,35 @@ static void instance_method(struct sim *sim, struct sim_req *req,
              jget_str(o->attrs, "selfLink"), eff, arg);
 }
 
-static void h_instance_delete(struct sim *sim, struct sim_req *req)
-{
-    instance_method(sim, req, "delete", "compute.instances.delete",
-                    eff_instance_delete);
-}
+/* The instance methods: DELETE .../instances/{instance} ("delete") and POST
+ * .../instances/{instance}/VERB, each an operation of type VERB needing the
+ * permission compute.instances.VERB. */
+static const struct {
+    const char *verb;
+    op_effect_fn eff;
+} instance_verbs[] = {
+    { "delete", eff_instance_delete }, { "stop", eff_instance_stop },
+    { "start", eff_instance_start },   { "attachDisk", eff_attach },
+    { "detachDisk", eff_detach },      { "setLabels", eff_set_labels },
+    { "setTags", eff_set_tags },
+};
 
-static void h_instance_stop(struct sim *sim, struct sim_req *req)
+static void h_instance_verb(struct sim *sim, struct sim_req *req)
 {
-    instance_method(sim, req, "stop", "compute.instances.stop",
-                    eff_instance_stop);
-}
+    const char *verb = strrchr(sim_req_path(req), '/') + 1;
+    char perm[64];
 
-static void h_instance_start(struct sim *sim, struct sim_req *req)
-{
-    instance_method(sim, req, "start", "compute.instances.start",
-                    eff_instance_start);
-}
-
-static void h_instance_attach(struct sim *sim, struct sim_req *req)
-{
-    instance_method(sim, req, "attachDisk", "compute.instances.attachDisk",
-                    eff_attach);
-}
-
-static void h_instance_detach(struct sim *sim, struct sim_req *req)
-{
-    instance_method(sim, req, "detachDisk", "compute.instances.detachDisk",
-                    eff_detach);
-}
-
-static void h_instance_set_labels(struct sim *sim, struct sim_req *req)
-{
-    instance_method(sim, req, "setLabels", "compute.instances.setLabels",
-                    eff_set_labels);
-}
-
-static void h_instance_set_tags(struct sim *sim, struct sim_req *req)
-{
-    instance_method(sim, req, "setTags", "compute.instances.setTags",
-                    eff_set_tags);
+    if (strcmp(sim_req_method(req), "DELETE") == 0)
+        verb = "delete";
+    for (size_t i = 0; i < KC_ARRAY_SIZE(instance_verbs); i++) {
+        if (strcmp(verb, instance_verbs[i].verb) == 0) {
+            snprintf(perm, sizeof(perm), "compute.instances.%s", verb);
+            instance_method(sim, req, instance_verbs[i].verb, perm,
+                            instance_verbs[i].eff);
+            return;
+        }
+    }
+    gerr(req, 404, "notFound", "Unknown instance method.");
 }
 
 static void h_instance_serial(struct sim *sim, struct sim_req *req)
@@ -3059,13 +3048,13 @@ static const struct sim_route gcp_routes[] = {
     { "GET", CP "/zones/{zone}/instances", h_instance_list, false },
     { "POST", CP "/zones/{zone}/instances", h_instance_insert, true },
     { "GET", ZI, h_instance_get, false },
-    { "DELETE", ZI, h_instance_delete, true },
-    { "POST", ZI "/stop", h_instance_stop, true },
-    { "POST", ZI "/start", h_instance_start, true },
-    { "POST", ZI "/attachDisk", h_instance_attach, true },
-    { "POST", ZI "/detachDisk", h_instance_detach, true },
-    { "POST", ZI "/setLabels", h_instance_set_labels, true },
-    { "POST", ZI "/setTags", h_instance_set_tags, true },
+    { "DELETE", ZI, h_instance_verb, true },
+    { "POST", ZI "/stop", h_instance_verb, true },
+    { "POST", ZI "/start", h_instance_verb, true },
+    { "POST", ZI "/attachDisk", h_instance_verb, true },
+    { "POST", ZI "/detachDisk", h_instance_verb, true },
+    { "POST", ZI "/setLabels", h_instance_verb, true },
+    { "POST", ZI "/setTags", h_instance_verb, true },
     { "GET", ZI "/serialPort", h_instance_serial, false },
     { "GET", CP "/zones/{zone}/disks", h_disk_list, false },
     { "POST", CP "/zones/{zone}/disks", h_disk_insert, true },

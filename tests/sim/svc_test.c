@@ -266,24 +266,38 @@ static void h_download(struct sim *sim, struct sim_req *req)
     free(p);
 }
 
-static void h_obj_create(struct sim *sim, struct sim_req *req)
+/* Adds the test object of KIND named by the request's JSON body ({"name"}),
+ * the body in *J when J is not NULL. NULL once the request was answered
+ * (400: no name; 409: the name is taken). */
+static struct sim_object *add_named(struct sim *sim, struct sim_req *req,
+                                    const char *kind, struct json_object **j)
 {
-    struct json_object *j = sim_req_json(req), *name, *labels;
+    struct json_object *body = sim_req_json(req), *name;
     struct sim_object *o;
 
-    if (!j)
-        return;
-    if (!json_object_object_get_ex(j, "name", &name) ||
+    if (j)
+        *j = body;
+    if (!body)
+        return NULL;
+    if (!json_object_object_get_ex(body, "name", &name) ||
         !json_object_is_type(name, json_type_string)) {
         sim_resp_error(req, 400, "name: expected a string");
-        return;
+        return NULL;
     }
-    o = sim_obj_add(sim, "test", "thing", json_object_get_string(name), NULL);
-    if (!o) {
-        sim_resp_error(req, 409, "thing '%s' already exists",
+    o = sim_obj_add(sim, "test", kind, json_object_get_string(name), NULL);
+    if (!o)
+        sim_resp_error(req, 409, "%s '%s' already exists", kind,
                        json_object_get_string(name));
+    return o;
+}
+
+static void h_obj_create(struct sim *sim, struct sim_req *req)
+{
+    struct json_object *j, *labels;
+    struct sim_object *o = add_named(sim, req, "thing", &j);
+
+    if (!o)
         return;
-    }
     if (json_object_object_get_ex(j, "labels", &labels) &&
         json_object_is_type(labels, json_type_object)) {
         json_object_put(o->labels);
@@ -356,22 +370,11 @@ static void op_advance(struct sim *sim, void *arg)
 
 static void h_op_create(struct sim *sim, struct sim_req *req)
 {
-    struct json_object *j = sim_req_json(req), *name;
-    struct sim_object *o;
+    struct sim_object *o = add_named(sim, req, "op", NULL);
     struct op_step *s;
 
-    if (!j)
+    if (!o)
         return;
-    if (!json_object_object_get_ex(j, "name", &name) ||
-        !json_object_is_type(name, json_type_string)) {
-        sim_resp_error(req, 400, "name: expected a string");
-        return;
-    }
-    o = sim_obj_add(sim, "test", "op", json_object_get_string(name), NULL);
-    if (!o) {
-        sim_resp_error(req, 409, "op exists");
-        return;
-    }
     json_object_object_add(o->attrs, "status",
                            json_object_new_string("PENDING"));
     s = kc_xcalloc(1, sizeof(*s));

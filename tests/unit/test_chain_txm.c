@@ -134,6 +134,17 @@ static void run_until(bool *flag)
     cr_assert(*flag, "the loop ended before the operation finished");
 }
 
+/* Sends W: a transfer of nothing to TO (20 bytes) through E.txm. */
+static void send_transfer(struct waiter *w, const uint8_t *to)
+{
+    struct kc_err err = { 0 };
+
+    w->req.what = "transfer";
+    w->req.has_to = true;
+    memcpy(w->req.to, to, 20);
+    cr_assert_eq(chain_txm_send(E.txm, &w->req, on_tx, &err), 0, "%s", err.msg);
+}
+
 static uint64_t nonce_of(const uint8_t addr[20], const char *tag)
 {
     char a[43], params[128];
@@ -306,10 +317,7 @@ Test(chain_txm, wrong_chain_id_sends_nothing, .init = setup, .fini = teardown)
     make_txm(CHAIN_ANVIL_KEY0, 84532, 60000);
     memcpy(self, chain_signer_address(E.signer), 20);
     n0 = nonce_of(self, "pending");
-    w.req.what = "transfer";
-    w.req.has_to = true;
-    memcpy(w.req.to, self, 20);
-    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    send_transfer(&w, self);
     run_until(&w.done);
     cr_expect_eq(w.status, KC_EPERM);
     cr_expect_not_null(strstr(w.req.err.msg, "chain id is 31337"), "%s",
@@ -397,10 +405,7 @@ Test(chain_txm, nonce_too_low_resyncs_and_hook_sees_the_new_address,
     make_txm(CHAIN_ANVIL_KEY0, 31337, 60000);
     memcpy(self, chain_signer_address(E.signer), 20);
     /* one transaction makes the manager read the nonce */
-    first.req.what = "transfer";
-    first.req.has_to = true;
-    memcpy(first.req.to, self, 20);
-    cr_assert_eq(chain_txm_send(E.txm, &first.req, on_tx, &err), 0);
+    send_transfer(&first, self);
     run_until(&first.done);
     cr_assert_eq(first.status, 0, "%s", first.req.err.msg);
     /* someone else (same key) takes the next nonce behind its back */
@@ -421,7 +426,10 @@ Test(chain_txm, nonce_too_low_resyncs_and_hook_sees_the_new_address,
                         NULL);
     cr_assert_not_null(r);
     json_object_put(r);
-    usleep(300000);
+    /* mined (automine): the node counts it before the manager sends */
+    for (int i = 0; i < 1200 && nonce_of(self, "latest") <= n; i++)
+        usleep(50000);
+    cr_assert_eq(nonce_of(self, "latest"), n + 1, "the transfer was not mined");
     /* a deploy now: nonce n is gone, the manager must move to n + 1 */
     h.w.req.what = "deploy DstackApp";
     h.w.req.input = E.app->bytecode;
@@ -495,16 +503,12 @@ Test(chain_txm, dropped_transaction_is_rebroadcast_with_bumped_fees,
 {
     struct waiter w = { 0 };
     struct dropper d = { 0 };
-    struct kc_err err = { 0 };
     uint8_t self[20];
     char mined[67];
 
     make_txm(CHAIN_ANVIL_KEY0, 31337, 1500);
     memcpy(self, chain_signer_address(E.signer), 20);
-    w.req.what = "transfer";
-    w.req.has_to = true;
-    memcpy(w.req.to, self, 20);
-    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    send_transfer(&w, self);
     d.w = &w;
     cr_assert_eq(uv_timer_init(&E.loop, &d.t), 0);
     cr_assert_eq(uv_timer_start(&d.t, on_drop_timer, 50, 50), 0);
@@ -539,10 +543,7 @@ Test(chain_txm, fee_cap_below_the_base_fee_sends_nothing, .init = setup,
     cr_assert_eq(chain_txm_new(&tc, &E.txm, &err), 0);
     memcpy(self, chain_signer_address(E.signer), 20);
     n0 = nonce_of(self, "pending");
-    w.req.what = "transfer";
-    w.req.has_to = true;
-    memcpy(w.req.to, self, 20);
-    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    send_transfer(&w, self);
     run_until(&w.done);
     cr_expect_eq(w.status, KC_EPERM);
     cr_expect_not_null(strstr(w.req.err.msg, "max_fee_gwei"), "%s",
@@ -569,10 +570,7 @@ Test(chain_txm, legacy_transactions_are_eip155_and_mined, .init = setup,
     tc.max_fee_wei = 50000000000ULL;
     cr_assert_eq(chain_txm_new(&tc, &E.txm, &err), 0);
     memcpy(self, chain_signer_address(E.signer), 20);
-    w.req.what = "transfer";
-    w.req.has_to = true;
-    memcpy(w.req.to, self, 20);
-    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    send_transfer(&w, self);
     run_until(&w.done);
     cr_assert_eq(w.status, 0, "%s", w.req.err.msg);
     chain_hex_encode(w.req.hash, 32, true, hash, sizeof(hash));
@@ -630,10 +628,7 @@ Test(chain_txm, a_sent_transaction_stops_waiting_when_the_node_is_gone,
     tc.tx_timeout_ms = 500; /* re-broadcasts are tried (and fail) too */
     tc.rpc_deadline_ms = 1500;
     cr_assert_eq(chain_txm_new(&tc, &E.txm, &err), 0, "%s", err.msg);
-    w.req.what = "transfer";
-    w.req.has_to = true;
-    memcpy(w.req.to, chain_signer_address(E.signer), 20);
-    cr_assert_eq(chain_txm_send(E.txm, &w.req, on_tx, &err), 0);
+    send_transfer(&w, chain_signer_address(E.signer));
     k.w = &w;
     cr_assert_eq(uv_timer_init(&E.loop, &k.t), 0);
     cr_assert_eq(uv_timer_start(&k.t, on_kill_timer, 20, 20), 0);

@@ -3,6 +3,7 @@
 #include "reconcile/file.h"
 #include "reconcile/json.h"
 #include "reconcile/log.h"
+#include "tests/unit/helpers/state_testutil.h"
 
 #include <criterion/criterion.h>
 #include <sys/stat.h>
@@ -78,13 +79,12 @@ Test(json, rejects_trailing_garbage_and_deep_nesting)
 
 Test(file, read_is_bounded_and_write_is_atomic_with_mode)
 {
-    char dir[] = "/tmp/kc-file-XXXXXX";
+    char *dir = state_test_tmpdir();
     char *path, *parent, *text = NULL;
     struct kc_err err = { 0 };
     struct stat st;
     size_t len;
 
-    cr_assert_not_null(mkdtemp(dir));
     path = kc_xasprintf("%s/sub/dir/f.json", dir);
     parent = kc_file_dirname(path);
     cr_assert_eq(kc_file_mkdirs(parent, 0700, &err), 0);
@@ -101,4 +101,6 @@ Test(file, read_is_bounded_and_write_is_atomic_with_mode)
     cr_assert_eq(kc_file_read(path, 4, &text, &len, &err), KC_ERANGE);
     cr_assert_not_null(strstr(err.msg, "limit of 4 bytes"));
     free(path);
+    state_test_rmtree(dir);
+    free(dir);
 }

@@ -186,23 +186,33 @@ static struct kc_value *map1(const char *field, const char *v)
     return m;
 }
 
+/* A plan of one resource, fake.thing.x of TYPE, that exists; the test
+ * fills its desired and observed fields. */
+static struct kc_plan *plan1(const struct kc_resource_type *type)
+{
+    struct kc_graph *g = kc_graph_new();
+    struct kc_plan *plan;
+
+    add(g, "fake", "thing.x");
+    cr_assert_eq(kc_graph_sort(g, NULL), 0);
+    plan = kc_plan_new(g);
+    plan->items[0].type = type;
+    plan->items[0].exists = true;
+    return plan;
+}
+
 /* One resource, field FIELD: desired D, observed O (NULL: not reported),
  * last applied L. */
 static struct kc_plan *diff1(const char *field, const char *d, const char *o,
                              const char *l, struct kc_value **prior)
 {
-    struct kc_graph *g = kc_graph_new();
     struct kc_plan *plan;
     struct kc_plan_item *it;
 
-    add(g, "fake", "thing.x");
-    cr_assert_eq(kc_graph_sort(g, NULL), 0);
-    plan = kc_plan_new(g);
+    plan = plan1(&diff_type);
     it = &plan->items[0];
-    it->type = &diff_type;
     it->desired = map1(field, d);
     it->observed = map1(field, o);
-    it->exists = true;
     it->in_state = true;
     *prior = map1(field, l);
     kc_plan_diff(it, *prior, "salt", false);
@@ -252,21 +262,16 @@ Test(plan, a_force_new_field_replaces)
 {
     struct kc_value *prior;
     struct kc_plan *plan;
-    struct kc_graph *g = kc_graph_new();
     struct kc_plan_item *it;
 
-    add(g, "fake", "thing.x");
-    kc_graph_sort(g, NULL);
-    plan = kc_plan_new(g);
+    plan = plan1(&diff_type);
     it = &plan->items[0];
-    it->type = &diff_type;
     it->desired = kc_value_new_map();
     kc_value_map_set(it->desired, "size", kc_value_new_int(2));
     kc_value_map_set(it->desired, "v", kc_value_new_str("b"));
     it->observed = kc_value_new_map();
     kc_value_map_set(it->observed, "size", kc_value_new_int(1));
     kc_value_map_set(it->observed, "v", kc_value_new_str("a"));
-    it->exists = true;
     prior = kc_value_dup(it->observed);
     kc_plan_diff(it, prior, "salt", false);
     cr_assert_eq(it->action, KC_ACTION_REPLACE);
@@ -293,22 +298,17 @@ Test(plan, ignore_drift_only_counts_manifest_changes)
 
 Test(plan, a_secret_is_compared_through_its_salted_digest)
 {
-    struct kc_graph *g = kc_graph_new();
     struct kc_plan *plan;
     struct kc_plan_item *it;
     struct kc_value *secret = kc_value_new_secret("pa55word", 8);
     struct kc_value *prior = kc_value_new_map();
     struct kc_buf out;
 
-    add(g, "fake", "thing.x");
-    kc_graph_sort(g, NULL);
-    plan = kc_plan_new(g);
+    plan = plan1(&diff_type);
     it = &plan->items[0];
-    it->type = &diff_type;
     it->desired = kc_value_new_map();
     kc_value_map_set(it->desired, "secret", kc_value_dup(secret));
     it->observed = kc_value_new_map(); /* write-only: not reported */
-    it->exists = true;
     kc_value_map_set(prior, "secret", kc_plan_stored_form(secret, "salt"));
     kc_plan_diff(it, prior, "salt", false);
     cr_assert_eq(it->action, KC_ACTION_NOOP);
@@ -329,22 +329,17 @@ Test(plan, a_secret_is_compared_through_its_salted_digest)
 
 Test(plan, an_unknown_value_is_a_change_known_after_apply)
 {
-    struct kc_graph *g = kc_graph_new();
     struct kc_plan *plan;
     struct kc_plan_item *it;
     struct kc_value *prior;
     struct kc_buf out;
 
-    add(g, "fake", "thing.x");
-    kc_graph_sort(g, NULL);
-    plan = kc_plan_new(g);
+    plan = plan1(&diff_type);
     it = &plan->items[0];
-    it->type = &diff_type;
     it->desired = kc_value_new_map();
     kc_value_map_set(it->desired, "v",
                      kc_value_new_unknown("kms_vms.x.external_ip"));
     it->observed = map1("v", "1.2.3.4");
-    it->exists = true;
     prior = map1("v", "1.2.3.4");
     kc_plan_diff(it, prior, "salt", false);
     cr_assert_eq(it->action, KC_ACTION_UPDATE);
@@ -470,7 +465,6 @@ static const struct kc_resource_type map_type = {
 
 Test(plan, a_changed_map_shows_the_keys_that_changed)
 {
-    struct kc_graph *g = kc_graph_new();
     struct kc_plan *plan;
     struct kc_plan_item *it;
     struct kc_value *before = kc_value_new_map(), *prior;
@@ -483,16 +477,12 @@ Test(plan, a_changed_map_shows_the_keys_that_changed)
     kc_value_map_set(after, "env", kc_value_new_str("prod"));
     kc_value_map_set(after, "team", kc_value_new_str("kms"));
     kc_value_map_set(after, "new", kc_value_new_str("y"));
-    add(g, "fake", "thing.x");
-    kc_graph_sort(g, NULL);
-    plan = kc_plan_new(g);
+    plan = plan1(&map_type);
     it = &plan->items[0];
-    it->type = &map_type;
     it->desired = kc_value_new_map();
     kc_value_map_set(it->desired, "tags", after);
     it->observed = kc_value_new_map();
     kc_value_map_set(it->observed, "tags", kc_value_dup(before));
-    it->exists = true;
     prior = kc_value_new_map();
     kc_value_map_set(prior, "tags", before);
     kc_plan_diff(it, prior, "salt", false);

@@ -13,6 +13,7 @@
 #include "reconcile/registry.h"
 #include "tests/unit/helpers/sim_proc.h"
 #include "tests/unit/helpers/state_testutil.h"
+#include "tests/unit/helpers/test_run.h"
 
 extern const struct kc_provider_type kc_provider_gcp;
 
@@ -41,35 +42,11 @@ static void teardown(void)
 
 TestSuite(gcp_kinds, .init = setup, .fini = teardown, .timeout = 120);
 
-struct run {
-    uv_loop_t loop;
-    struct kc_engine eng;
-    struct kc_registry *reg;
-    struct kc_state *st;
-    struct kc_value *pcfg;
-    struct kc_log log;
-    struct kc_http *http;
-    struct kc_plan *plan;
-    int status;
-    bool done;
-};
-
-static void run_init(struct run *r, const char *deployment)
+static void run_init(struct test_run *r, const char *deployment)
 {
     struct kc_value *gcp = kc_value_new_map(), *ep = kc_value_new_map();
-    struct kc_http_config hc = { 0 };
-    struct kc_err err = { 0 };
     char *u;
 
-    memset(r, 0, sizeof(*r));
-    cr_assert_eq(uv_loop_init(&r->loop), 0);
-    kc_log_init(&r->log, KC_LOG_WARN);
-    hc.loop = &r->loop;
-    hc.log = &r->log;
-    cr_assert_eq(kc_http_new(&hc, &r->http, &err), 0, "%s", err.msg);
-    r->reg = kc_registry_new_empty();
-    kc_registry_add(r->reg, &kc_provider_gcp);
-    cr_assert_eq(kc_state_load(spath, &r->st, &err), 0, "%s", err.msg);
     kc_value_map_set(gcp, "project", kc_value_new_str("kmsctl-sandbox"));
     kc_value_map_set(gcp, "zone", kc_value_new_str("us-central1-a"));
     kc_value_map_set(gcp, "bucket", kc_value_new_str("bk"));
@@ -84,67 +61,7 @@ static void run_init(struct run *r, const char *deployment)
     kc_value_map_set(ep, "storage", kc_value_new_str(u));
     free(u);
     kc_value_map_set(gcp, "endpoints", ep);
-    r->pcfg = kc_value_new_map();
-    kc_value_map_set(r->pcfg, "gcp", gcp);
-    r->eng.loop = &r->loop;
-    r->eng.log = &r->log;
-    r->eng.http = r->http;
-    r->eng.reg = r->reg;
-    r->eng.state = r->st;
-    r->eng.providers = r->pcfg;
-    r->eng.deployment = deployment;
-}
-
-static void on_done(struct kc_engine *eng, int status)
-{
-    struct run *r = kc_container_of(eng, struct run, eng);
-
-    r->status = status;
-    r->done = true;
-}
-
-static int run_loop(struct run *r)
-{
-    r->done = false;
-    while (!r->done)
-        cr_assert_geq(uv_run(&r->loop, UV_RUN_ONCE), 0);
-    return r->status;
-}
-
-static int run_plan(struct run *r, struct kc_graph *g, bool destroy)
-{
-    struct kc_err err = { 0 };
-    int ret = kc_engine_prepare(&r->eng, g, destroy, &r->plan, &err);
-
-    cr_assert_eq(ret, 0, "%s", err.msg);
-    cr_assert_eq(kc_engine_refresh(&r->eng, r->plan, on_done, &err), 0, "%s",
-                 err.msg);
-    return run_loop(r);
-}
-
-static int run_apply(struct run *r)
-{
-    struct kc_err err = { 0 };
-    int ret = kc_engine_apply(&r->eng, r->plan, on_done, &err);
-
-    if (ret < 0) {
-        r->eng.err = err;
-        return ret;
-    }
-    return run_loop(r);
-}
-
-static void run_fini(struct run *r)
-{
-    kc_engine_release(&r->eng);
-    kc_http_close(r->http);
-    cr_assert_eq(uv_run(&r->loop, UV_RUN_DEFAULT), 0);
-    cr_assert_eq(uv_loop_close(&r->loop), 0);
-    kc_plan_free(r->plan);
-    kc_state_free(r->st);
-    kc_value_free(r->pcfg);
-    kc_registry_free(r->reg);
-    kc_log_release(&r->log);
+    test_run_init(r, &kc_provider_gcp, gcp, spath, deployment, true);
 }
 
 static struct kc_graph *fw_graph(const char *range)
@@ -168,7 +85,7 @@ static struct kc_graph *fw_graph(const char *range)
     return g;
 }
 
-static enum kc_action action_of(struct run *r, const char *addr)
+static enum kc_action action_of(struct test_run *r, const char *addr)
 {
     struct kc_plan_item *it = kc_plan_find(r->plan, addr);
 
@@ -205,17 +122,17 @@ static int64_t mutating(void)
 
 Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
 {
-    struct run r;
+    struct test_run r;
     struct json_object *o;
     int64_t before;
 
     /* Create. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0, "%s",
+    cr_assert_eq(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0, "%s",
                  r.eng.err.msg);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_CREATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("firewall", "kms-allow-tcp-12001");
     cr_assert_not_null(o);
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.sourceRanges[0]"), "0.0.0.0/0");
@@ -228,10 +145,10 @@ Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
     /* Same manifest: noop, nothing mutating. */
     before = mutating();
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_NOOP);
-    cr_assert_eq(run_apply(&r), 0);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0);
+    test_run_fini(&r);
     cr_assert_eq(mutating(), before);
 
     /* Drift: changed outside -> update back; deleted outside -> create. */
@@ -240,7 +157,7 @@ Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
                      "{\"attrs\":{\"sourceRanges\":[\"10.0.0.0/8\"]}}"),
                  200);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_UPDATE);
     {
         struct kc_plan_item *it = kc_plan_find(r.plan, FW);
@@ -249,8 +166,8 @@ Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
         cr_assert_str_eq(it->changes[0].field, "source_ranges");
         cr_assert_eq(it->changes[0].cause, KC_CAUSE_EXTERNAL);
     }
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("firewall", "kms-allow-tcp-12001");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.sourceRanges[0]"), "0.0.0.0/0");
     json_object_put(o);
@@ -258,17 +175,17 @@ Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
         sim_proc_delete_object(sp, "gcp", "firewall", "kms-allow-tcp-12001"),
         200);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_CREATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
 
     /* Manifest change: a narrower range is patched in place. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("203.0.113.7/32"), false), 0);
+    cr_assert_eq(test_run_plan(&r, fw_graph("203.0.113.7/32"), false), 0);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_UPDATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("firewall", "kms-allow-tcp-12001");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.sourceRanges[0]"),
                      "203.0.113.7/32");
@@ -276,31 +193,31 @@ Test(gcp_kinds, firewall_lifecycle_create_noop_drift_update_destroy)
 
     /* Destroy. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("203.0.113.7/32"), true), 0);
+    cr_assert_eq(test_run_plan(&r, fw_graph("203.0.113.7/32"), true), 0);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_DELETE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     cr_assert_null(inv_obj("firewall", "kms-allow-tcp-12001"));
 }
 
 Test(gcp_kinds, a_rule_of_another_deployment_is_not_taken_over)
 {
-    struct run r;
+    struct test_run r;
     struct kc_plan_item *it;
 
     run_init(&r, "other");
-    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     /* A new state (lost, or another deployment) with the same name. */
     cr_assert_eq(unlink(spath), 0);
     run_init(&r, "t1");
-    cr_assert_lt(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_lt(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
     it = kc_plan_find(r.plan, FW);
     cr_assert_not_null(it->error);
     cr_assert_not_null(strstr(it->error, "not this deployment's"), "%s",
                        it->error);
-    run_fini(&r);
+    test_run_fini(&r);
 }
 
 static struct kc_graph *img_graph(const char *digest)
@@ -322,15 +239,16 @@ static struct kc_graph *img_graph(const char *digest)
 
 Test(gcp_kinds, image_upload_once_insert_noop_reuse_replace_destroy)
 {
-    struct run r;
+    struct test_run r;
     struct json_object *o;
     int64_t before, uploads;
 
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, img_graph("d1"), false), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(test_run_plan(&r, img_graph("d1"), false), 0, "%s",
+                 r.eng.err.msg);
     cr_assert_eq(action_of(&r, IMG), KC_ACTION_CREATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("image", "dstack-data-disk");
     cr_assert_not_null(o);
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "READY");
@@ -351,10 +269,10 @@ Test(gcp_kinds, image_upload_once_insert_noop_reuse_replace_destroy)
     /* Again: noop, nothing sent. */
     before = mutating();
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, img_graph("d1"), false), 0);
+    cr_assert_eq(test_run_plan(&r, img_graph("d1"), false), 0);
     cr_assert_eq(action_of(&r, IMG), KC_ACTION_NOOP);
-    cr_assert_eq(run_apply(&r), 0);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0);
+    test_run_fini(&r);
     cr_assert_eq(mutating(), before);
 
     /* The image deleted outside: made again from the tarball already in
@@ -362,29 +280,29 @@ Test(gcp_kinds, image_upload_once_insert_noop_reuse_replace_destroy)
     cr_assert_eq(sim_proc_delete_object(sp, "gcp", "image", "dstack-data-disk"),
                  200);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, img_graph("d1"), false), 0);
+    cr_assert_eq(test_run_plan(&r, img_graph("d1"), false), 0);
     cr_assert_eq(action_of(&r, IMG), KC_ACTION_CREATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     cr_assert_eq(sim_proc_route_count(sp, UPLOAD), uploads);
     cr_assert_not_null(o = inv_obj("image", "dstack-data-disk"));
     json_object_put(o);
 
     /* A new digest replaces the immutable image. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, img_graph("d2"), false), 0);
+    cr_assert_eq(test_run_plan(&r, img_graph("d2"), false), 0);
     cr_assert_eq(action_of(&r, IMG), KC_ACTION_REPLACE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("image", "dstack-data-disk");
     cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-source"), "d2");
     json_object_put(o);
 
     /* Destroy: image and tarball gone. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, img_graph("d2"), true), 0);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_plan(&r, img_graph("d2"), true), 0);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     cr_assert_null(inv_obj("image", "dstack-data-disk"));
     cr_assert_null(inv_obj("object", "bk/dstack-data-disk.tar.gz"));
 }
@@ -476,21 +394,22 @@ static int count_labelled(const char *deployment)
 
 Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
 {
-    struct run r;
+    struct test_run r;
     struct json_object *o;
     char *id;
     int64_t before, uploads;
     struct kc_plan_item *it;
 
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
-                 "%s", r.eng.err.msg);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
+        "%s", r.eng.err.msg);
     cr_assert_eq(action_of(&r, VM), KC_ACTION_CREATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
     it = kc_plan_find(r.plan, VM);
     cr_assert_str_eq(kc_value_str(kc_value_map_get(it->outputs, "external_ip")),
                      "127.1.0.1");
-    run_fini(&r);
+    test_run_fini(&r);
     o = inv_obj("instance", "kms");
     cr_assert_not_null(o);
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "RUNNING");
@@ -524,10 +443,11 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
     before = mutating();
     uploads = sim_proc_route_count(sp, UPLOAD);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0);
     cr_assert(!kc_plan_has_changes(r.plan));
-    cr_assert_eq(run_apply(&r), 0);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0);
+    test_run_fini(&r);
     cr_assert_eq(mutating(), before);
     cr_assert_eq(sim_proc_route_count(sp, UPLOAD), uploads);
 
@@ -541,11 +461,12 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
                                        "\"TERMINATED\"}}"),
                  200);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_CREATE);
     cr_assert_eq(action_of(&r, VM), KC_ACTION_UPDATE);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("instance", "kms");
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "RUNNING");
     cr_assert_str_eq(kc_json_opt_str(o, "labels.kmsctl-deployment"), "t1");
@@ -557,12 +478,13 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
     /* A new shared image: swapped in place; same instance, same data
      * disk; the old shared disk deleted. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-4", true), false), 0);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s2", "c3-standard-4", true), false), 0);
     cr_assert_eq(action_of(&r, VM), KC_ACTION_UPDATE);
     cr_assert_eq(action_of(&r, "gcp.image.kms-shared"), KC_ACTION_REPLACE);
     cr_assert_eq(action_of(&r, "gcp.disk.kms-data"), KC_ACTION_NOOP);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     o = inv_obj("instance", "kms");
     cr_assert_str_eq(kc_json_opt_str(o, "id"), id);
     cr_assert_str_eq(kc_json_opt_str(o, "attrs.status"), "RUNNING");
@@ -591,12 +513,12 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
 
     /* A new machine type replaces the VM: refused without consent. */
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-8", false), false),
-                 0);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s2", "c3-standard-8", false), false), 0);
     cr_assert_eq(action_of(&r, VM), KC_ACTION_REPLACE);
     cr_assert_not_null(kc_plan_find(r.plan, VM)->consent);
-    cr_assert_eq(run_apply(&r), KC_EPERM);
-    run_fini(&r);
+    cr_assert_eq(test_run_apply(&r), KC_EPERM);
+    test_run_fini(&r);
     o = inv_obj("instance", "kms");
     cr_assert_str_eq(kc_json_opt_str(o, "id"), id);
     json_object_put(o);
@@ -605,20 +527,21 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
      * the VM (its boot disk comes from it): refused without consent. */
     boot_digest = "b2";
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-4", false), false),
-                 0);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s2", "c3-standard-4", false), false), 0);
     cr_assert_eq(action_of(&r, "gcp.image.boot-0-1"), KC_ACTION_REPLACE);
     cr_assert_eq(action_of(&r, VM), KC_ACTION_REPLACE);
     cr_assert_not_null(kc_plan_find(r.plan, VM)->consent);
-    run_fini(&r);
+    test_run_fini(&r);
     boot_digest = "b1";
 
     /* Destroy (the manifest consents): nothing labelled is left. */
     cr_assert_gt(count_labelled("t1"), 0);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s2", "c3-standard-4", true), true), 0);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_plan(&r, vm_graph("s2", "c3-standard-4", true), true),
+                 0);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     cr_assert_eq(count_labelled("t1"), 0);
     cr_assert_null(inv_obj("instance", "kms"));
     cr_assert_null(inv_obj("firewall", "kms-allow-tcp-12001"));
@@ -630,7 +553,7 @@ Test(gcp_kinds, kms_vm_create_noop_drift_shared_swap_consent_destroy)
  * 409 alreadyExists: nothing is made twice, nothing needs adopting. */
 Test(gcp_kinds, an_insert_retried_after_a_lost_answer_is_deduplicated)
 {
-    struct run r;
+    struct test_run r;
     char path[512];
     char *log, *p;
     int drops = 0, oks = 0, conflicts = 0;
@@ -643,9 +566,9 @@ Test(gcp_kinds, an_insert_retried_after_a_lost_answer_is_deduplicated)
                             "[^/]+/global/firewalls$\",\"drop_after\":true,"
                             "\"count\":1}]");
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(test_run_plan(&r, fw_graph("0.0.0.0/0"), false), 0);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
     kc_snprintf(path, sizeof(path), "%s/sim-%d.log", getenv("KC_BUILD_DIR"),
                 (int)getpid());
     log = state_test_slurp(path);
@@ -673,17 +596,17 @@ Test(gcp_kinds, an_insert_retried_after_a_lost_answer_is_deduplicated)
  * plan must fail there). Caller frees. */
 static char *plan_error(struct kc_graph *g, const char *addr)
 {
-    struct run r;
+    struct test_run r;
     struct kc_plan_item *it;
     char *msg;
 
     run_init(&r, "t1");
-    cr_assert_lt(run_plan(&r, g, false), 0, "a bad answer was accepted");
+    cr_assert_lt(test_run_plan(&r, g, false), 0, "a bad answer was accepted");
     it = kc_plan_find(r.plan, addr);
     cr_assert_not_null(it, "%s not in the plan", addr);
     cr_assert_not_null(it->error, "%s has no error", addr);
     msg = kc_xstrdup(it->error);
-    run_fini(&r);
+    test_run_fini(&r);
     return msg;
 }
 
@@ -707,7 +630,7 @@ static void expect_bad_answer(const char *kind, const char *name,
  * resource and the field named, instead of reading as 0 (silent drift). */
 Test(gcp_kinds, non_numeric_or_out_of_range_integers_in_answers_are_errors)
 {
-    struct run r;
+    struct test_run r;
     struct json_object *o, *disks, *attrs;
     const char *fw_ports[] = {
         "[\"http\"]",  "[\"12001x\"]",    "[\"99999999999999999999\"]",
@@ -720,10 +643,11 @@ Test(gcp_kinds, non_numeric_or_out_of_range_integers_in_answers_are_errors)
     char *patch;
 
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
-                 "%s", r.eng.err.msg);
-    cr_assert_eq(run_apply(&r), 0, "%s", r.eng.err.msg);
-    run_fini(&r);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
+        "%s", r.eng.err.msg);
+    cr_assert_eq(test_run_apply(&r), 0, "%s", r.eng.err.msg);
+    test_run_fini(&r);
 
     for (size_t i = 0; i < sizeof(fw_ports) / sizeof(fw_ports[0]); i++) {
         patch = kc_xasprintf("{\"attrs\":{\"allowed\":[{\"IPProtocol\":"
@@ -781,9 +705,10 @@ Test(gcp_kinds, non_numeric_or_out_of_range_integers_in_answers_are_errors)
                  200);
     free(patch);
     run_init(&r, "t1");
-    cr_assert_eq(run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
-                 "%s", r.eng.err.msg);
+    cr_assert_eq(
+        test_run_plan(&r, vm_graph("s1", "c3-standard-4", true), false), 0,
+        "%s", r.eng.err.msg);
     cr_assert_eq(action_of(&r, FW), KC_ACTION_NOOP);
     cr_assert_eq(action_of(&r, "gcp.disk.kms-data"), KC_ACTION_NOOP);
-    run_fini(&r);
+    test_run_fini(&r);
 }

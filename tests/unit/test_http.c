@@ -110,6 +110,18 @@ static void run(void)
     cr_assert_geq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 }
 
+/* GETs PATH with OPTS through C until the request ended; its wall time in
+ * ms. */
+static double get_ms(struct call *c, const char *path,
+                     const struct kc_http_opts *opts)
+{
+    double t0 = mono_ms();
+
+    start(c, KC_HTTP_GET, path, opts);
+    run();
+    return c->done_ms - t0;
+}
+
 static struct kc_http_opts fast_retries(unsigned attempts)
 {
     struct kc_http_opts o = { 0 };
@@ -241,19 +253,18 @@ Test(http, retries_stop_at_max_elapsed)
 {
     struct kc_http_opts o = { 0 };
     struct call c;
-    double t0 = mono_ms();
+    double ms;
 
     o.retry.max_attempts = 1000;
     o.retry.base_ms = 100;
     o.retry.max_backoff_ms = 100;
     o.retry.max_elapsed_ms = 400;
-    start(&c, KC_HTTP_GET, "/test/count/c?fail_first=100000", &o);
-    run();
+    ms = get_ms(&c, "/test/count/c?fail_first=100000", &o);
     cr_assert_eq(c.req.code, 503);
     cr_assert(c.req.gave_up);
     cr_assert_lt(c.req.attempts, 1000);
     cr_assert_gt(c.req.attempts, 1);
-    cr_assert_lt(c.done_ms - t0, 1500, "took %.0f ms", c.done_ms - t0);
+    cr_assert_lt(ms, 1500, "took %.0f ms", ms);
     kc_http_req_release(&c.req);
 }
 
@@ -348,53 +359,47 @@ Test(http, classifier_decides_on_body)
     kc_http_req_release(&c.req);
 }
 
-Test(http, retry_after_seconds_is_honoured)
+/* GETs PATH, whose first answer is a 503 with a Retry-After: the second
+ * attempt succeeds, after a wait of MIN_MS to MAX_MS. */
+static void retry_after_waits(const char *path, double min_ms, double max_ms)
 {
     struct kc_http_opts o = fast_retries(3);
     struct call c;
-    double t0 = mono_ms();
+    double ms = get_ms(&c, path, &o);
 
-    /* The jittered backoff is at most 20 ms: only Retry-After explains a
-     * wait of a second. */
-    start(&c, KC_HTTP_GET, "/test/count/ra?fail_first=1&retry_after=1", &o);
-    run();
     cr_assert_eq(c.req.code, 200);
     cr_assert_eq(c.req.attempts, 2);
-    cr_assert_geq(c.done_ms - t0, 1000, "waited only %.0f ms", c.done_ms - t0);
-    cr_assert_lt(c.done_ms - t0, 3000);
+    cr_assert_geq(ms, min_ms, "waited only %.0f ms", ms);
+    cr_assert_lt(ms, max_ms, "waited %.0f ms", ms);
     kc_http_req_release(&c.req);
+}
+
+Test(http, retry_after_seconds_is_honoured)
+{
+    /* The jittered backoff is at most 20 ms: only Retry-After explains a
+     * wait of a second. */
+    retry_after_waits("/test/count/ra?fail_first=1&retry_after=1", 1000, 3000);
 }
 
 Test(http, retry_after_http_date_is_honoured)
 {
-    struct kc_http_opts o = fast_retries(3);
-    struct call c;
-    double t0 = mono_ms();
-
     /* An HTTP-date 2 s ahead (1 s resolution: the wait is 1 to 2 s). */
-    start(&c, KC_HTTP_GET, "/test/count/rd?fail_first=1&retry_after_date=2",
-          &o);
-    run();
-    cr_assert_eq(c.req.code, 200);
-    cr_assert_eq(c.req.attempts, 2);
-    cr_assert_geq(c.done_ms - t0, 900, "waited only %.0f ms", c.done_ms - t0);
-    cr_assert_lt(c.done_ms - t0, 3500);
-    kc_http_req_release(&c.req);
+    retry_after_waits("/test/count/rd?fail_first=1&retry_after_date=2", 900,
+                      3500);
 }
 
 Test(http, retry_after_beyond_the_deadline_ends_retries)
 {
     struct kc_http_opts o = fast_retries(3);
     struct call c;
-    double t0 = mono_ms();
+    double ms;
 
     o.retry.max_elapsed_ms = 500;
-    start(&c, KC_HTTP_GET, "/test/count/rx?fail_first=1&retry_after=30", &o);
-    run();
+    ms = get_ms(&c, "/test/count/rx?fail_first=1&retry_after=30", &o);
     cr_assert_eq(c.req.code, 503);
     cr_assert_eq(c.req.attempts, 1);
     cr_assert(c.req.gave_up);
-    cr_assert_lt(c.done_ms - t0, 1000);
+    cr_assert_lt(ms, 1000);
     kc_http_req_release(&c.req);
 }
 
@@ -419,15 +424,14 @@ Test(http, per_attempt_timeout_fires)
 {
     struct kc_http_opts o = fast_retries(1);
     struct call c;
-    double t0 = mono_ms();
+    double ms;
 
     o.timeout_ms = 200;
-    start(&c, KC_HTTP_GET, "/test/delay/3000", &o);
-    run();
+    ms = get_ms(&c, "/test/delay/3000", &o);
     cr_assert_eq(c.status, KC_ETIMEDOUT, "status %d: %s", c.status,
                  c.req.err.msg);
     cr_assert_eq(c.req.attempts, 1);
-    cr_assert_lt(c.done_ms - t0, 1500);
+    cr_assert_lt(ms, 1500);
     cr_assert_not_null(strstr(c.req.err.msg, "/test/delay/3000"));
     kc_http_req_release(&c.req);
 }
@@ -436,13 +440,12 @@ Test(http, no_attempt_outlives_the_retry_deadline)
 {
     struct kc_http_opts o = { 0 };
     struct call c;
-    double t0 = mono_ms();
+    double ms;
 
     o.retry.max_elapsed_ms = 300; /* per-attempt timeout left at 60 s */
-    start(&c, KC_HTTP_GET, "/test/delay/3000", &o);
-    run();
+    ms = get_ms(&c, "/test/delay/3000", &o);
     cr_assert_eq(c.status, KC_ETIMEDOUT, "%s", c.req.err.msg);
-    cr_assert_lt(c.done_ms - t0, 1500);
+    cr_assert_lt(ms, 1500);
     kc_http_req_release(&c.req);
 }
 

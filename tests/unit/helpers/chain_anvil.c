@@ -1,36 +1,17 @@
-/* tests/unit/helpers/chain_anvil.c: anvil on a free port, and blocking
- * JSON-RPC for test checks. */
+/* tests/unit/helpers/chain_anvil.c: anvil on a port of its own choice, and
+ * blocking JSON-RPC for test checks. */
 #include "chain_anvil.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "reconcile/buf.h"
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = { 0 };
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd < 0)
-        return -1;
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
+#include "reconcile/file.h"
 
 static void msleep(long ms)
 {
@@ -56,54 +37,95 @@ static const char *anvil_binary(char *buf, size_t n)
     return NULL;
 }
 
+/* The port in anvil's "Listening on 127.0.0.1:PORT" line of its log, or 0
+ * while it is not there. */
+static int listening_port(const char *log)
+{
+    static const char tag[] = "Listening on 127.0.0.1:";
+    char *text = NULL, *p;
+    size_t len;
+    int port = 0;
+
+    if (kc_file_read(log, 1 << 20, &text, &len, NULL) < 0)
+        return 0;
+    p = strstr(text, tag);
+    if (p && strchr(p, '\n')) {
+        long v = strtol(p + sizeof(tag) - 1, NULL, 10);
+
+        port = v > 0 && v < 65536 ? (int)v : -1;
+    }
+    free(text);
+    return port;
+}
+
+/* anvil binds port 0 and says which port it got: a port chosen here and
+ * bound later by anvil could be taken meanwhile (another test's connection). */
 int chain_anvil_start(struct chain_anvil *a, const char *const *argv)
 {
-    char bin[1024], port[16];
-    const char *args[32];
+    char bin[1024];
+    const char *args[32], *tmp = getenv("TMPDIR");
     size_t na = 0;
     pid_t parent = getpid();
+    int fd, i;
 
     memset(a, 0, sizeof(*a));
     if (!anvil_binary(bin, sizeof(bin))) {
         fprintf(stderr, "anvil: no binary under $KC_SRC_DIR/node_modules\n");
         return -1;
     }
-    a->port = free_port();
-    if (a->port < 0)
+    kc_snprintf(a->log, sizeof(a->log), "%s/kc-anvil.XXXXXX",
+                tmp && tmp[0] ? tmp : "/tmp");
+    fd = mkstemp(a->log);
+    if (fd < 0) {
+        fprintf(stderr, "anvil: mkstemp %s: %s\n", a->log, strerror(errno));
+        a->log[0] = '\0';
         return -1;
-    snprintf(port, sizeof(port), "%d", a->port);
-    snprintf(a->url, sizeof(a->url), "http://127.0.0.1:%d", a->port);
+    }
     args[na++] = bin;
     args[na++] = "--host";
     args[na++] = "127.0.0.1";
     args[na++] = "--port";
-    args[na++] = port;
-    args[na++] = "--silent";
-    for (size_t i = 0; argv && argv[i] && na < KC_ARRAY_SIZE(args) - 1; i++)
-        args[na++] = argv[i];
+    args[na++] = "0";
+    for (size_t k = 0; argv && argv[k] && na < KC_ARRAY_SIZE(args) - 1; k++)
+        args[na++] = argv[k];
     args[na] = NULL;
     a->pid = fork();
-    if (a->pid < 0)
+    if (a->pid < 0) {
+        close(fd);
         return -1;
+    }
     if (a->pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        if (devnull >= 0) {
+        if (devnull >= 0)
             dup2(devnull, 0);
-            dup2(devnull, 1);
-        }
+        dup2(fd, 1);
         execv(bin, (char *const *)KC_UNCONST(args));
         _exit(127);
     }
-    for (int i = 0; i < 300; i++) {
+    close(fd);
+    /* Generous deadlines (60 s each): a loaded CI box is slow to start it. */
+    for (i = 0; i < 1200 && a->port == 0; i++) {
         int st;
         if (waitpid(a->pid, &st, WNOHANG) == a->pid) {
             fprintf(stderr, "anvil exited early (status %d)\n", st);
             a->pid = 0;
+            chain_anvil_stop(a);
             return -1;
         }
+        a->port = listening_port(a->log);
+        if (a->port == 0)
+            msleep(50);
+    }
+    if (a->port <= 0) {
+        fprintf(stderr, "anvil did not say where it listens (%s)\n", a->log);
+        chain_anvil_stop(a);
+        return -1;
+    }
+    kc_snprintf(a->url, sizeof(a->url), "http://127.0.0.1:%d", a->port);
+    for (i = 0; i < 1200; i++) {
         if (chain_anvil_rpc_u64(a->url, "eth_chainId", NULL) != UINT64_MAX)
             return 0;
         msleep(50);
@@ -117,6 +139,10 @@ void chain_anvil_stop(struct chain_anvil *a)
 {
     int st;
 
+    if (a->log[0]) {
+        unlink(a->log);
+        a->log[0] = '\0';
+    }
     if (a->pid <= 0)
         return;
     kill(a->pid, SIGTERM);

@@ -1,7 +1,8 @@
 /* tests/unit/helpers/chain_anvil.h: a real EVM node for the chain tests.
  *
  * chain_anvil_start() runs anvil (npm @foundry-rs/anvil, its native binary
- * under node_modules) on a free loopback port, waits until it answers
+ * under node_modules) on a loopback port it picks (--port 0; its output goes
+ * to a temp file, where the port is read), waits until it answers
  * JSON-RPC, and arranges for it to die with the test process (parent-death
  * signal), so a crashing test leaves no node behind. chain_anvil_rpc() is a
  * blocking JSON-RPC call for the tests' own checks (never the product's
@@ -29,6 +30,7 @@ struct chain_anvil {
     pid_t pid;
     int port;
     char url[64];
+    char log[256]; /* anvil's stdout, removed by chain_anvil_stop */
 };
 
 /* Starts anvil with the extra arguments ARGV (NULL-terminated, may be NULL),
