@@ -42,14 +42,15 @@ kms_stop() {
     KMS_PID=
     SIM_PID=$keep
 }
+# Run by lib/common.sh's one EXIT trap (kc_on_exit), also when a server
+# fails to start; the exit code stays the test's.
 cleanup() {
-    local rc=$?
     anvil_stop
     sim_stop
     kms_stop
-    if [ "$rc" = 0 ] && [ -z "${KC_ENVKMS_KEEP:-}" ]; then rm -rf "$w" "${SIM_LOG:-}" "${KMS_LOG:-}"; else echo "envkms.sh: files kept in $w" >&2; fi
-    exit "$rc"
+    if [ "$KC_EXIT_RC" = 0 ] && [ -z "${KC_ENVKMS_KEEP:-}" ]; then rm -rf "$w" "${SIM_LOG:-}" "${KMS_LOG:-}"; else echo "envkms.sh: files kept in $w" >&2; fi
 }
+kc_on_exit cleanup
 fail() {
     echo "FAIL: $*" >&2
     exit 1
@@ -71,7 +72,6 @@ OTHER=0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798
 
 KMSCTL_SIM_GCP_OP_MS=2,10 sim_start gcp 5
 anvil_start
-trap cleanup EXIT
 
 mkdir creds
 cp "$KC_SRC_DIR/tests/sim/creds/gcp-service-account.json" creds/

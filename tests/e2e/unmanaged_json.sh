@@ -9,12 +9,7 @@ set -euo pipefail
 : "${KMSCTL:?}" "${KC_SRC_DIR:?}" "${KC_BUILD_DIR:?}"
 . "$KC_SRC_DIR/tests/e2e/lib/anvil.sh"
 
-work=$(mktemp -d)
-trap 'anvil_stop; rm -rf "$work"' EXIT
-fail() {
-    echo "unmanaged_json.sh: FAIL: $*" >&2
-    exit 1
-}
+kc_tmpdir work
 
 OS=0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1
 COMPOSE=0xb2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2
