@@ -626,8 +626,7 @@ static int expand_one_vm(struct kc_expand *ex, const char *name,
                                     kc_value_new_str(doc->dir));
             kc_expand_set_node(ex, shared, "env_kms_url",
                                kc_node_get(ee, "kms_url"), err);
-            kc_expand_set_ref(shared, "encrypted_env", a_enc,
-                              "encrypted_env");
+            kc_expand_set_ref(shared, "encrypted_env", a_enc, "encrypted_env");
         }
         free(a_enc);
         if (ret < 0)
