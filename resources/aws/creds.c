@@ -9,7 +9,8 @@
  * ..., Amazon EC2 instance profile credentials (IMDS). The manifest's
  * providers.aws.profile plays the part of --profile: as in the CLI, an
  * explicitly named profile makes the environment's key pair ignored, while
- * AWS_PROFILE only selects the profile. Assume-role, SSO and
+ * AWS_PROFILE only selects the profile; so does providers.aws.credentials_file
+ * (the CLI has no such option). Assume-role, SSO and
  * credential_process profiles are refused with a clear error (not
  * implemented).
  *
@@ -274,13 +275,18 @@ int aws_chain_resolve(const struct aws_chain_opts *opts, struct aws_chain *out,
     char *cred_path = NULL, *conf_path = NULL, *section = NULL;
     char source[160];
     const char *profile, *v;
-    bool explicit_profile, in_creds = false, in_conf = false;
+    bool explicit_profile, explicit_file, in_creds = false, in_conf = false;
     int ret;
 
     if (!opts)
         opts = &none;
     memset(out, 0, sizeof(*out));
     explicit_profile = opts->profile && *opts->profile;
+    /* A credentials file named in the manifest is a choice as explicit as a
+     * named profile: keys left in the environment (another account's, in a
+     * CI job) must not silently win over it. Stricter than the CLI, which
+     * has no such option. */
+    explicit_file = opts->credentials_file && *opts->credentials_file;
     profile = explicit_profile ? opts->profile
                                : env_nonempty(opts->env, "AWS_PROFILE");
     if (!profile)
@@ -331,7 +337,7 @@ int aws_chain_resolve(const struct aws_chain_opts *opts, struct aws_chain *out,
     }
 
     /* Credentials. */
-    if (!explicit_profile &&
+    if (!explicit_profile && !explicit_file &&
         (env_nonempty(opts->env, "AWS_ACCESS_KEY_ID") ||
          env_nonempty(opts->env, "AWS_SECRET_ACCESS_KEY"))) {
         ret = set_creds(&out->creds, env_get(opts->env, "AWS_ACCESS_KEY_ID"),

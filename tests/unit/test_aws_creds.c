@@ -385,3 +385,24 @@ Test(aws_creds, manifest_files_override_environment_files)
     aws_chain_release(&c);
     free_env(env);
 }
+
+/* A credentials file named in the manifest wins over keys in the
+ * environment (another account's, left in a CI job), as a named profile
+ * does; AWS_SHARED_CREDENTIALS_FILE alone does not. */
+Test(aws_creds, manifest_credentials_file_beats_environment_keys)
+{
+    const char *vars[] = { "AWS_ACCESS_KEY_ID=AKIDENV",
+                           "AWS_SECRET_ACCESS_KEY=secretenv", NULL };
+    char **env = make_env(vars);
+    struct aws_chain_opts o = { .credentials_file = cred_path, .env = env };
+    struct aws_chain c;
+    struct kc_err err = { 0 };
+
+    write_file(cred_path, FILES_CREDS);
+    cr_assert_eq(aws_chain_resolve(&o, &c, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(c.creds.access_key, "AKIDDEFAULT");
+    cr_assert_not_null(strstr(c.creds.source, "profile 'default'"), "%s",
+                       c.creds.source);
+    aws_chain_release(&c);
+    free_env(env);
+}
