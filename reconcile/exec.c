@@ -486,6 +486,19 @@ static int resolve(void *data, const char *ref, struct kc_value **out,
     return ret;
 }
 
+/* KC_FIELD_OBSERVED fields: the world's value stands as the desired one. */
+static void merge_observed(const struct kc_plan_item *it, struct kc_value *map)
+{
+    for (size_t i = 0; it->type && it->observed && it->type->fields[i].name;
+         i++) {
+        const struct kc_field *f = &it->type->fields[i];
+        const struct kc_value *o = kc_value_map_get(it->observed, f->name);
+
+        if ((f->flags & KC_FIELD_OBSERVED) && o)
+            kc_value_map_set(map, f->name, kc_value_dup(o));
+    }
+}
+
 static int eval_desired(struct kc_engine *eng, struct kc_plan_item *it,
                         struct kc_err *err)
 {
@@ -522,6 +535,7 @@ static int eval_desired(struct kc_engine *eng, struct kc_plan_item *it,
             kc_value_set_sensitive(v);
         kc_value_map_set(map, a->field, v);
     }
+    merge_observed(it, map);
     kc_value_free(it->desired);
     it->desired = map;
     return 0;
@@ -1111,6 +1125,7 @@ static int record_put(struct kc_engine *eng, struct kc_plan_item *it,
     for (size_t i = 0; it->desired && i < kc_value_map_len(it->desired); i++)
         kc_value_map_set(attrs, kc_value_map_key(it->desired, i),
                          kc_value_dup(kc_value_map_val(it->desired, i)));
+    merge_observed(it, attrs); /* as created or updated just now */
     for (size_t i = 0; i < it->res->ndeps; i++)
         deps[i] = it->res->deps[i];
     rec.kind = it->res->kind;

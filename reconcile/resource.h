@@ -91,7 +91,8 @@
  * shown "(sensitive)", stored as a salted digest; the value must also be
  * marked sensitive (values from ${env:} and ${file:} are). IGNORE_DRIFT: a
  * difference between observed and last applied is not reported as drift and
- * does not cause an update. A field of type KC_VALUE_NULL accepts any type.
+ * does not cause an update. OBSERVED: the world sets it (see the enum). A field
+ * of type KC_VALUE_NULL accepts any type.
  *
  * ---------------------------------------------------------------------------
  * 2. Writing a provider (resources/<provider>/provider.c)
@@ -217,6 +218,12 @@ enum kc_field_flags {
     KC_FIELD_COMPUTED = 1 << 1,
     KC_FIELD_SENSITIVE = 1 << 2,
     KC_FIELD_IGNORE_DRIFT = 1 << 3,
+    /* Set by the world, never by the manifest (e.g. a key another service
+     * holds): its desired value is what observe reports, and the state
+     * records it as last applied. A change from the last applied value is
+     * drift (cause external) that needs no action of its own: the kind's
+     * outputs carry the consequence to its dependents. */
+    KC_FIELD_OBSERVED = 1 << 4,
 };
 
 struct kc_field {

@@ -10,9 +10,12 @@
  * client), check its signature against kms_k256_pubkey, then encrypt env
  * with the VM's salt (envcrypt.h): outputs app_id, public_key (hex) and
  * encrypted_env (hex, SENSITIVE: the state keeps a digest only), which
- * gcp.image.<vm>-shared takes. Same values and same KMS key: same bytes and
- * no change; a changed value or a rotated key: other bytes, so the shared
- * image is remade and the VM's shared disk swapped in place. Before the
+ * gcp.image.<vm>-shared takes. Field public_key (KC_FIELD_OBSERVED) is the
+ * KMS's key as observe found it, kept in the state as last applied, so a
+ * key the KMS rotated is drift (external), not a manifest change. Same
+ * values and same KMS key: same bytes and no change; a changed value or a
+ * rotated key: other bytes, so the shared image is remade and the VM's
+ * shared disk swapped in place. Before the
  * first apply (no app_id yet) observe still asks the KMS, for a placeholder
  * app id, so a wrong pin or an unreachable KMS fails the plan before any
  * change. A destroy (values known only as digests) does not ask the KMS.

@@ -16,6 +16,10 @@ static const struct kc_field encenv_fields[] = {
     /* Read back from nowhere: only a change in the manifest counts. */
     { "env_encryption", KC_VALUE_MAP, KC_FIELD_IGNORE_DRIFT },
     { "base_dir", KC_VALUE_STRING, KC_FIELD_IGNORE_DRIFT },
+    /* The KMS's env encryption key (hex) as observe or apply found it: the
+     * state keeps it as last applied, so a key the KMS rotated is drift
+     * (cause external), and the new bytes change the shared image. */
+    { "public_key", KC_VALUE_STRING, KC_FIELD_OBSERVED },
     { NULL, 0, 0 },
 };
 
@@ -123,10 +127,16 @@ static void job_end(struct encenv_job *j, int status)
 }
 
 /* The object "exists" once the VM has its app id and salt: set what a
- * dependent needs (no outputs when nothing was encrypted: a destroy). */
-static void set_exists(struct kc_op *op, const struct dstack_ids *ids)
+ * dependent needs (no outputs when nothing was encrypted: a destroy), and
+ * the KMS's key PK (hex) when it was asked. */
+static void set_exists(struct kc_op *op, const struct dstack_ids *ids,
+                       const char *pk)
 {
-    kc_op_set_observed(op, kc_value_new_map());
+    struct kc_value *obs = kc_value_new_map();
+
+    if (pk)
+        kc_value_map_set(obs, "public_key", kc_value_new_str(pk));
+    kc_op_set_observed(op, obs);
     kc_op_set_id(op, ids->app_id);
     kc_op_set_output(op, "app_id", kc_value_new_str(ids->app_id));
 }
@@ -162,7 +172,7 @@ static void on_key(struct dstack_kms_env_key *c, int status)
         char *hex = kc_xmalloc(2 * ct.len + 1);
 
         kc_hex_encode((const unsigned char *)ct.data, ct.len, hex);
-        set_exists(op, &j->ids);
+        set_exists(op, &j->ids, pk);
         kc_op_set_output(op, "public_key", kc_value_new_str(pk));
         /* Public bytes, but with the salt (state) they let one test a
          * guess of the values: the state keeps a digest only. */
@@ -229,7 +239,7 @@ static int encenv_start(struct kc_op *op, bool apply)
         ret = dstack_vm_generated(op, vm, false, &j->ids, j->salt, NULL,
                                   kc_op_err(op));
         if (ret == 0)
-            set_exists(op, &j->ids);
+            set_exists(op, &j->ids, NULL);
         if (ret >= 0)
             job_end(j, 0);
         else

@@ -15,10 +15,14 @@
 #      drift exits 0;
 #   4. one env value changed: the plan replaces the shared image and updates
 #      the VM in place (shared disk swap), the value shown (sensitive); apply;
-#      the new .encrypted-env decrypts to the new value;
-#   5. the KMS's env key rotated (emulator): the plan changes the shared
-#      image again and drift exits 4 naming it; an unreachable KMS fails the
-#      plan naming the URL, state untouched;
+#      drift before that apply exits 4 (cause manifest); the new
+#      .encrypted-env decrypts to the new value;
+#   5. the KMS's env key rotated (emulator), nobody edited the manifest:
+#      drift exits 2 (changed outside kmsctl) with an external difference
+#      dstack.encrypted_env.<vm> public_key, last applied key -> the KMS's
+#      current one; the plan changes the shared image again and apply
+#      repairs it (decrypts with the new key; drift 0 after); an
+#      unreachable KMS fails the plan naming the URL, state untouched;
 #   6. the env secret values appear nowhere in the state, the plan JSON or
 #      --debug output (as text, hex and base64);
 #   7. destroy works (the KMS is not needed for it).
@@ -248,6 +252,12 @@ assert acts['gcp.instance.dstack-kms'] == 'update', acts
 assert acts['dstack.encrypted_env.dstack-kms'] == 'update', acts
 PY
 grep -q '(sensitive)' plan3.txt || fail "plan does not show (sensitive): $(cat plan3.txt)"
+# drift: a commit not applied yet (exit 4, cause manifest), nothing external.
+rc=0
+KC_ENV_SECRET=$NEW_SECRET K drift --json >drift3.json 2>drift3.err || rc=$?
+[ "$rc" = 4 ] || fail "drift after an env change: exit $rc: $(cat drift3.json drift3.err)"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["differences"]; assert all(x["cause"]=="manifest" for x in d) and any(x["address"]=="dstack.encrypted_env.dstack-kms" and x.get("field")=="env_encryption" for x in d), d' drift3.json ||
+    fail "drift after an env change: $(cat drift3.json)"
 m2=$(sim_count mutating)
 KC_ENV_SECRET=$NEW_SECRET K apply --auto-approve --debug >apply3.log 2>&1 || { cat apply3.log; fail "apply 3"; }
 [ "$(sim_count mutating)" != "$m2" ] || fail "the env change applied nothing"
@@ -256,17 +266,38 @@ sim_inventory 'service=gcp' | python3 -c 'import json,sys; d=json.load(sys.stdin
     fail "the VM was replaced"
 export KC_ENV_SECRET=$NEW_SECRET
 
-step "5. the KMS's env key rotated: the shared image changes; unreachable KMS"
+step "5. the KMS's env key rotated: drift 2 (external), apply repairs; unreachable KMS"
+# The KMS's env public key of the VM's app now (from the emulator's secret).
+kms_pubkey() {
+    local app
+    app=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["generated"]["kms_vms.dstack-kms.app_id"])' state.json)
+    kms "$KMS_URL/kms-sim/env-secret/$app" |
+        /usr/bin/python3 -c 'import json,sys; from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as K; from cryptography.hazmat.primitives import serialization as s; print(K.from_private_bytes(bytes.fromhex(json.load(sys.stdin)["private_key"])).public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw).hex())'
+}
+old_pk=$(kms_pubkey)
 kms -X POST "$KMS_URL/kms-sim/rotate" >/dev/null
+new_pk=$(kms_pubkey)
+[ "$old_pk" != "$new_pk" ] || fail "the emulator did not rotate the key"
 K plan --json >plan4.json 2>plan4.err || { cat plan4.err; fail "plan 4"; }
 python3 -c 'import json,sys; a={r["address"]: r["action"] for r in json.load(open(sys.argv[1]))["resources"]}; assert a["gcp.image.dstack-kms-shared"]=="replace" and a["gcp.instance.dstack-kms"]=="update", a' plan4.json ||
     fail "plan after a key rotation: $(cat plan4.json)"
-# drift: the shared disk is behind (exit 4: apply would change it).
+# drift: the world changed outside kmsctl (exit 2), not an undeployed commit.
 rc=0
 K drift --json >drift4.json 2>drift4.err || rc=$?
-[ "$rc" = 4 ] || fail "drift after a key rotation: exit $rc: $(cat drift4.json drift4.err)"
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["differences"]; assert any(x["address"]=="gcp.image.dstack-kms-shared" and x["field"]=="encrypted_env" for x in d), d' drift4.json ||
-    fail "drift does not name the shared image: $(cat drift4.json)"
+[ "$rc" = 2 ] || fail "drift after a key rotation: exit $rc: $(cat drift4.json drift4.err)"
+python3 - drift4.json "$old_pk" "$new_pk" <<'PY' || fail "drift after a key rotation: $(cat drift4.json)"
+import json, sys
+d = json.load(open(sys.argv[1]))["differences"]
+k = [x for x in d if x["address"] == "dstack.encrypted_env.dstack-kms" and x.get("field") == "public_key"]
+assert len(k) == 1, d
+assert k[0]["cause"] == "external", k
+assert k[0]["expected"] == sys.argv[2] and k[0]["actual"] == sys.argv[3], (k, sys.argv[2:])
+assert not any(x["address"] == "dstack.encrypted_env.dstack-kms" and x.get("field") == "env_encryption" for x in d), d
+assert any(x["address"] == "gcp.image.dstack-kms-shared" and x.get("field") == "encrypted_env" for x in d), d
+PY
+K apply --auto-approve >apply4.log 2>&1 || { cat apply4.log; fail "apply after a key rotation"; }
+[ "$(decrypt_shared)" = "$(want_env "$KC_ENV_SECRET" "$KC_ENV_TOKEN")" ] || fail "decrypted env after the key rotation"
+K drift >drift5.out 2>&1 || fail "drift after the repair: $(cat drift5.out)"
 cp state.json state.before
 kms_stop
 if K plan >plan5.out 2>&1; then fail "plan with the KMS down succeeded"; fi
@@ -274,7 +305,7 @@ grep -q "kms_vms.dstack-kms.env_encryption: KMS $KMS_URL: GetAppEnvEncryptPubKey
 cmp -s state.json state.before || fail "a failed plan changed the state"
 
 step "6. no secret in the state, the plans or the --debug output"
-no_secret state.json render.json render.err drift4.json plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
+no_secret state.json render.json render.err drift3.json drift4.json apply4.log drift5.out plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
 
 step "7. destroy, with the KMS down"
 K destroy --auto-approve >destroy.log 2>&1 || { cat destroy.log; fail "destroy"; }
