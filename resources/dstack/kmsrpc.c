@@ -2,6 +2,8 @@
 #include "resources/dstack/kmsrpc.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <time.h>
 
 #include "reconcile/json.h"
 #include "resources/dstack/envcrypt.h"
@@ -43,6 +45,62 @@ static void remote_error(const struct kc_http_req *req, struct kc_buf *out)
     json_object_put(o);
 }
 
+static void utc_text(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (!gmtime_r(&tt, &tm) ||
+        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        kc_snprintf(out, 32, "%lld", (long long)t);
+}
+
+/* The answer is fresh: signature_v1 verifies over its timestamp (the
+ * legacy signature alone, which dstack_env_pubkey_from_json accepts, does
+ * not cover it), and that timestamp is within the skew of local time. */
+static int check_fresh(struct dstack_kms_env_key *c, struct json_object *o)
+{
+    const int64_t skew = DSTACK_KMSRPC_MAX_SKEW_S;
+    const char *sig1 = kc_json_opt_str(o, "signature_v1");
+    unsigned char s1[65];
+    char at[32], now_s[32];
+    struct timespec now;
+    int64_t d;
+    int ret;
+
+    if (!sig1 || !*sig1)
+        return kc_err_set(&c->err, KC_ECRYPTO,
+                          "GetAppEnvEncryptPubKey: the answer has no "
+                          "signature_v1, so its age cannot be checked "
+                          "(a replay could bring back an old key)");
+    if ((ret = kc_json_get_int(o, "timestamp", &c->timestamp, &c->err)) < 0 ||
+        (ret = dstack_hex_decode(sig1, s1, 65, "signature_v1", &c->err)) < 0)
+        return kc_err_prefix(&c->err, "GetAppEnvEncryptPubKey");
+    if (c->timestamp < 0)
+        return kc_err_set(&c->err, KC_EPARSE,
+                          "GetAppEnvEncryptPubKey: negative timestamp %lld",
+                          (long long)c->timestamp);
+    if ((ret = dstack_env_pubkey_verify(c->app_id, c->pubkey, NULL, s1,
+                                        (uint64_t)c->timestamp, c->pinned,
+                                        &c->err)) < 0)
+        return kc_err_prefix(&c->err, "GetAppEnvEncryptPubKey: signature_v1");
+    if (clock_gettime(CLOCK_REALTIME, &now) < 0)
+        return kc_err_set(&c->err, KC_EIO, "clock_gettime: %s",
+                          strerror(errno));
+    d = c->timestamp - (int64_t)now.tv_sec;
+    if (d <= skew && d >= -skew)
+        return 0;
+    utc_text(c->timestamp, at);
+    utc_text((int64_t)now.tv_sec, now_s);
+    return kc_err_set(&c->err, KC_ECRYPTO,
+                      "GetAppEnvEncryptPubKey: the answer was signed at %s, "
+                      "%lld s %s local time %s, more than the %lld s allowed: "
+                      "a stale or replayed answer, or a wrong clock on the "
+                      "KMS or here",
+                      at, (long long)(d < 0 ? -d : d),
+                      d < 0 ? "before" : "after", now_s, (long long)skew);
+}
+
 static void on_http(struct kc_http_req *req, int status)
 {
     struct dstack_kms_env_key *c = req->data;
@@ -62,7 +120,8 @@ static void on_http(struct kc_http_req *req, int status)
         kc_buf_release(&m);
     } else if ((ret = kc_http_resp_json(req, &o, &c->err)) < 0 ||
                (ret = dstack_env_pubkey_from_json(o, c->app_id, c->pinned,
-                                                  c->pubkey, &c->err)) < 0) {
+                                                  c->pubkey, &c->err)) < 0 ||
+               (ret = check_fresh(c, o)) < 0) {
         kc_err_prefix(&c->err, "KMS %s", c->shown);
     }
     json_object_put(o);

@@ -7,9 +7,13 @@
  *   400 {"error": "<msg>"}
  *
  * The answer is verified (dstack_env_pubkey_from_json) against the pinned
- * KMS root k256 key before the public key is handed back. TLS verification
- * is always on; CA_FILE (optional) replaces the system store. Errors name
- * the KMS by its URL without userinfo, query or fragment.
+ * KMS root k256 key before the public key is handed back, and must be
+ * fresh: signature_v1 (which covers "timestamp") is required and must
+ * verify, and the timestamp must be at most DSTACK_KMSRPC_MAX_SKEW_S
+ * seconds before or after local time (reference/dstack.md §1.2: against a
+ * replayed answer, e.g. the key from before a rotation). TLS verification is
+ * always on; CA_FILE (optional) replaces the system store. Errors name the KMS
+ * by its URL without userinfo, query or fragment.
  */
 #ifndef KC_RESOURCES_DSTACK_KMSRPC_H
 #define KC_RESOURCES_DSTACK_KMSRPC_H
@@ -19,17 +23,26 @@
 
 #define DSTACK_KMSRPC_BODY_MAX   (16u << 10) /* answers are ~400 bytes */
 #define DSTACK_KMSRPC_TIMEOUT_MS 30000
+/* How far the signed timestamp may be from local time, either way. The KMS
+ * signs when it answers, so an honest answer is seconds old; the bound is
+ * for clock error between the KMS's VM and the host running kmsctl (NTP
+ * keeps it under a second; a VM without it drifts by minutes), twice the
+ * 5 minutes Kerberos allows, and far below the days between key
+ * rotations, the answers a replay would bring back. */
+#define DSTACK_KMSRPC_MAX_SKEW_S (10 * 60)
 
 struct dstack_kms_env_key;
 typedef void (*dstack_kms_env_key_cb)(struct dstack_kms_env_key *c, int status);
 
 /* One call, embedded in the caller's state. In the callback: STATUS 0 and
  * PUBKEY filled (verified), or < 0 and ERR says why (KC_ECRYPTO: not
- * signed by the pinned key; KC_EREMOTE: the KMS answered an error;
+ * signed by the pinned key, no signature_v1, or a timestamp too far from
+ * local time; KC_EREMOTE: the KMS answered an error;
  * KC_EPARSE: a malformed answer; transport errors as kc_http). */
 struct dstack_kms_env_key {
     void *data; /* the caller's */
     unsigned char pubkey[32];
+    int64_t timestamp; /* signed by the KMS (Unix seconds) */
     struct kc_err err;
     /* private */
     struct kc_http_req req;

@@ -13,6 +13,10 @@
 #      `kmsctl render` with the state writes the same .encrypted-env bytes;
 #   3. plan says No changes, a second apply makes zero mutating requests,
 #      drift exits 0;
+#   3b. the KMS's answer signed with a timestamp an hour in the past or in
+#      the future (emulator knob): plan, apply and render fail naming
+#      kms_vms.<vm>.env_encryption, the URL and both times, zero mutating
+#      requests, state untouched, nothing rendered; 2 minutes old passes;
 #   4. one env value changed: the plan replaces the shared image and updates
 #      the VM in place (shared disk swap), the value shown (sensitive); apply;
 #      drift before that apply exits 4 (cause manifest); the new
@@ -239,6 +243,31 @@ K apply --auto-approve --debug >apply2.log 2>&1 || { cat apply2.log; fail "secon
 [ "$(sim_count mutating)" = "$m1" ] || fail "second apply mutated: $m1 -> $(sim_count mutating)"
 K drift >drift.out 2>&1 || fail "drift after apply: $(cat drift.out)"
 
+step "3b. a stale or future signed timestamp fails plan, apply and render; a fresh one passes"
+kms_offset() { kms -X POST -H 'Content-Type: application/json' -d "{\"offset\": $1}" "$KMS_URL/kms-sim/timestamp" >/dev/null; }
+cp state.json state.fresh
+m3=$(sim_count mutating)
+for off in -3600 3600; do
+    kms_offset "$off"
+    if K plan >stale.out 2>&1; then fail "plan with a timestamp $off s off succeeded"; fi
+    grep -q "kms_vms.dstack-kms.env_encryption: KMS $KMS_URL: GetAppEnvEncryptPubKey: the answer was signed at 20[0-9-]*T[0-9:]*Z, 3600 s $( [ "$off" -lt 0 ] && echo before || echo after) local time 20[0-9-]*T[0-9:]*Z, more than the 600 s allowed" stale.out ||
+        fail "stale answer message ($off s): $(cat stale.out)"
+    if K apply --auto-approve >stale-apply.out 2>&1; then fail "apply with a timestamp $off s off succeeded"; fi
+    grep -q "GetAppEnvEncryptPubKey: the answer was signed at" stale-apply.out || fail "stale answer, apply: $(cat stale-apply.out)"
+    if K render dstack-kms --out stale-rendered --set "contracts.kms.address=$addr" >stale-render.out 2>&1; then
+        fail "render with a timestamp $off s off succeeded"
+    fi
+    grep -q "kms_vms.dstack-kms.env_encryption: KMS $KMS_URL: GetAppEnvEncryptPubKey: the answer was signed at" stale-render.out ||
+        fail "stale answer, render: $(cat stale-render.out)"
+    [ ! -e stale-rendered/.encrypted-env ] || fail "render wrote .encrypted-env from a stale answer"
+done
+[ "$(sim_count mutating)" = "$m3" ] || fail "mutating requests despite a stale answer: $m3 -> $(sim_count mutating)"
+cmp -s state.json state.fresh || fail "a stale answer changed the state"
+kms_offset -120 # within the skew: a clock a little off is fine
+K plan >fresh.txt 2>&1 || fail "plan with a timestamp 120 s old: $(cat fresh.txt)"
+grep -q 'No changes' fresh.txt || fail "plan with a timestamp 120 s old: $(cat fresh.txt)"
+kms_offset 0
+
 step "4. one env value changed: shared image remade, VM updated in place"
 export KC_ENV_SECRET_OLD=$KC_ENV_SECRET
 KC_ENV_SECRET=$NEW_SECRET K plan --json >plan3.json 2>plan3.err || { cat plan3.err; fail "plan 3"; }
@@ -305,7 +334,7 @@ grep -q "kms_vms.dstack-kms.env_encryption: KMS $KMS_URL: GetAppEnvEncryptPubKey
 cmp -s state.json state.before || fail "a failed plan changed the state"
 
 step "6. no secret in the state, the plans or the --debug output"
-no_secret state.json render.json render.err drift3.json drift4.json apply4.log drift5.out plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
+no_secret state.json render.json render.err stale.out stale-apply.out stale-render.out drift3.json drift4.json apply4.log drift5.out plan2.json plan3.json plan4.json plan3.txt apply1.log apply2.log apply3.log plan5.out wrong.out
 
 step "7. destroy, with the KMS down"
 K destroy --auto-approve >destroy.log 2>&1 || { cat destroy.log; fail "destroy"; }

@@ -9,14 +9,20 @@
  *            key of the app's env key, so a test can decrypt .encrypted-env
  *   POST     /kms-sim/rotate                  test only: every app gets a new
  *            env key (as after a new root key), {"generation": N}
+ *   POST     /kms-sim/timestamp {"offset": S} test only: later answers are
+ *            signed with timestamp now + S seconds (S < 0: a stale or
+ *            replayed answer; default 0), {"offset": S}
  *
  * The root k256 key is fixed (SIM_K256_SECRET below; its compressed public
  * key is what tests pin); an app's X25519 secret is SHA-256("kmsctl-sim
  * env-encrypt-key" || app_id), after N rotations SHA-256(... || app_id ||
- * N as 4 big-endian bytes), so answers are deterministic. Serve it over
+ * N as 4 big-endian bytes), so keys are deterministic; answers are signed
+ * with the current time (plus the /kms-sim/timestamp offset). Serve it over
  * TLS (--tls-cert/--tls-key) as kmsctl only talks HTTPS to a KMS.
  */
 #include "tests/sim/sim.h"
+
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <secp256k1.h>
@@ -31,7 +37,6 @@ static const unsigned char SIM_K256_SECRET[32] = {
     0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
     0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
 };
-#define SIM_TIMESTAMP 1760000000ull
 
 static void hex_of(const unsigned char *p, size_t n, char *out)
 {
@@ -46,6 +51,7 @@ static void hex_of(const unsigned char *p, size_t n, char *out)
 
 struct kms_state {
     uint32_t generation; /* rotations since start or reset */
+    int64_t ts_offset;   /* seconds added to the signed timestamp */
 };
 
 static int kms_init(struct sim *sim, void **state)
@@ -151,10 +157,14 @@ static void h_env_key(struct sim *sim, struct sim_req *req)
     secp256k1_context *ctx;
     struct chain_keccak k;
     static const char pre[] = "dstack-env-encrypt-pubkey:";
+    const struct kms_state *st = sim_req_state(req);
+    uint64_t stamp = (uint64_t)time(NULL);
 
     (void)sim;
     if (!in)
         return;
+    if (st)
+        stamp += st->ts_offset;
     app_hex = json_object_get_string(json_object_object_get(in, "app_id"));
     if (app_secret(req, app_hex, app, sk) < 0 || x25519_public(sk, pk) < 0) {
         prpc_error(req, "invalid app_id");
@@ -167,7 +177,7 @@ static void h_env_key(struct sim *sim, struct sim_req *req)
     chain_keccak_update(&k, pk, 32);
     chain_keccak_final(&k, digest);
     for (int i = 0; i < 8; i++)
-        ts[i] = (unsigned char)(SIM_TIMESTAMP >> (56 - 8 * i));
+        ts[i] = (unsigned char)(stamp >> (56 - 8 * i));
     if (!ctx || sign(ctx, digest, sig) < 0) {
         secp256k1_context_destroy(ctx);
         sim_resp_error(req, 500, "signing failed");
@@ -192,7 +202,7 @@ static void h_env_key(struct sim *sim, struct sim_req *req)
     json_object_object_add(o, "public_key", json_object_new_string(pk_hex));
     json_object_object_add(o, "signature", json_object_new_string(sig_hex));
     json_object_object_add(o, "timestamp",
-                           json_object_new_int64((int64_t)SIM_TIMESTAMP));
+                           json_object_new_int64((int64_t)stamp));
     json_object_object_add(o, "signature_v1", json_object_new_string(sig1_hex));
     sim_resp_json(req, 200, o);
 }
@@ -226,11 +236,31 @@ static void h_rotate(struct sim *sim, struct sim_req *req)
     sim_resp_json(req, 200, o);
 }
 
+static void h_timestamp(struct sim *sim, struct sim_req *req)
+{
+    struct kms_state *st = sim_req_state(req);
+    struct json_object *in = sim_req_json(req), *v, *o;
+
+    (void)sim;
+    if (!in)
+        return;
+    if (!json_object_object_get_ex(in, "offset", &v) ||
+        !json_object_is_type(v, json_type_int)) {
+        sim_resp_error(req, 400, "expected {\"offset\": <seconds>}");
+        return;
+    }
+    st->ts_offset = json_object_get_int64(v);
+    o = json_object_new_object();
+    json_object_object_add(o, "offset", json_object_new_int64(st->ts_offset));
+    sim_resp_json(req, 200, o);
+}
+
 static const struct sim_route kms_routes[] = {
     { "*", "/prpc/KMS.GetMeta", h_meta, false },
     { "POST", "/prpc/KMS.GetAppEnvEncryptPubKey", h_env_key, false },
     { "GET", "/kms-sim/env-secret/{app_id}", h_env_secret, false },
     { "POST", "/kms-sim/rotate", h_rotate, false },
+    { "POST", "/kms-sim/timestamp", h_timestamp, false },
     { NULL, NULL, NULL, false },
 };
 
