@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <uv.h>
 
 #include "reconcile/file.h"
 #include "reconcile/json.h"
 
-#define POLL_NS 50000000L /* 50 ms between tries while waiting */
+#define POLL_MS 50 /* between tries while waiting */
 
 struct kc_lock {
     int fd;
@@ -364,6 +365,58 @@ static int refuse_held(const char *state_path, int fd, const char *lockpath,
     return KC_ELOCKED;
 }
 
+struct flock_wait {
+    int fd;
+    double start, timeout;
+    int result; /* 0 locked, 1 timed out, -errno, 2 still waiting */
+};
+
+static void on_flock_tick(uv_timer_t *t)
+{
+    struct flock_wait *w = t->data;
+
+    if (flock(w->fd, LOCK_EX | LOCK_NB) == 0)
+        w->result = 0;
+    else if (errno != EWOULDBLOCK && errno != EINTR)
+        w->result = -errno;
+    else if (now_mono() - w->start >= w->timeout)
+        w->result = 1;
+    else
+        return;
+    (void)uv_timer_stop(t); /* always 0 */
+}
+
+/* Waits for the flock on FD until TIMEOUT seconds after START, trying every
+ * POLL_MS on a uv timer. The lock is taken before kmsctl's own loop has any
+ * work, so the wait runs on a loop of its own. Returns 0 when locked, 1 on
+ * timeout. */
+static int wait_flock(int fd, double start, double timeout,
+                      const char *lockpath, struct kc_err *err)
+{
+    struct flock_wait w = { fd, start, timeout, 2 };
+    uv_loop_t loop;
+    uv_timer_t timer;
+    int ret;
+
+    if ((ret = uv_loop_init(&loop)) < 0)
+        return kc_err_from_uv(err, ret, "waiting for the state lock");
+    ret = uv_timer_init(&loop, &timer);
+    if (ret == 0) {
+        timer.data = &w;
+        ret = uv_timer_start(&timer, on_flock_tick, POLL_MS, POLL_MS);
+        if (ret == 0)
+            (void)uv_run(&loop, UV_RUN_DEFAULT); /* until the timer stops */
+        uv_close((uv_handle_t *)&timer, NULL);
+        (void)uv_run(&loop, UV_RUN_DEFAULT); /* the close */
+    }
+    (void)uv_loop_close(&loop); /* nothing is left open */
+    if (ret < 0)
+        return kc_err_from_uv(err, ret, "waiting for the state lock");
+    if (w.result < 0)
+        return kc_err_from_errno(err, -w.result, "cannot lock '%s'", lockpath);
+    return w.result;
+}
+
 /* Drops the flock on FD when LOCKED, and closes FD when it is open. */
 static void close_lock(int fd, bool locked)
 {
@@ -392,27 +445,23 @@ static int lock_take(const char *state_path, double timeout_seconds,
     ret = open_lock(state_path, &lockpath, true, &fd, err);
     if (ret < 0)
         goto out;
-    for (;;) {
-        double left;
-        struct timespec ts;
-
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            break;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno == EINTR)
             continue;
         if (errno != EWOULDBLOCK) {
             ret = kc_err_from_errno(err, errno, "cannot lock '%s'", lockpath);
             goto out;
         }
-        left = timeout_seconds - (now_mono() - start);
-        if (left <= 0) {
+        ret = timeout_seconds > 0
+                  ? wait_flock(fd, start, timeout_seconds, lockpath, err)
+                  : 1;
+        if (ret < 0)
+            goto out;
+        if (ret == 1) {
             ret = refuse_held(state_path, fd, lockpath, timeout_seconds, err);
             goto out;
         }
-        ts.tv_sec = 0;
-        ts.tv_nsec = left < POLL_NS / 1e9 ? (long)(left * 1e9) + 1 : POLL_NS;
-        /* An EINTR only makes this try sooner. */
-        (void)nanosleep(&ts, NULL);
+        break;
     }
     locked = true;
     ret = read_holder(fd, lockpath, &h, err);
