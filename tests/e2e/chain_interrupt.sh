@@ -19,8 +19,10 @@ YAML
 state="$work/.kmsctl/chainint.state.json"
 
 chain_node_start --no-mining
-chain_apply_until_pending 2 "$work/int.log" "$work/m.yaml"
-sleep 0.5 # let the receipt polling start
+chain_apply_until_pending 2 "$work/int.log" "$work/m.yaml" --debug
+# Both broadcasts answered: kmsctl now only waits for the receipts.
+sent() { [ "$(grep -c ': sent, nonce' "$work/int.log")" -ge 2 ]; }
+wait_until 30 sent || fail "kmsctl never saw both broadcasts answered: $(cat "$work/int.log")"
 anvil_stop # the node dies with the transactions unmined
 t0=$SECONDS
 kill -TERM "$BG"

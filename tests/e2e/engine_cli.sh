@@ -228,7 +228,10 @@ bg_start term.log "$K" apply -f m.yaml --auto-approve
 wait_until 60 started t term.log || fail "t never started: $(cat term.log)"
 start=$SECONDS
 kill -TERM "$BG"
-sleep 0.2
+# The second signal only once the first was handled (two signals before the
+# loop runs would be one wake-up).
+wait_until 20 grep -qF "terminated: starting nothing new" term.log ||
+    fail "the first SIGTERM was not handled: $(cat term.log)"
 kill -TERM "$BG"
 bg_wait 20 || fail "the second signal did not abort: still running 20 s later"
 [ "$rc" = 130 ] || fail "SIGTERM twice: exit $rc: $(cat term.log)"

@@ -186,8 +186,8 @@ chain_node_start() {
 # chain_apply_until_pending N LOG MANIFEST: `kmsctl apply` of MANIFEST in the
 # background (bg_start, output in LOG) until the node's pool holds N
 # transactions (60 s at most, else the test fails); the run goes on ($BG).
-chain_apply_until_pending() {
-  bg_start "$2" "${KMSCTL:?}" apply --auto-approve -f "$3"
+chain_apply_until_pending() { # N LOG MANIFEST [EXTRA ARGS...]
+  bg_start "$2" "${KMSCTL:?}" apply --auto-approve -f "$3" "${@:4}"
   wait_until 60 anvil_pending_ge "$1" ||
     fail "fewer than $1 transactions ever reached the pool: $(cat "$2")"
 }
